@@ -1,0 +1,374 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+	"sigs.k8s.io/yaml"
+
+	"sluice.dev/sluice/renderer"
+	"sluice.dev/sluice/specs"
+)
+
+func newValidateCommand() *cobra.Command {
+	var repo string
+	cmd := &cobra.Command{
+		Use:   "validate PATH...",
+		Short: "Check release specs and the kustomize sources they name",
+		Long: `Validate parses every release spec in the given files and directories
+(directories are searched recursively for YAML files that declare
+kind: Release), checks every field, and checks that each version's source is a
+kustomize directory inside the repository without remote bases. All errors
+are printed, each with its file, line and field path. Exit status is 0 when
+everything is valid and 1 otherwise.`,
+		Example: `  # Validate one file
+  sluice validate examples/catalog/releases/catalog.yaml
+
+  # Validate every release under a directory
+  sluice validate examples/`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			files, err := releaseFiles(args)
+			if err != nil {
+				return err
+			}
+			var all specs.ErrorList
+			count := 0
+			for _, f := range files {
+				rels, err := specs.LoadFile(f)
+				if err != nil {
+					all = append(all, specs.AsErrorList(err, f)...)
+					continue
+				}
+				for _, rel := range rels {
+					root, err := repoRoot(f, repo, rel)
+					if err != nil {
+						all = append(all, specs.FieldError{File: f, Reason: err.Error()})
+						continue
+					}
+					for i := range rel.Spec.Versions {
+						v := &rel.Spec.Versions[i]
+						if err := renderer.CheckSources(root, rel.SourceOf(v)); err != nil {
+							all = append(all, specs.FieldError{File: f, Line: rel.Origin.Line(fmt.Sprintf("spec.versions[%d]", i)),
+								Path: fmt.Sprintf("spec.versions[%d]", i), Reason: err.Error()})
+						}
+					}
+					count++
+				}
+			}
+			if len(all) > 0 {
+				all.Sort()
+				for _, e := range all {
+					fmt.Fprintln(cmd.ErrOrStderr(), e.Error())
+				}
+				return exitError{fmt.Errorf("%d error(s)", len(all))}
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%d release(s) in %d file(s) are valid\n", count, len(files))
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&repo, "repo", "", "repository root that source paths are relative to (default: found from each file)")
+	return cmd
+}
+
+func newPlanCommand() *cobra.Command {
+	var (
+		output, name string
+	)
+	cmd := &cobra.Command{
+		Use:   "plan FILE",
+		Short: "Show the steps a release walks through",
+		Long: `Plan expands a release spec into the ordered steps Sluice walks: each
+step's name, kind, the candidate's traffic, the gates that hold it and
+whether it needs approval.`,
+		Example: `  sluice plan examples/catalog/releases/catalog.yaml
+  sluice plan examples/catalog/releases/catalog.yaml -o json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			rel, err := loadOne(args[0], name)
+			if err != nil {
+				return err
+			}
+			steps, err := specs.Plan(rel)
+			if err != nil {
+				return err
+			}
+			switch output {
+			case "json":
+				return writeJSON(cmd.OutOrStdout(), steps)
+			case "", "table":
+				return planTable(cmd.OutOrStdout(), rel, steps)
+			}
+			return fmt.Errorf("unknown output format %q (use table or json)", output)
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	cmd.Flags().StringVar(&name, "release", "", "release name, when FILE holds more than one")
+	return cmd
+}
+
+func newRenderCommand() *cobra.Command {
+	var (
+		output, name, step, repo string
+	)
+	cmd := &cobra.Command{
+		Use:   "render FILE --step NAME|INDEX",
+		Short: "Print the manifests of one step of a release",
+		Long: `Render builds the Kubernetes and Istio manifests of one step of a release
+with kustomize: the stable and candidate Deployments, the app's shared
+resources, a DestinationRule with a subset per version and a VirtualService
+per routing context. Paths in FILE resolve against the repository root
+(--repo; by default the nearest directory above FILE, up to the enclosing
+Git work tree, that holds the release's sources). The steps are those of
+"sluice plan", plus "stable" (no candidate) and "rollback".`,
+		Example: `  sluice render examples/catalog/releases/catalog.yaml --step canary-20
+  sluice render examples/catalog/releases/catalog.yaml --step 1 -o json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if step == "" {
+				return errors.New("--step is required: name a step of `sluice plan`, or its index")
+			}
+			rel, err := loadOne(args[0], name)
+			if err != nil {
+				return err
+			}
+			st, err := specs.FindStep(rel, step)
+			if err != nil {
+				return err
+			}
+			root, err := repoRoot(args[0], repo, rel)
+			if err != nil {
+				return err
+			}
+			out, err := renderer.Render(cmd.Context(), root, rel, st)
+			if err != nil {
+				return err
+			}
+			switch output {
+			case "json":
+				objs := make([]map[string]any, len(out.Objects))
+				for i, o := range out.Objects {
+					objs[i] = o.Object
+				}
+				return writeJSON(cmd.OutOrStdout(), objs)
+			case "", "yaml":
+				b, err := out.YAML()
+				if err != nil {
+					return err
+				}
+				_, err = cmd.OutOrStdout().Write(b)
+				return err
+			}
+			return fmt.Errorf("unknown output format %q (use yaml or json)", output)
+		},
+	}
+	cmd.Flags().StringVar(&step, "step", "", "step name or index (see sluice plan)")
+	cmd.Flags().StringVarP(&output, "output", "o", "yaml", "output format: yaml or json")
+	cmd.Flags().StringVar(&name, "release", "", "release name, when FILE holds more than one")
+	cmd.Flags().StringVar(&repo, "repo", "", "repository root that source paths are relative to")
+	return cmd
+}
+
+// loadOne reads the release of a file, or the one named when it holds several.
+func loadOne(file, name string) (*specs.Release, error) {
+	rels, err := specs.LoadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	if name == "" {
+		if len(rels) > 1 {
+			names := make([]string, len(rels))
+			for i, r := range rels {
+				names[i] = r.Metadata.Name
+			}
+			return nil, fmt.Errorf("%s holds %d releases (%s): choose one with --release", file, len(rels), strings.Join(names, ", "))
+		}
+		return rels[0], nil
+	}
+	for _, r := range rels {
+		if r.Metadata.Name == name {
+			return r, nil
+		}
+	}
+	return nil, fmt.Errorf("%s has no release named %q", file, name)
+}
+
+// releaseFiles expands directories into the YAML files in them that declare a Release.
+func releaseFiles(args []string) ([]string, error) {
+	var files []string
+	for _, a := range args {
+		st, err := os.Stat(a)
+		if err != nil {
+			return nil, err
+		}
+		if !st.IsDir() {
+			files = append(files, a)
+			continue
+		}
+		err = filepath.WalkDir(a, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.IsDir() {
+				if d.Name() == ".git" {
+					return filepath.SkipDir
+				}
+				return nil
+			}
+			if ext := filepath.Ext(p); ext != ".yaml" && ext != ".yml" {
+				return nil
+			}
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			if specs.IsRelease(data) {
+				files = append(files, p)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("search %s: %w", a, err)
+		}
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("no release specs (kind: Release) found in %s", strings.Join(args, ", "))
+	}
+	sort.Strings(files)
+	return files, nil
+}
+
+// repoRoot opens the repository a release's paths are relative to: the
+// --repo flag, or the nearest directory above the file, up to the enclosing
+// Git work tree, in which every source of the release exists.
+func repoRoot(file, flag string, rel *specs.Release) (fs.FS, error) {
+	dir := flag
+	if dir == "" {
+		abs, err := filepath.Abs(filepath.Dir(file))
+		if err != nil {
+			return nil, err
+		}
+		dir = abs
+		for d := abs; ; d = filepath.Dir(d) {
+			if hasSources(d, rel) {
+				dir = d
+				break
+			}
+			if _, err := os.Stat(filepath.Join(d, ".git")); err == nil || filepath.Dir(d) == d {
+				break
+			}
+		}
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open repository %s: %w", dir, err)
+	}
+	// The root stays open for the life of the command.
+	return root.FS(), nil
+}
+
+func hasSources(dir string, rel *specs.Release) bool {
+	for i := range rel.Spec.Versions {
+		st, err := os.Stat(filepath.Join(dir, filepath.FromSlash(rel.SourceOf(&rel.Spec.Versions[i]))))
+		if err != nil || !st.IsDir() {
+			return false
+		}
+	}
+	return true
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func planTable(w io.Writer, rel *specs.Release, steps []specs.Step) error {
+	fmt.Fprintf(w, "Release %s: %s -> %s\n\n", rel.ID(), rel.Spec.Stable, orNone(rel.Spec.Candidate))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "#\tSTEP\tKIND\tCANDIDATE TRAFFIC\tGATES\tAPPROVAL")
+	for _, s := range steps {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", s.Index, s.Name, s.Kind, traffic(s), gates(s.Gates), orNone(s.Approval))
+	}
+	return tw.Flush()
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func traffic(s specs.Step) string {
+	switch s.Kind {
+	case specs.KindStable, specs.KindDeploy, specs.KindRollback:
+		return "0%"
+	case specs.KindMirror:
+		return fmt.Sprintf("0%% (%g%% mirrored)", s.MirrorPercent)
+	}
+	t := fmt.Sprintf("%d%%", s.Weight)
+	if len(s.Match) > 0 {
+		t += " of " + describeMatch(s.Match)
+	}
+	return t
+}
+
+func describeMatch(ms []specs.Match) string {
+	var parts []string
+	for _, m := range ms {
+		var conds []string
+		names := make([]string, 0, len(m.Headers))
+		for n := range m.Headers {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			h := m.Headers[n]
+			switch {
+			case h.Exact != "":
+				conds = append(conds, fmt.Sprintf("%s=%s", n, h.Exact))
+			case h.Prefix != "":
+				conds = append(conds, fmt.Sprintf("%s=%s*", n, h.Prefix))
+			default:
+				conds = append(conds, fmt.Sprintf("%s~%s", n, h.Regex))
+			}
+		}
+		if m.Cookie != nil {
+			conds = append(conds, fmt.Sprintf("cookie %s=%s", m.Cookie.Name, m.Cookie.Value))
+		}
+		if len(m.SourceLabels) > 0 {
+			b, _ := yaml.Marshal(m.SourceLabels)
+			conds = append(conds, "from "+strings.TrimSpace(strings.ReplaceAll(string(b), "\n", ",")))
+		}
+		parts = append(parts, strings.Join(conds, " and "))
+	}
+	return strings.Join(parts, " or ")
+}
+
+func gates(g specs.Gates) string {
+	if len(g.Metrics) == 0 {
+		return "available"
+	}
+	var ms []string
+	for _, m := range g.Metrics {
+		var b []string
+		if m.ThresholdRange.Min != nil {
+			b = append(b, fmt.Sprintf(">=%g", *m.ThresholdRange.Min))
+		}
+		if m.ThresholdRange.Max != nil {
+			b = append(b, fmt.Sprintf("<=%g", *m.ThresholdRange.Max))
+		}
+		ms = append(ms, fmt.Sprintf("%s %s/%s", m.Name, strings.Join(b, ","), m.Interval))
+	}
+	return fmt.Sprintf("every %s x%d: %s", specs.Duration{Duration: g.Interval}, g.Iterations, strings.Join(ms, "; "))
+}

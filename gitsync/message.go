@@ -1,0 +1,169 @@
+package gitsync
+
+import (
+	"bytes"
+	"fmt"
+	"regexp"
+	"strings"
+	"text/template"
+)
+
+// Trailer is one "Key: Value" line at the end of a commit message, in the
+// format `git interpret-trailers` reads.
+type Trailer struct {
+	Key   string
+	Value string
+}
+
+// Standard trailer keys on Sluice's commits.
+const (
+	TrailerRelease = "Sluice-Release"
+	TrailerStep    = "Sluice-Step"
+	TrailerAction  = "Sluice-Action"
+)
+
+var trailerKeyRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]*$`)
+
+func (t Trailer) validate() error {
+	if !trailerKeyRE.MatchString(t.Key) {
+		return fmt.Errorf("trailer key %q: want letters, digits and '-'", t.Key)
+	}
+	if strings.TrimSpace(t.Value) == "" {
+		return fmt.Errorf("trailer %q has an empty value", t.Key)
+	}
+	if strings.ContainsAny(t.Value, "\r\n") {
+		return fmt.Errorf("trailer %q: value must be one line", t.Key)
+	}
+	return nil
+}
+
+// FormatMessage joins a message and its trailers the way git expects: the
+// trailers form the last paragraph, after one blank line.
+func FormatMessage(message string, trailers []Trailer) (string, error) {
+	msg := strings.TrimRight(message, " \t\r\n")
+	if msg == "" {
+		return "", fmt.Errorf("commit message is empty")
+	}
+	var b strings.Builder
+	b.WriteString(msg)
+	b.WriteString("\n")
+	if len(trailers) > 0 {
+		b.WriteString("\n")
+		for _, t := range trailers {
+			if err := t.validate(); err != nil {
+				return "", err
+			}
+			fmt.Fprintf(&b, "%s: %s\n", t.Key, strings.TrimSpace(t.Value))
+		}
+	}
+	return b.String(), nil
+}
+
+// ParseTrailers returns the trailers of a commit message: the lines of its
+// last paragraph, when that paragraph is not the subject and every line in
+// it is "Key: Value" (or an indented continuation of one). This is the
+// strict subset of `git interpret-trailers --parse` that Sluice writes.
+func ParseTrailers(message string) []Trailer {
+	lines := strings.Split(strings.ReplaceAll(message, "\r\n", "\n"), "\n")
+	// Drop trailing blank lines, then find the start of the last paragraph.
+	end := len(lines)
+	for end > 0 && strings.TrimSpace(lines[end-1]) == "" {
+		end--
+	}
+	start := end
+	for start > 0 && strings.TrimSpace(lines[start-1]) != "" {
+		start--
+	}
+	if start == 0 {
+		// The first paragraph is the subject; it never holds trailers.
+		return nil
+	}
+	var out []Trailer
+	for _, l := range lines[start:end] {
+		if l[0] == ' ' || l[0] == '\t' {
+			if len(out) == 0 {
+				return nil
+			}
+			out[len(out)-1].Value += " " + strings.TrimSpace(l)
+			continue
+		}
+		k, v, ok := strings.Cut(l, ":")
+		k = strings.TrimRight(k, " \t")
+		if !ok || !trailerKeyRE.MatchString(k) {
+			return nil
+		}
+		out = append(out, Trailer{Key: k, Value: strings.TrimSpace(v)})
+	}
+	return out
+}
+
+// TrailerValue returns the value of the last trailer named key
+// (case-insensitive, as git compares keys), or "".
+func TrailerValue(trailers []Trailer, key string) string {
+	v := ""
+	for _, t := range trailers {
+		if strings.EqualFold(t.Key, key) {
+			v = t.Value
+		}
+	}
+	return v
+}
+
+// GateFigure is one gate's measured value, for commit messages.
+type GateFigure struct {
+	Name      string
+	Value     float64
+	Threshold float64
+	// Op compares Value with Threshold, e.g. "<=" or ">=".
+	Op     string
+	Passed bool
+}
+
+// MessageData feeds a commit message template.
+type MessageData struct {
+	Release string // namespace/name, e.g. istioinaction/catalog
+	Step    string // e.g. canary-20
+	Action  string // e.g. advance, promote, rollback
+	Weight  int    // percent of traffic on the new version
+	Gates   []GateFigure
+	Note    string // free text, e.g. why a rollback happened
+}
+
+// DefaultMessageTemplate renders the subject and body of a Sluice commit.
+const DefaultMessageTemplate = `sluice: {{.Action}} {{.Release}} to {{.Step}}{{if .Weight}} ({{.Weight}}%){{end}}
+{{- if or .Gates .Note}}
+{{if .Note}}
+{{.Note}}
+{{- end}}
+{{- range .Gates}}
+{{.Name}}: {{printf "%g" .Value}} {{.Op}} {{printf "%g" .Threshold}} {{if .Passed}}passed{{else}}failed{{end}}
+{{- end}}
+{{- end}}
+`
+
+// RenderMessage executes tmpl (DefaultMessageTemplate when empty) with d and
+// returns the message with Sluice's standard trailers, ready for Change.
+func RenderMessage(tmpl string, d MessageData) (string, []Trailer, error) {
+	if tmpl == "" {
+		tmpl = DefaultMessageTemplate
+	}
+	if d.Release == "" || d.Step == "" {
+		return "", nil, fmt.Errorf("render commit message: release and step are required (got release %q, step %q)", d.Release, d.Step)
+	}
+	t, err := template.New("message").Option("missingkey=error").Parse(tmpl)
+	if err != nil {
+		return "", nil, fmt.Errorf("parse commit message template: %w", err)
+	}
+	var b bytes.Buffer
+	if err := t.Execute(&b, d); err != nil {
+		return "", nil, fmt.Errorf("render commit message template: %w", err)
+	}
+	trailers := []Trailer{
+		{Key: TrailerRelease, Value: d.Release},
+		{Key: TrailerStep, Value: d.Step},
+	}
+	if d.Action != "" {
+		trailers = append(trailers, Trailer{Key: TrailerAction, Value: d.Action})
+	}
+	return b.String(), trailers, nil
+}

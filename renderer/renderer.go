@@ -1,0 +1,412 @@
+// Package renderer turns a release and one of its steps into the Kubernetes
+// and Istio manifests of that step, with a kustomize build.
+package renderer
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"path"
+	"sort"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/api/resmap"
+	"sigs.k8s.io/kustomize/api/types"
+	"sigs.k8s.io/yaml"
+
+	"sluice.dev/sluice/specs"
+)
+
+// Labels Sluice puts on everything it renders, so an apply can prune exactly
+// what Sluice owns for a release and nothing else.
+const (
+	LabelManagedBy        = "app.kubernetes.io/managed-by"
+	ManagedByValue        = "sluice"
+	LabelRelease          = "sluice.dev/release"
+	LabelReleaseNamespace = "sluice.dev/release-namespace"
+	// LabelVersion is the label DestinationRule subsets select by.
+	LabelVersion = "version"
+)
+
+// Owner is the set of labels that marks an object as rendered by Sluice for a release.
+func Owner(rel *specs.Release) map[string]string {
+	return map[string]string{
+		LabelManagedBy:        ManagedByValue,
+		LabelRelease:          rel.Metadata.Name,
+		LabelReleaseNamespace: rel.Metadata.Namespace,
+	}
+}
+
+// Output is the rendered manifests of one step.
+type Output struct {
+	Release string
+	Step    specs.Step
+	// Objects in kustomize's order (namespaces, then by kind and name).
+	Objects []*unstructured.Unstructured
+	// Owner are the labels every object carries.
+	Owner map[string]string
+	// Workloads maps each live version to the name of its Deployment.
+	Workloads map[string]string
+	// Revisions maps each live version to its content revision.
+	Revisions map[string]string
+}
+
+// YAML is the step as multi-document YAML.
+func (o *Output) YAML() ([]byte, error) {
+	var buf bytes.Buffer
+	for i, obj := range o.Objects {
+		if i > 0 {
+			buf.WriteString("---\n")
+		}
+		b, err := yaml.Marshal(obj.Object)
+		if err != nil {
+			return nil, fmt.Errorf("marshal %s %s: %w", obj.GetKind(), obj.GetName(), err)
+		}
+		buf.Write(b)
+	}
+	return buf.Bytes(), nil
+}
+
+// versionScoped kinds are copied per version (and renamed with the version
+// as suffix); every other kind is shared by all versions of the release.
+var versionScoped = map[string]bool{
+	"Deployment":              true,
+	"ConfigMap":               true,
+	"Secret":                  true,
+	"HorizontalPodAutoscaler": true,
+}
+
+// Render builds the manifests of a step. repo is the repository the
+// release's source paths are relative to: a directory (os.DirFS, or better
+// an os.Root's FS) or a Git tree.
+//
+// The step is one kustomize build of a generated kustomization that
+// composes, per live version, the version's own source (with its images,
+// env and patches) renamed and labelled by version, the shared resources
+// (Service, ServiceAccount, ...) of the primary version, and Sluice's
+// DestinationRule and VirtualServices; the release namespace and the
+// ownership labels apply to all of it.
+func Render(ctx context.Context, repo fs.FS, rel *specs.Release, step specs.Step) (*Output, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	lfs := newLayeredFS(repo)
+	base := path.Join(genDir, rel.Metadata.Namespace, rel.Metadata.Name)
+
+	live := step.Versions
+	if len(live) == 0 {
+		return nil, fmt.Errorf("render %s step %s: the step has no versions", rel.ID(), step.Name)
+	}
+	primary := live[0]
+	if step.Kind == specs.KindPromote {
+		primary = rel.Spec.Candidate
+	}
+	// During promote and rollback the version leaving keeps its subset, so
+	// no route ever names a subset that was already removed; the next
+	// steady state drops it.
+	subsets := append([]string(nil), live...)
+	if (step.Kind == specs.KindPromote || step.Kind == specs.KindRollback) && rel.Spec.Candidate != "" {
+		subsets = []string{rel.Spec.Stable, rel.Spec.Candidate}
+	}
+
+	inv := map[string]*inventory{}
+	out := &Output{
+		Release:   rel.ID(),
+		Step:      step,
+		Owner:     Owner(rel),
+		Workloads: map[string]string{},
+		Revisions: map[string]string{},
+	}
+	for _, v := range live {
+		ver := rel.Version(v)
+		if ver == nil {
+			return nil, fmt.Errorf("render %s step %s: version %q is not in spec.versions", rel.ID(), step.Name, v)
+		}
+		i, err := takeInventory(lfs, base, rel, ver)
+		if err != nil {
+			return nil, fmt.Errorf("render %s version %s: %w", rel.ID(), v, err)
+		}
+		inv[v] = i
+		out.Workloads[v] = i.deployment + "-" + v
+		out.Revisions[v] = i.revision
+	}
+
+	root := &types.Kustomization{
+		TypeMeta:  types.TypeMeta{APIVersion: types.KustomizationVersion, Kind: types.KustomizationKind},
+		Namespace: rel.Metadata.Namespace,
+		Labels:    []types.Label{{Pairs: out.Owner}},
+	}
+	// Shared resources come from the primary version's build, without its
+	// version-scoped resources.
+	shared := versionKustomization(lfs, base+"/shared", rel, rel.Version(primary))
+	for _, id := range inv[primary].resources {
+		if versionScoped[id.kind] {
+			shared.Patches = append(shared.Patches, deletePatch(id))
+		}
+	}
+	if err := addKustomization(lfs, base+"/shared", shared); err != nil {
+		return nil, err
+	}
+	root.Resources = append(root.Resources, "shared")
+
+	for _, v := range live {
+		dir := base + "/version-" + v
+		k := versionKustomization(lfs, dir, rel, rel.Version(v))
+		for _, id := range inv[v].resources {
+			if !versionScoped[id.kind] {
+				k.Patches = append(k.Patches, deletePatch(id))
+			}
+		}
+		if p := envPatch(inv[v], rel.Version(v)); p != nil {
+			k.Patches = append(k.Patches, *p)
+		}
+		if r := rel.Version(v).Replicas; r != nil {
+			k.Replicas = []types.Replica{{Name: inv[v].deployment, Count: int64(*r)}}
+		}
+		k.NameSuffix = "-" + v
+		k.Labels = append(k.Labels, types.Label{Pairs: map[string]string{LabelVersion: v}, IncludeSelectors: true})
+		if err := addKustomization(lfs, dir, k); err != nil {
+			return nil, err
+		}
+		root.Resources = append(root.Resources, "version-"+v)
+	}
+
+	docs, err := istioObjects(rel, step, subsets)
+	if err != nil {
+		return nil, fmt.Errorf("render %s step %s: %w", rel.ID(), step.Name, err)
+	}
+	lfs.addGenerated(base+"/istio.yaml", bytes.Join(docs, []byte("---\n")))
+	root.Resources = append(root.Resources, "istio.yaml")
+	if err := addKustomization(lfs, base, root); err != nil {
+		return nil, err
+	}
+
+	rm, err := build(lfs, base)
+	if err != nil {
+		return nil, fmt.Errorf("render %s step %s: %w", rel.ID(), step.Name, err)
+	}
+	for _, r := range rm.Resources() {
+		// Through JSON, numbers become the int64 and float64 that
+		// unstructured objects hold.
+		b, err := r.MarshalJSON()
+		if err != nil {
+			return nil, fmt.Errorf("render %s step %s: %s: %w", rel.ID(), step.Name, r.CurId(), err)
+		}
+		obj := &unstructured.Unstructured{}
+		if err := obj.UnmarshalJSON(b); err != nil {
+			return nil, fmt.Errorf("render %s step %s: %s: %w", rel.ID(), step.Name, r.CurId(), err)
+		}
+		out.Objects = append(out.Objects, obj)
+	}
+	return out, nil
+}
+
+// Revision is the content revision of a version: a hash of its definition in
+// the spec and of every repository file its build reads. Sluice's own
+// commits change neither, so they never look like a new candidate.
+func Revision(ctx context.Context, repo fs.FS, rel *specs.Release, version string) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	ver := rel.Version(version)
+	if ver == nil {
+		return "", fmt.Errorf("revision of %s: version %q is not in spec.versions", rel.ID(), version)
+	}
+	lfs := newLayeredFS(repo)
+	i, err := takeInventory(lfs, path.Join(genDir, rel.Metadata.Namespace, rel.Metadata.Name), rel, ver)
+	if err != nil {
+		return "", fmt.Errorf("revision of %s version %s: %w", rel.ID(), version, err)
+	}
+	return i.revision, nil
+}
+
+type resID struct{ group, version, kind, name string }
+
+type inventory struct {
+	resources  []resID
+	deployment string
+	containers []string
+	revision   string
+}
+
+// takeInventory builds a version's source on its own, to learn which
+// resources it has (so the step's build can split shared from per-version
+// ones) and which files it reads (its content revision).
+func takeInventory(lfs *layeredFS, base string, rel *specs.Release, ver *specs.Version) (*inventory, error) {
+	src := rel.SourceOf(ver)
+	if err := checkSources(lfs, src); err != nil {
+		return nil, err
+	}
+	dir := base + "/inventory-" + ver.Name
+	if err := addKustomization(lfs, dir, versionKustomization(lfs, dir, rel, ver)); err != nil {
+		return nil, err
+	}
+	lfs.resetRead()
+	rm, err := build(lfs, dir)
+	if err != nil {
+		return nil, err
+	}
+	inv := &inventory{}
+	h := sha256.New()
+	spec, err := yaml.Marshal(ver)
+	if err != nil {
+		return nil, fmt.Errorf("marshal version: %w", err)
+	}
+	fmt.Fprintf(h, "version\x00%s\x00", spec)
+	for _, f := range lfs.filesRead() {
+		data, err := lfs.ReadFile("/" + f)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(h, "%s\x00%d\x00", f, len(data))
+		h.Write(data)
+	}
+	inv.revision = hex.EncodeToString(h.Sum(nil))[:16]
+
+	var deployments []string
+	for _, r := range rm.Resources() {
+		gvk := r.GetGvk()
+		inv.resources = append(inv.resources, resID{gvk.Group, gvk.Version, gvk.Kind, r.GetName()})
+		if gvk.Kind == "Deployment" {
+			deployments = append(deployments, r.GetName())
+			if len(deployments) == 1 {
+				m, err := r.Map()
+				if err != nil {
+					return nil, err
+				}
+				for _, c := range containersOf(m) {
+					if cm, ok := c.(map[string]any); ok {
+						name, _ := cm["name"].(string)
+						inv.containers = append(inv.containers, name)
+					}
+				}
+			}
+		}
+	}
+	if len(deployments) != 1 {
+		return nil, fmt.Errorf("source %s builds %d Deployments (%s); a release manages exactly one workload per version",
+			src, len(deployments), strings.Join(deployments, ", "))
+	}
+	inv.deployment = deployments[0]
+	return inv, nil
+}
+
+// versionKustomization composes a version's source with its images and patches.
+func versionKustomization(lfs *layeredFS, dir string, rel *specs.Release, ver *specs.Version) *types.Kustomization {
+	k := &types.Kustomization{
+		TypeMeta:  types.TypeMeta{APIVersion: types.KustomizationVersion, Kind: types.KustomizationKind},
+		Resources: []string{relPath(dir, "/"+rel.SourceOf(ver))},
+	}
+	for _, img := range ver.Images {
+		k.Images = append(k.Images, types.Image{Name: img.Name, NewName: img.NewName, NewTag: img.NewTag, Digest: img.Digest})
+	}
+	for _, p := range ver.Patches {
+		kp := types.Patch{Patch: p.Patch}
+		if t := p.Target; t != nil {
+			kp.Target = &types.Selector{
+				ResId:              resIDSelector(t),
+				LabelSelector:      t.LabelSelector,
+				AnnotationSelector: t.AnnotationSelector,
+			}
+		}
+		k.Patches = append(k.Patches, kp)
+	}
+	return k
+}
+
+func deletePatch(id resID) types.Patch {
+	apiVersion := id.version
+	if id.group != "" {
+		apiVersion = id.group + "/" + id.version
+	}
+	return types.Patch{Patch: fmt.Sprintf("$patch: delete\napiVersion: %s\nkind: %s\nmetadata:\n  name: %s\n", apiVersion, id.kind, id.name)}
+}
+
+// envPatch sets the version's env on every container of its Deployment; a
+// strategic merge patch keeps the variables the source already sets.
+func envPatch(inv *inventory, ver *specs.Version) *types.Patch {
+	if len(ver.Env) == 0 {
+		return nil
+	}
+	names := make([]string, 0, len(ver.Env))
+	for n := range ver.Env {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	env := make([]any, len(names))
+	for i, n := range names {
+		env[i] = map[string]any{"name": n, "value": ver.Env[n]}
+	}
+	containers := make([]any, len(inv.containers))
+	for i, c := range inv.containers {
+		containers[i] = map[string]any{"name": c, "env": env}
+	}
+	patch := map[string]any{
+		"apiVersion": "apps/v1",
+		"kind":       "Deployment",
+		"metadata":   map[string]any{"name": inv.deployment},
+		"spec":       map[string]any{"template": map[string]any{"spec": map[string]any{"containers": containers}}},
+	}
+	b, _ := yaml.Marshal(patch) // plain maps of strings always marshal
+	return &types.Patch{Patch: string(b)}
+}
+
+func addKustomization(lfs *layeredFS, dir string, k *types.Kustomization) error {
+	b, err := yaml.Marshal(k)
+	if err != nil {
+		return fmt.Errorf("marshal kustomization %s: %w", dir, err)
+	}
+	lfs.addGenerated(dir+"/kustomization.yaml", b)
+	return nil
+}
+
+func build(lfs *layeredFS, dir string) (resmap.ResMap, error) {
+	opts := krusty.MakeDefaultOptions()
+	opts.LoadRestrictions = types.LoadRestrictionsRootOnly
+	opts.PluginConfig = types.DisabledPluginConfig()
+	rm, err := krusty.MakeKustomizer(opts).Run(lfs, dir)
+	if err != nil {
+		return nil, fmt.Errorf("kustomize build: %s", strings.ReplaceAll(err.Error(), genDir+"/", ""))
+	}
+	return rm, nil
+}
+
+// relPath is target relative to dir, both absolute.
+func relPath(dir, target string) string {
+	d := strings.Split(strings.Trim(path.Clean(dir), "/"), "/")
+	t := strings.Split(strings.Trim(path.Clean(target), "/"), "/")
+	if len(t) == 1 && t[0] == "" {
+		t = nil
+	}
+	i := 0
+	for i < len(d) && i < len(t) && d[i] == t[i] {
+		i++
+	}
+	parts := make([]string, 0, len(d)-i+len(t)-i)
+	for range d[i:] {
+		parts = append(parts, "..")
+	}
+	parts = append(parts, t[i:]...)
+	if len(parts) == 0 {
+		return "."
+	}
+	return strings.Join(parts, "/")
+}
+
+func containersOf(deployment map[string]any) []any {
+	cur := any(deployment)
+	for _, k := range []string{"spec", "template", "spec", "containers"} {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil
+		}
+		cur = m[k]
+	}
+	cs, _ := cur.([]any)
+	return cs
+}

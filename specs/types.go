@@ -1,0 +1,340 @@
+// Package specs defines Sluice's release spec: its types, strict parsing,
+// validation and the plan of steps a release walks through.
+package specs
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// APIVersion and Kind identify a Release document.
+const (
+	APIVersion = "sluice.dev/v1alpha1"
+	Kind       = "Release"
+)
+
+// Release is one progressive delivery of a service from its stable version
+// to a candidate, as people write it in Git.
+type Release struct {
+	APIVersion string      `json:"apiVersion" yaml:"apiVersion"`
+	Kind       string      `json:"kind" yaml:"kind"`
+	Metadata   ObjectMeta  `json:"metadata" yaml:"metadata"`
+	Spec       ReleaseSpec `json:"spec" yaml:"spec"`
+
+	// Origin says where the release was read from; it is not part of the document.
+	Origin Origin `json:"-" yaml:"-"`
+}
+
+// Origin is the file (relative to the repository root where known) and the
+// document index a release came from.
+type Origin struct {
+	File string
+	Doc  int
+	// lines maps a field path (spec.stages[1].name) to its line in File.
+	lines map[string]int
+}
+
+// Line returns the line of a field path in the release's file, or of its
+// nearest ancestor that has one, and 0 when unknown.
+func (o Origin) Line(path string) int {
+	for p := path; p != ""; p = parentPath(p) {
+		if l, ok := o.lines[p]; ok {
+			return l
+		}
+	}
+	return 0
+}
+
+// ID is namespace/name, the key Sluice uses for a release everywhere.
+func (r *Release) ID() string { return r.Metadata.Namespace + "/" + r.Metadata.Name }
+
+// ObjectMeta is the Kubernetes-style identity of a release.
+type ObjectMeta struct {
+	Name        string            `json:"name" yaml:"name"`
+	Namespace   string            `json:"namespace" yaml:"namespace"`
+	Labels      map[string]string `json:"labels,omitempty" yaml:"labels,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty" yaml:"annotations,omitempty"`
+}
+
+// ReleaseSpec is what a release delivers and how.
+type ReleaseSpec struct {
+	// Service is the Kubernetes Service that fronts every version.
+	Service Service `json:"service" yaml:"service"`
+	// Source is the default kustomize directory a version is built from,
+	// relative to the repository root.
+	Source string `json:"source,omitempty" yaml:"source,omitempty"`
+	// Versions the release knows; Stable and Candidate name two of them.
+	Versions []Version `json:"versions" yaml:"versions"`
+	// Stable is the version that serves traffic now.
+	Stable string `json:"stable" yaml:"stable"`
+	// Candidate is the version being released; empty when none is.
+	Candidate string `json:"candidate,omitempty" yaml:"candidate,omitempty"`
+	// Routes are the routing contexts (the mesh, ingress gateways) whose
+	// traffic is shifted; every step renders all of them consistently.
+	Routes   []Route  `json:"routes" yaml:"routes"`
+	Analysis Analysis `json:"analysis,omitempty" yaml:"analysis,omitempty"`
+	Stages   []Stage  `json:"stages" yaml:"stages"`
+	// Window, when set, lets steps advance only inside it; rollbacks are never held.
+	Window *Window `json:"window,omitempty" yaml:"window,omitempty"`
+	// Approvals record a person's approval of a stage for a candidate.
+	Approvals []Approval `json:"approvals,omitempty" yaml:"approvals,omitempty"`
+	// Retry, when changed after a rollback, asks Sluice to release the same
+	// candidate again.
+	Retry string `json:"retry,omitempty" yaml:"retry,omitempty"`
+}
+
+// Service names the Kubernetes Service of the app and its port.
+type Service struct {
+	Name string `json:"name,omitempty" yaml:"name,omitempty"`
+	Port int32  `json:"port" yaml:"port"`
+}
+
+// Version is one build of the app: a kustomize source plus optional tweaks.
+type Version struct {
+	Name string `json:"name" yaml:"name"`
+	// Source overrides spec.source for this version.
+	Source string `json:"source,omitempty" yaml:"source,omitempty"`
+	// Images are kustomize image overrides (name, newName, newTag, digest).
+	Images []Image `json:"images,omitempty" yaml:"images,omitempty"`
+	// Env sets environment variables on every container of the version's Deployment.
+	Env map[string]string `json:"env,omitempty" yaml:"env,omitempty"`
+	// Replicas overrides the Deployment's replica count.
+	Replicas *int32 `json:"replicas,omitempty" yaml:"replicas,omitempty"`
+	// Patches are kustomize patches (strategic merge or JSON 6902) applied to the version's build.
+	Patches []Patch `json:"patches,omitempty" yaml:"patches,omitempty"`
+}
+
+// Image is a kustomize image override.
+type Image struct {
+	Name    string `json:"name" yaml:"name"`
+	NewName string `json:"newName,omitempty" yaml:"newName,omitempty"`
+	NewTag  string `json:"newTag,omitempty" yaml:"newTag,omitempty"`
+	Digest  string `json:"digest,omitempty" yaml:"digest,omitempty"`
+}
+
+// Patch is an inline kustomize patch with an optional target.
+type Patch struct {
+	Patch  string       `json:"patch" yaml:"patch"`
+	Target *PatchTarget `json:"target,omitempty" yaml:"target,omitempty"`
+}
+
+// PatchTarget selects the resources a patch applies to, as in kustomize.
+type PatchTarget struct {
+	Group              string `json:"group,omitempty" yaml:"group,omitempty"`
+	Version            string `json:"version,omitempty" yaml:"version,omitempty"`
+	Kind               string `json:"kind,omitempty" yaml:"kind,omitempty"`
+	Name               string `json:"name,omitempty" yaml:"name,omitempty"`
+	Namespace          string `json:"namespace,omitempty" yaml:"namespace,omitempty"`
+	LabelSelector      string `json:"labelSelector,omitempty" yaml:"labelSelector,omitempty"`
+	AnnotationSelector string `json:"annotationSelector,omitempty" yaml:"annotationSelector,omitempty"`
+}
+
+// Route is a routing context: the VirtualService hosts and gateways whose
+// traffic the release shifts. Gateway "mesh" means sidecars inside the mesh.
+type Route struct {
+	Name     string   `json:"name" yaml:"name"`
+	Gateways []string `json:"gateways" yaml:"gateways"`
+	Hosts    []string `json:"hosts" yaml:"hosts"`
+}
+
+// MeshGateway is Istio's reserved gateway name for traffic inside the mesh.
+const MeshGateway = "mesh"
+
+// IsMesh reports whether the route applies to sidecars inside the mesh.
+func (r Route) IsMesh() bool {
+	for _, g := range r.Gateways {
+		if g == MeshGateway {
+			return true
+		}
+	}
+	return false
+}
+
+// Analysis is Flagger-compatible in meaning: a check runs every Interval;
+// Threshold failed checks roll the release back; a step advances after
+// Iterations passing checks.
+type Analysis struct {
+	Interval   Duration `json:"interval,omitempty" yaml:"interval,omitempty"`
+	Threshold  int      `json:"threshold,omitempty" yaml:"threshold,omitempty"`
+	Iterations int      `json:"iterations,omitempty" yaml:"iterations,omitempty"`
+	// NoData says what a metric without data counts as: "fail" (default:
+	// the step holds and the check counts as failed) or "hold" (the step
+	// holds and nothing is counted).
+	NoData  string   `json:"noData,omitempty" yaml:"noData,omitempty"`
+	Metrics []Metric `json:"metrics,omitempty" yaml:"metrics,omitempty"`
+}
+
+// Builtin metric names, over Istio's standard metrics.
+const (
+	MetricRequestSuccessRate = "request-success-rate"
+	MetricRequestDuration    = "request-duration"
+)
+
+// NoData policies.
+const (
+	NoDataFail = "fail"
+	NoDataHold = "hold"
+)
+
+// Metric is one gate: a query over a window compared with a threshold range.
+type Metric struct {
+	Name string `json:"name" yaml:"name"`
+	// Query is PromQL as a Go template; builtin metrics need none. Variables:
+	// {{ .Namespace }}, {{ .Service }}, {{ .Workload }}, {{ .Version }}, {{ .Window }}.
+	Query          string         `json:"query,omitempty" yaml:"query,omitempty"`
+	ThresholdRange ThresholdRange `json:"thresholdRange" yaml:"thresholdRange"`
+	// Interval is the metric's window (Flagger's name for it), e.g. 1m.
+	Interval Duration `json:"interval,omitempty" yaml:"interval,omitempty"`
+}
+
+// ThresholdRange bounds a metric's value: it passes when min <= value <= max.
+type ThresholdRange struct {
+	Min *float64 `json:"min,omitempty" yaml:"min,omitempty"`
+	Max *float64 `json:"max,omitempty" yaml:"max,omitempty"`
+}
+
+// Stage is one stage of the release; exactly one of its kinds is set.
+type Stage struct {
+	Name       string           `json:"name" yaml:"name"`
+	Deploy     *DeployStage     `json:"deploy,omitempty" yaml:"deploy,omitempty"`
+	DarkLaunch *DarkLaunchStage `json:"darkLaunch,omitempty" yaml:"darkLaunch,omitempty"`
+	Weighted   *WeightedStage   `json:"weighted,omitempty" yaml:"weighted,omitempty"`
+	Mirror     *MirrorStage     `json:"mirror,omitempty" yaml:"mirror,omitempty"`
+	Promote    *PromoteStage    `json:"promote,omitempty" yaml:"promote,omitempty"`
+	// Analysis overrides spec.analysis for this stage's steps.
+	Analysis *AnalysisOverride `json:"analysis,omitempty" yaml:"analysis,omitempty"`
+	// Approval, when "manual", holds the stage until a person records an
+	// approval in spec.approvals.
+	Approval string `json:"approval,omitempty" yaml:"approval,omitempty"`
+}
+
+// Approval kinds.
+const (
+	ApprovalManual = "manual"
+)
+
+// DeployStage runs the candidate beside the stable version with no traffic.
+type DeployStage struct{}
+
+// DarkLaunchStage sends only matching requests to the candidate.
+type DarkLaunchStage struct {
+	Match []Match `json:"match" yaml:"match"`
+}
+
+// WeightedStage shifts a growing share of traffic to the candidate, either at
+// explicit Weights or from StepWeight up to MaxWeight. With Match, only
+// matching requests are split (Flagger's sourceLabels canary).
+type WeightedStage struct {
+	Weights    []int32 `json:"weights,omitempty" yaml:"weights,omitempty"`
+	StepWeight int32   `json:"stepWeight,omitempty" yaml:"stepWeight,omitempty"`
+	MaxWeight  int32   `json:"maxWeight,omitempty" yaml:"maxWeight,omitempty"`
+	Match      []Match `json:"match,omitempty" yaml:"match,omitempty"`
+}
+
+// MirrorStage shadows a percentage of traffic to the candidate; responses
+// still come from the stable version.
+type MirrorStage struct {
+	Percent float64 `json:"percent" yaml:"percent"`
+}
+
+// PromoteStage sends all traffic to the candidate and retires the stable version.
+type PromoteStage struct{}
+
+// AnalysisOverride replaces parts of spec.analysis for one stage.
+type AnalysisOverride struct {
+	Interval   Duration `json:"interval,omitempty" yaml:"interval,omitempty"`
+	Iterations int      `json:"iterations,omitempty" yaml:"iterations,omitempty"`
+	// Metrics, when set, replace the release's metrics for this stage.
+	Metrics []Metric `json:"metrics,omitempty" yaml:"metrics,omitempty"`
+	// SkipMetrics holds the stage on availability (and approval) alone.
+	SkipMetrics bool `json:"skipMetrics,omitempty" yaml:"skipMetrics,omitempty"`
+}
+
+// Match selects requests, as an Istio HTTPMatchRequest: all conditions of
+// one Match must hold; any Match of a list may.
+type Match struct {
+	Headers      map[string]StringMatch `json:"headers,omitempty" yaml:"headers,omitempty"`
+	Cookie       *CookieMatch           `json:"cookie,omitempty" yaml:"cookie,omitempty"`
+	SourceLabels map[string]string      `json:"sourceLabels,omitempty" yaml:"sourceLabels,omitempty"`
+}
+
+// StringMatch is exactly one of exact, prefix or regex (RE2).
+type StringMatch struct {
+	Exact  string `json:"exact,omitempty" yaml:"exact,omitempty"`
+	Prefix string `json:"prefix,omitempty" yaml:"prefix,omitempty"`
+	Regex  string `json:"regex,omitempty" yaml:"regex,omitempty"`
+}
+
+// CookieMatch matches a request carrying cookie Name with Value.
+type CookieMatch struct {
+	Name  string `json:"name" yaml:"name"`
+	Value string `json:"value" yaml:"value"`
+}
+
+// Window lets steps advance only while it is open: from each time the cron
+// Schedule fires, for Duration, in TimeZone (default UTC).
+type Window struct {
+	Schedule string   `json:"schedule" yaml:"schedule"`
+	Duration Duration `json:"duration" yaml:"duration"`
+	TimeZone string   `json:"timeZone,omitempty" yaml:"timeZone,omitempty"`
+}
+
+// Approval records that a person approved a stage for a candidate version.
+type Approval struct {
+	Stage     string `json:"stage" yaml:"stage"`
+	Candidate string `json:"candidate" yaml:"candidate"`
+	By        string `json:"by,omitempty" yaml:"by,omitempty"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("45s", "1m").
+type Duration struct{ time.Duration }
+
+// UnmarshalYAML reads a duration string; the parser checks the syntax first
+// and reports bad values with their field path.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := parseDuration(n.Value)
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalYAML writes the duration back as a string.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return []byte(`"` + d.String() + `"`), nil }
+
+// IsZero lets omitempty drop unset durations.
+func (d Duration) IsZero() bool { return d.Duration == 0 }
+
+func (d Duration) String() string {
+	if d.Duration == 0 {
+		return "0s"
+	}
+	s := d.Duration.String()
+	// time.Duration prints 1m0s; people write 1m.
+	for strings.HasSuffix(s, "m0s") || strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
+}
+
+func parseDuration(s string) (time.Duration, error) {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration (use e.g. 45s, 1m, 1h30m)", s)
+	}
+	return v, nil
+}
+
+func parentPath(p string) string {
+	if i := strings.LastIndexAny(p, ".["); i > 0 {
+		return p[:i]
+	}
+	return ""
+}
