@@ -156,19 +156,36 @@ func parseDocument(file string, doc int, root *yaml.Node) (*Release, ErrorList) 
 	w := walker{file: file, lines: map[string]int{}}
 	body := root.Content[0]
 	w.walk(body, reflect.TypeOf(Release{}), "")
-	rel := &Release{Origin: Origin{File: file, Doc: doc, lines: w.lines}}
-	if len(w.errs) > 0 {
-		return nil, w.errs
-	}
-	if err := body.Decode(rel); err != nil {
+	rel := &Release{}
+	if err := body.Decode(rel); err != nil && len(w.errs) == 0 {
 		// The walker checks what decoding needs; this is a safety net.
 		return nil, ErrorList{{File: file, Line: body.Line, Reason: err.Error()}}
 	}
 	rel.Origin = Origin{File: file, Doc: doc, lines: w.lines}
-	if errs := Validate(rel); len(errs) > 0 {
+	// Validate even what failed to decode, so every problem of the file is
+	// reported at once; a value the walker already rejected is not
+	// reported again.
+	errs := w.errs
+	for _, e := range Validate(rel) {
+		if !coveredBy(e.Path, w.errs) {
+			errs = append(errs, e)
+		}
+	}
+	if len(errs) > 0 {
+		errs.Sort()
 		return nil, errs
 	}
 	return rel, nil
+}
+
+func coveredBy(path string, errs ErrorList) bool {
+	for _, e := range errs {
+		if e.Path == path || strings.HasPrefix(path, e.Path+".") || strings.HasPrefix(path, e.Path+"[") ||
+			strings.HasPrefix(e.Path, path+".") || strings.HasPrefix(e.Path, path+"[") {
+			return true
+		}
+	}
+	return false
 }
 
 func yamlSyntaxError(file string, err error) FieldError {
@@ -182,6 +199,11 @@ func yamlSyntaxError(file string, err error) FieldError {
 				msg = rest[j+2:]
 			}
 		}
+	}
+	// yaml.v3 numbers the lines of errors that carry a context (an unclosed
+	// flow collection, say) from zero.
+	if line > 0 && strings.Contains(msg, "did not find expected") {
+		line++
 	}
 	return FieldError{File: file, Line: line, Reason: "invalid YAML: " + msg}
 }

@@ -292,14 +292,13 @@ type Approval struct {
 // Duration is a time.Duration written as a Go duration string ("45s", "1m").
 type Duration struct{ time.Duration }
 
-// UnmarshalYAML reads a duration string; the parser checks the syntax first
-// and reports bad values with their field path.
+// UnmarshalYAML reads a duration string. A bad one is left zero rather than
+// failing: Parse has already reported it with its field path, and stopping
+// here would hide the file's other errors.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	v, err := parseDuration(n.Value)
-	if err != nil {
-		return err
+	if v, err := parseDuration(n.Value); err == nil {
+		d.Duration = v
 	}
-	d.Duration = v
 	return nil
 }
 

@@ -1,0 +1,224 @@
+package renderer
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"sluice.dev/sluice/specs"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
+
+const exampleRepo = "../examples/catalog"
+
+func loadCatalog(t testing.TB) (*specs.Release, *os.Root) {
+	t.Helper()
+	rels, err := specs.LoadFile(filepath.Join(exampleRepo, "releases/catalog.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := os.OpenRoot(exampleRepo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { root.Close() })
+	return rels[0], root
+}
+
+// TestCatalogGolden renders every step of the example and compares it with
+// testdata/catalog/<step>.yaml (go test ./renderer -update rewrites them).
+func TestCatalogGolden(t *testing.T) {
+	rel, root := loadCatalog(t)
+	steps, err := specs.Plan(rel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps = append(steps, specs.SteadyStep(rel), specs.RollbackStep(rel))
+	for _, step := range steps {
+		t.Run(step.Name, func(t *testing.T) {
+			out, err := Render(context.Background(), root.FS(), rel, step)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := out.YAML()
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden := filepath.Join("testdata", "catalog", step.Name+".yaml")
+			if *update {
+				if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(golden, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test ./renderer -update)", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("%s differs from the golden file; got:\n%s", golden, got)
+			}
+			// The same commit and step always give byte-identical YAML.
+			again, err := Render(context.Background(), root.FS(), rel, step)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b, _ := again.YAML(); !bytes.Equal(b, got) {
+				t.Error("a second render differs")
+			}
+		})
+	}
+}
+
+func TestCatalogObjects(t *testing.T) {
+	rel, root := loadCatalog(t)
+	step, err := specs.FindStep(rel, "promote")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := Render(context.Background(), root.FS(), rel, step)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var deployments []string
+	for _, o := range out.Objects {
+		for k, v := range out.Owner {
+			if o.GetLabels()[k] != v {
+				t.Errorf("%s %s lacks owner label %s=%s", o.GetKind(), o.GetName(), k, v)
+			}
+		}
+		if o.GetNamespace() != "istioinaction" {
+			t.Errorf("%s %s is in namespace %q", o.GetKind(), o.GetName(), o.GetNamespace())
+		}
+		if o.GetKind() == "Deployment" {
+			deployments = append(deployments, o.GetName())
+		}
+	}
+	if strings.Join(deployments, ",") != "catalog-v2" {
+		t.Errorf("promote renders Deployments %v, want only catalog-v2", deployments)
+	}
+	if out.Workloads["v2"] != "catalog-v2" {
+		t.Errorf("Workloads = %v", out.Workloads)
+	}
+}
+
+// TestRevision: the candidate's revision changes with its sources and its
+// definition, and not with anything else in the repository.
+func TestRevision(t *testing.T) {
+	rel, root := loadCatalog(t)
+	ctx := context.Background()
+	base, err := Revision(ctx, root.FS(), rel, "v2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := fstest.MapFS{}
+	if err := copyInto(repo, root); err != nil {
+		t.Fatal(err)
+	}
+	same, err := Revision(ctx, repo, rel, "v2")
+	if err != nil || same != base {
+		t.Fatalf("copy of the repo: revision %s (%v), want %s", same, err, base)
+	}
+	repo["status/istioinaction/catalog.yaml"] = &fstest.MapFile{Data: []byte("phase: Progressing\n")}
+	repo["releases/catalog.yaml"] = &fstest.MapFile{Data: []byte("# edited\n")}
+	if got, _ := Revision(ctx, repo, rel, "v2"); got != base {
+		t.Errorf("unrelated files changed the revision: %s != %s", got, base)
+	}
+	repo["apps/catalog/base/service.yaml"] = &fstest.MapFile{Data: append(repo["apps/catalog/base/service.yaml"].Data, []byte("# a comment\n")...)}
+	if got, _ := Revision(ctx, repo, rel, "v2"); got == base {
+		t.Error("a change to the base did not change the revision")
+	}
+}
+
+func copyInto(dst fstest.MapFS, root *os.Root) error {
+	return fsWalk(root, ".", func(p string, data []byte) { dst[p] = &fstest.MapFile{Data: data} })
+}
+
+func fsWalk(root *os.Root, dir string, fn func(string, []byte)) error {
+	f, err := root.Open(dir)
+	if err != nil {
+		return err
+	}
+	entries, err := f.ReadDir(-1)
+	f.Close()
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		p := filepath.ToSlash(filepath.Join(dir, e.Name()))
+		if e.IsDir() {
+			if err := fsWalk(root, p, fn); err != nil {
+				return err
+			}
+			continue
+		}
+		data, err := root.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		fn(p, data)
+	}
+	return nil
+}
+
+func TestSourcesRefused(t *testing.T) {
+	cases := []struct {
+		name, kustomization, want string
+	}{
+		{"remote base", "resources:\n- github.com/example/app//deploy?ref=v1\n",
+			`app/kustomization.yaml: resource "github.com/example/app//deploy?ref=v1" is a remote base; Sluice renders only from the repository`},
+		{"https resource", "resources:\n- https://example.com/app.yaml\n",
+			`app/kustomization.yaml: resource "https://example.com/app.yaml" is a remote base; Sluice renders only from the repository`},
+		{"escape", "resources:\n- ../../outside\n",
+			`app/kustomization.yaml: resource "../../outside" leaves the repository`},
+		{"absolute", "resources:\n- /etc/app\n",
+			`app/kustomization.yaml: resource "/etc/app" is absolute; give a path relative to the repository root`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			repo := fstest.MapFS{"app/kustomization.yaml": &fstest.MapFile{Data: []byte(tc.kustomization)}}
+			err := CheckSources(repo, "app")
+			if err == nil || err.Error() != tc.want {
+				t.Errorf("CheckSources = %v, want %s", err, tc.want)
+			}
+		})
+	}
+}
+
+func BenchmarkRender(b *testing.B) {
+	rel, root := loadCatalog(b)
+	step, err := specs.FindStep(rel, "canary-20")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("catalog", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := Render(context.Background(), root.FS(), rel, step); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	wide := *rel
+	wide.Spec.Routes = nil
+	for i := range 10 {
+		wide.Spec.Routes = append(wide.Spec.Routes, specs.Route{Name: fmt.Sprintf("r%d", i), Gateways: []string{fmt.Sprintf("gw-%d", i)}, Hosts: []string{fmt.Sprintf("catalog-%d.example.com", i)}})
+	}
+	b.Run("10-routes", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := Render(context.Background(), root.FS(), &wide, step); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

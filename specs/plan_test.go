@@ -1,0 +1,123 @@
+package specs
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestExpandWeights(t *testing.T) {
+	cases := []struct {
+		name string
+		w    WeightedStage
+		want []int32
+	}{
+		{"flagger shorthand", WeightedStage{StepWeight: 10, MaxWeight: 50}, []int32{10, 20, 30, 40, 50}},
+		{"uneven step ends at max", WeightedStage{StepWeight: 20, MaxWeight: 50}, []int32{20, 40, 50}},
+		{"single step", WeightedStage{StepWeight: 100, MaxWeight: 100}, []int32{100}},
+		{"explicit", WeightedStage{Weights: []int32{10, 25, 50}}, []int32{10, 25, 50}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.w.Expand(); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("Expand() = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestPlanCatalog(t *testing.T) {
+	rels, err := LoadFile("../examples/catalog/releases/catalog.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps, err := Plan(rels[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range steps {
+		names = append(names, s.Name)
+	}
+	want := "deploy dark-launch canary-10 canary-20 canary-30 canary-40 canary-50 promote"
+	if got := strings.Join(names, " "); got != want {
+		t.Fatalf("steps %q, want %q", got, want)
+	}
+	dl := steps[1]
+	if dl.Kind != KindDarkLaunch || dl.Weight != 100 || dl.Match[0].Headers["x-istio-cohort"].Exact != "internal" {
+		t.Errorf("dark launch step = %+v", dl)
+	}
+	g := steps[3].Gates
+	if g.Interval != 45*time.Second || g.Threshold != 5 || g.Iterations != 1 || len(g.Metrics) != 2 ||
+		g.Metrics[0].Interval.Duration != time.Minute || g.Metrics[1].Interval.Duration != 30*time.Second {
+		t.Errorf("canary-20 gates = %+v", g)
+	}
+	if len(steps[0].Gates.Metrics) != 0 || len(steps[7].Gates.Metrics) != 0 {
+		t.Error("deploy and promote should hold on availability alone")
+	}
+	if got := steps[7].Versions; !reflect.DeepEqual(got, []string{"v2"}) {
+		t.Errorf("promote versions = %v, want [v2]", got)
+	}
+}
+
+func TestPlanOverridesAndApproval(t *testing.T) {
+	doc := strings.Replace(validRelease, "    - name: canary\n      weighted:\n",
+		"    - name: canary\n      approval: manual\n      analysis:\n        interval: 10s\n        iterations: 3\n      weighted:\n", 1)
+	rels, err := Parse("r.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps, err := Plan(rels[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := steps[2]
+	if c.Approval != ApprovalManual || c.Gates.Interval != 10*time.Second || c.Gates.Iterations != 3 || len(c.Gates.Metrics) != 1 {
+		t.Errorf("canary-10 = %+v", c)
+	}
+	if steps[1].Gates.Interval != 45*time.Second {
+		t.Errorf("override leaked into dark-launch: %v", steps[1].Gates.Interval)
+	}
+}
+
+func TestPlanWithoutCandidate(t *testing.T) {
+	doc := strings.Replace(validRelease, "  candidate: v2\n", "", 1)
+	rels, err := Parse("r.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps, err := Plan(rels[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(steps) != 1 || steps[0].Kind != KindStable {
+		t.Fatalf("plan without candidate = %+v, want one stable step", steps)
+	}
+}
+
+func TestWindowOpen(t *testing.T) {
+	w := &Window{Schedule: "0 9 * * 1-5", Duration: Duration{8 * time.Hour}, TimeZone: "Europe/Berlin"}
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		at   time.Time
+		open bool
+	}{
+		{time.Date(2026, 11, 25, 10, 0, 0, 0, berlin), true},  // Wednesday 10:00
+		{time.Date(2026, 11, 25, 8, 59, 0, 0, berlin), false}, // before it opens
+		{time.Date(2026, 11, 25, 17, 30, 0, 0, berlin), false},
+		{time.Date(2026, 11, 28, 10, 0, 0, 0, berlin), false}, // Saturday
+	}
+	for _, tc := range cases {
+		open, _, err := w.Open(tc.at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if open != tc.open {
+			t.Errorf("Open(%v) = %v, want %v", tc.at, open, tc.open)
+		}
+	}
+}
