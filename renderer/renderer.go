@@ -12,6 +12,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"sync"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/kustomize/api/krusty"
@@ -81,17 +82,39 @@ var versionScoped = map[string]bool{
 	"HorizontalPodAutoscaler": true,
 }
 
-// Render builds the manifests of a step. repo is the repository the
-// release's source paths are relative to: a directory (os.DirFS, or better
-// an os.Root's FS) or a Git tree.
-//
-// The step is one kustomize build of a generated kustomization that
-// composes, per live version, the version's own source (with its images,
-// env and patches) renamed and labelled by version, the shared resources
-// (Service, ServiceAccount, ...) of the primary version, and Sluice's
-// DestinationRule and VirtualServices; the release namespace and the
-// ownership labels apply to all of it.
+// Renderer renders steps. It remembers what each version's source builds
+// to, keyed by the content it read, so rendering the next step of a release
+// does not rebuild its sources twice. It is safe for concurrent use.
+type Renderer struct {
+	mu  sync.Mutex
+	inv map[string]*inventory // release ID + version + version spec -> last inventory
+}
+
+// New returns a Renderer with an empty cache.
+func New() *Renderer { return &Renderer{inv: map[string]*inventory{}} }
+
+// Render builds the manifests of a step with a fresh Renderer; see Renderer.Render.
 func Render(ctx context.Context, repo fs.FS, rel *specs.Release, step specs.Step) (*Output, error) {
+	return New().Render(ctx, repo, rel, step)
+}
+
+// Revision computes a version's content revision with a fresh Renderer; see Renderer.Revision.
+func Revision(ctx context.Context, repo fs.FS, rel *specs.Release, version string) (string, error) {
+	return New().Revision(ctx, repo, rel, version)
+}
+
+// Render builds the manifests of a step. repo is the repository the
+// release's source paths are relative to: a directory (an os.Root's FS) or
+// a Git tree.
+//
+// The step is one kustomize build of a generated kustomization composing,
+// per live version, the version's own source with its images, env and
+// patches, its version-scoped resources (Deployment, ConfigMaps, ...)
+// renamed with the version as suffix and its Deployment labelled with the
+// version; the shared resources (Service, ServiceAccount, ...) of the
+// primary version; and Sluice's DestinationRule and VirtualServices. The
+// release namespace and the ownership labels apply to all of it.
+func (rd *Renderer) Render(ctx context.Context, repo fs.FS, rel *specs.Release, step specs.Step) (*Output, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -114,7 +137,6 @@ func Render(ctx context.Context, repo fs.FS, rel *specs.Release, step specs.Step
 		subsets = []string{rel.Spec.Stable, rel.Spec.Candidate}
 	}
 
-	inv := map[string]*inventory{}
 	out := &Output{
 		Release:   rel.ID(),
 		Step:      step,
@@ -122,54 +144,40 @@ func Render(ctx context.Context, repo fs.FS, rel *specs.Release, step specs.Step
 		Workloads: map[string]string{},
 		Revisions: map[string]string{},
 	}
-	for _, v := range live {
-		ver := rel.Version(v)
-		if ver == nil {
-			return nil, fmt.Errorf("render %s step %s: version %q is not in spec.versions", rel.ID(), step.Name, v)
-		}
-		i, err := takeInventory(lfs, base, rel, ver)
-		if err != nil {
-			return nil, fmt.Errorf("render %s version %s: %w", rel.ID(), v, err)
-		}
-		inv[v] = i
-		out.Workloads[v] = i.deployment + "-" + v
-		out.Revisions[v] = i.revision
-	}
-
 	root := &types.Kustomization{
 		TypeMeta:  types.TypeMeta{APIVersion: types.KustomizationVersion, Kind: types.KustomizationKind},
 		Namespace: rel.Metadata.Namespace,
 		Labels:    []types.Label{{Pairs: out.Owner}},
 	}
-	// Shared resources come from the primary version's build, without its
-	// version-scoped resources.
-	shared := versionKustomization(lfs, base+"/shared", rel, rel.Version(primary))
-	for _, id := range inv[primary].resources {
-		if versionScoped[id.kind] {
-			shared.Patches = append(shared.Patches, deletePatch(id))
-		}
-	}
-	if err := addKustomization(lfs, base+"/shared", shared); err != nil {
-		return nil, err
-	}
-	root.Resources = append(root.Resources, "shared")
-
 	for _, v := range live {
+		ver := rel.Version(v)
+		if ver == nil {
+			return nil, fmt.Errorf("render %s step %s: version %q is not in spec.versions", rel.ID(), step.Name, v)
+		}
+		inv, err := rd.inventory(lfs, base, rel, ver)
+		if err != nil {
+			return nil, fmt.Errorf("render %s version %s: %w", rel.ID(), v, err)
+		}
+		out.Workloads[v] = inv.deployment + "-" + v
+		out.Revisions[v] = inv.revision
+
 		dir := base + "/version-" + v
-		k := versionKustomization(lfs, dir, rel, rel.Version(v))
-		for _, id := range inv[v].resources {
-			if !versionScoped[id.kind] {
-				k.Patches = append(k.Patches, deletePatch(id))
+		k := versionKustomization(dir, rel, ver)
+		if v != primary {
+			// Shared resources come from the primary version alone.
+			for _, id := range inv.resources {
+				if !versionScoped[id.kind] {
+					k.Patches = append(k.Patches, deletePatch(id))
+				}
 			}
 		}
-		if p := envPatch(inv[v], rel.Version(v)); p != nil {
+		if p := envPatch(inv, ver); p != nil {
 			k.Patches = append(k.Patches, *p)
 		}
-		if r := rel.Version(v).Replicas; r != nil {
-			k.Replicas = []types.Replica{{Name: inv[v].deployment, Count: int64(*r)}}
+		if r := ver.Replicas; r != nil {
+			k.Replicas = []types.Replica{{Name: inv.deployment, Count: int64(*r)}}
 		}
-		k.NameSuffix = "-" + v
-		k.Labels = append(k.Labels, types.Label{Pairs: map[string]string{LabelVersion: v}, IncludeSelectors: true})
+		k.Transformers = versionTransformers(v)
 		if err := addKustomization(lfs, dir, k); err != nil {
 			return nil, err
 		}
@@ -209,7 +217,7 @@ func Render(ctx context.Context, repo fs.FS, rel *specs.Release, step specs.Step
 // Revision is the content revision of a version: a hash of its definition in
 // the spec and of every repository file its build reads. Sluice's own
 // commits change neither, so they never look like a new candidate.
-func Revision(ctx context.Context, repo fs.FS, rel *specs.Release, version string) (string, error) {
+func (rd *Renderer) Revision(ctx context.Context, repo fs.FS, rel *specs.Release, version string) (string, error) {
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
@@ -217,12 +225,59 @@ func Revision(ctx context.Context, repo fs.FS, rel *specs.Release, version strin
 	if ver == nil {
 		return "", fmt.Errorf("revision of %s: version %q is not in spec.versions", rel.ID(), version)
 	}
-	lfs := newLayeredFS(repo)
-	i, err := takeInventory(lfs, path.Join(genDir, rel.Metadata.Namespace, rel.Metadata.Name), rel, ver)
+	inv, err := rd.inventory(newLayeredFS(repo), path.Join(genDir, rel.Metadata.Namespace, rel.Metadata.Name), rel, ver)
 	if err != nil {
 		return "", fmt.Errorf("revision of %s version %s: %w", rel.ID(), version, err)
 	}
-	return i.revision, nil
+	return inv.revision, nil
+}
+
+// versionTransformers rename a version's own resources with the version as
+// suffix and label its Deployment (selector and pods too) with the version,
+// leaving the shared resources as the source wrote them.
+func versionTransformers(v string) []string {
+	var names, labels strings.Builder
+	kinds := make([]string, 0, len(versionScoped))
+	for k := range versionScoped {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	for _, k := range kinds {
+		fmt.Fprintf(&names, "- {kind: %s, path: metadata/name}\n", k)
+	}
+	for _, p := range []string{"metadata/labels", "spec/selector/matchLabels", "spec/template/metadata/labels"} {
+		fmt.Fprintf(&labels, "- {kind: Deployment, path: %s, create: true}\n", p)
+	}
+	return []string{
+		"apiVersion: builtin\nkind: PrefixSuffixTransformer\nmetadata: {name: sluice-version-suffix}\nsuffix: -" + v + "\nfieldSpecs:\n" + names.String(),
+		"apiVersion: builtin\nkind: LabelTransformer\nmetadata: {name: sluice-version-label}\nlabels: {" + LabelVersion + ": " + v + "}\nfieldSpecs:\n" + labels.String(),
+	}
+}
+
+// inventory is what a version's source builds to, on its own: which
+// resources it has (so a step can split shared from per-version ones),
+// its Deployment and containers, and the files it read (its revision). A
+// cached inventory is reused while every file it read is unchanged.
+func (rd *Renderer) inventory(lfs *layeredFS, base string, rel *specs.Release, ver *specs.Version) (*inventory, error) {
+	spec, err := yaml.Marshal(ver)
+	if err != nil {
+		return nil, fmt.Errorf("marshal version: %w", err)
+	}
+	key := rel.ID() + "\x00" + rel.SourceOf(ver) + "\x00" + string(spec)
+	rd.mu.Lock()
+	cached := rd.inv[key]
+	rd.mu.Unlock()
+	if cached != nil && cached.current(lfs) {
+		return cached, nil
+	}
+	inv, err := takeInventory(lfs, base, rel, ver, spec)
+	if err != nil {
+		return nil, err
+	}
+	rd.mu.Lock()
+	rd.inv[key] = inv
+	rd.mu.Unlock()
+	return inv, nil
 }
 
 type resID struct{ group, version, kind, name string }
@@ -232,18 +287,26 @@ type inventory struct {
 	deployment string
 	containers []string
 	revision   string
+	files      map[string][sha256.Size]byte
 }
 
-// takeInventory builds a version's source on its own, to learn which
-// resources it has (so the step's build can split shared from per-version
-// ones) and which files it reads (its content revision).
-func takeInventory(lfs *layeredFS, base string, rel *specs.Release, ver *specs.Version) (*inventory, error) {
+func (inv *inventory) current(lfs *layeredFS) bool {
+	for f, sum := range inv.files {
+		data, err := lfs.ReadFile("/" + f)
+		if err != nil || sha256.Sum256(data) != sum {
+			return false
+		}
+	}
+	return true
+}
+
+func takeInventory(lfs *layeredFS, base string, rel *specs.Release, ver *specs.Version, spec []byte) (*inventory, error) {
 	src := rel.SourceOf(ver)
 	if err := checkSources(lfs, src); err != nil {
 		return nil, err
 	}
 	dir := base + "/inventory-" + ver.Name
-	if err := addKustomization(lfs, dir, versionKustomization(lfs, dir, rel, ver)); err != nil {
+	if err := addKustomization(lfs, dir, versionKustomization(dir, rel, ver)); err != nil {
 		return nil, err
 	}
 	lfs.resetRead()
@@ -251,18 +314,15 @@ func takeInventory(lfs *layeredFS, base string, rel *specs.Release, ver *specs.V
 	if err != nil {
 		return nil, err
 	}
-	inv := &inventory{}
+	inv := &inventory{files: map[string][sha256.Size]byte{}}
 	h := sha256.New()
-	spec, err := yaml.Marshal(ver)
-	if err != nil {
-		return nil, fmt.Errorf("marshal version: %w", err)
-	}
 	fmt.Fprintf(h, "version\x00%s\x00", spec)
 	for _, f := range lfs.filesRead() {
 		data, err := lfs.ReadFile("/" + f)
 		if err != nil {
 			return nil, err
 		}
+		inv.files[f] = sha256.Sum256(data)
 		fmt.Fprintf(h, "%s\x00%d\x00", f, len(data))
 		h.Write(data)
 	}
@@ -297,7 +357,7 @@ func takeInventory(lfs *layeredFS, base string, rel *specs.Release, ver *specs.V
 }
 
 // versionKustomization composes a version's source with its images and patches.
-func versionKustomization(lfs *layeredFS, dir string, rel *specs.Release, ver *specs.Version) *types.Kustomization {
+func versionKustomization(dir string, rel *specs.Release, ver *specs.Version) *types.Kustomization {
 	k := &types.Kustomization{
 		TypeMeta:  types.TypeMeta{APIVersion: types.KustomizationVersion, Kind: types.KustomizationKind},
 		Resources: []string{relPath(dir, "/"+rel.SourceOf(ver))},

@@ -200,10 +200,11 @@ func BenchmarkRender(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	rd := New()
 	b.Run("catalog", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := Render(context.Background(), root.FS(), rel, step); err != nil {
+			if _, err := rd.Render(context.Background(), root.FS(), rel, step); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -216,7 +217,7 @@ func BenchmarkRender(b *testing.B) {
 	b.Run("10-routes", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := Render(context.Background(), root.FS(), &wide, step); err != nil {
+			if _, err := rd.Render(context.Background(), root.FS(), &wide, step); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -1,6 +1,7 @@
 package specs
 
 import (
+	"flag"
 	"os"
 	"strings"
 	"testing"
@@ -186,3 +187,5 @@ func TestIsRelease(t *testing.T) {
 		t.Error("IsRelease(kustomization) = true")
 	}
 }
+
+var updateSchema = flag.Bool("update", false, "rewrite release.schema.json")

@@ -1,0 +1,32 @@
+# Sluice's everyday commands. `make help` lists them.
+GO ?= go
+BIN := bin
+
+.PHONY: help build test test-tools testenv bench fuzz schema golden
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+build: ## build the sluice binary into bin/
+	$(GO) build -o $(BIN)/sluice ./cmd/sluice
+
+test-tools: ## install what the test cluster needs (etcd, Prometheus, Kubernetes binaries, kwok)
+	hack/testenv-tools.sh
+
+test: test-tools ## run every test, against the real local test cluster, Prometheus and Git servers
+	$(GO) test -count=1 -timeout 30m ./...
+
+testenv: test-tools ## start the local test cluster and keep it up until Ctrl-C
+	$(GO) run ./testenv/cmd/testenv
+
+bench: ## run the benchmarks
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+fuzz: ## fuzz the release spec parser for a minute
+	$(GO) test ./specs -run '^$$' -fuzz FuzzParse -fuzztime 60s
+
+schema: ## regenerate specs/release.schema.json from the Go types
+	$(GO) test ./specs -run Schema -update
+
+golden: ## regenerate the renderer's golden files
+	$(GO) test ./renderer -run Golden -update
