@@ -26,6 +26,10 @@ transition is committed back to Git.`,
 		newValidateCommand(),
 		newPlanCommand(),
 		newRenderCommand(),
+		newApplyCommand(),
+		newRunCommand(),
+		newStatusCommand(),
+		newHistoryCommand(),
 		newVersionCommand(),
 	)
 	return root

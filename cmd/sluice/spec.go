@@ -297,7 +297,7 @@ func planTable(w io.Writer, rel *specs.Release, steps []specs.Step) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "#\tSTEP\tKIND\tCANDIDATE TRAFFIC\tGATES\tAPPROVAL")
 	for _, s := range steps {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", s.Index, s.Name, s.Kind, traffic(s), gates(s.Gates), orNone(s.Approval))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", s.Index, s.Name, s.Kind, traffic(s), describeGates(s.Gates), orNone(s.Approval))
 	}
 	return tw.Flush()
 }
@@ -355,7 +355,7 @@ func describeMatch(ms []specs.Match) string {
 	return strings.Join(parts, " or ")
 }
 
-func gates(g specs.Gates) string {
+func describeGates(g specs.Gates) string {
 	if len(g.Metrics) == 0 {
 		return "available"
 	}

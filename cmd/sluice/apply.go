@@ -1,0 +1,116 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"sluice.dev/sluice/cluster"
+	"sluice.dev/sluice/renderer"
+	"sluice.dev/sluice/specs"
+)
+
+func newApplyCommand() *cobra.Command {
+	var (
+		name, step, repo        string
+		kubeconfig, kubeContext string
+		dryRun                  string
+		wait                    time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "apply FILE --step NAME|INDEX",
+		Short: "Apply one step of a release to the cluster",
+		Long: `Apply renders one step of a release (as "sluice render" does) and applies
+it with server-side apply as field manager "sluice": objects in dependency
+order, then the objects Sluice rendered for this release before and no longer
+renders are pruned. Objects without Sluice's ownership labels are never
+touched. An unchanged step makes no write. With --dry-run=server the API
+server validates everything and nothing changes. With --wait, apply waits
+until the step's Deployments are available.`,
+		Example: `  # Validate the dark launch against the cluster without changing it
+  sluice apply examples/catalog/releases/catalog.yaml --step dark-launch --dry-run=server
+
+  # Apply the 20% step and wait for its Deployments
+  sluice apply examples/catalog/releases/catalog.yaml --step canary-20 --wait 2m`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if step == "" {
+				return errors.New("--step is required: name a step of `sluice plan`, or its index")
+			}
+			if dryRun != "none" && dryRun != "server" {
+				return fmt.Errorf("--dry-run=%s: use none or server", dryRun)
+			}
+			rel, err := loadOne(args[0], name)
+			if err != nil {
+				return err
+			}
+			st, err := specs.FindStep(rel, step)
+			if err != nil {
+				return err
+			}
+			root, err := repoRoot(args[0], repo, rel)
+			if err != nil {
+				return err
+			}
+			out, err := renderer.Render(cmd.Context(), root, rel, st)
+			if err != nil {
+				return err
+			}
+			cfg, err := kubeConfig(kubeconfig, kubeContext)
+			if err != nil {
+				return err
+			}
+			a, err := cluster.New(cfg, cluster.Options{})
+			if err != nil {
+				return err
+			}
+			res, err := a.Apply(cmd.Context(), cluster.Set{Owner: out.Owner, Objects: out.Objects}, cluster.ApplyOptions{DryRun: dryRun == "server"})
+			if res != nil {
+				printApplyResult(cmd, res, dryRun == "server")
+			}
+			if err != nil {
+				return err
+			}
+			if wait > 0 && dryRun != "server" {
+				for _, v := range st.Versions {
+					if err := a.WaitAvailable(cmd.Context(), rel.Metadata.Namespace, out.Workloads[v], wait); err != nil {
+						return err
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "deployment %s/%s available\n", rel.Metadata.Namespace, out.Workloads[v])
+				}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&step, "step", "", "step name or index (see sluice plan)")
+	f.StringVar(&name, "release", "", "release name, when FILE holds more than one")
+	f.StringVar(&repo, "repo", "", "repository root that source paths are relative to")
+	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster config, then $KUBECONFIG or ~/.kube/config)")
+	f.StringVar(&kubeContext, "context", "", "kubeconfig context")
+	f.StringVar(&dryRun, "dry-run", "none", "none, or server to have the API server validate without persisting")
+	f.Lookup("dry-run").NoOptDefVal = "server"
+	f.DurationVar(&wait, "wait", 0, "wait this long for the step's Deployments to become available (0: do not wait)")
+	return cmd
+}
+
+func printApplyResult(cmd *cobra.Command, res *cluster.Result, dryRun bool) {
+	suffix := ""
+	if dryRun {
+		suffix = " (server dry run)"
+	}
+	w := cmd.OutOrStdout()
+	for _, g := range []struct {
+		verb string
+		refs []cluster.ObjectRef
+	}{{"created", res.Created}, {"configured", res.Updated}, {"unchanged", res.Unchanged}, {"pruned", res.Pruned}} {
+		for _, r := range g.refs {
+			fmt.Fprintf(w, "%s %s%s\n", r, g.verb, suffix)
+		}
+	}
+	for _, d := range res.Drift {
+		fmt.Fprintf(w, "drift corrected: %v\n", d)
+	}
+}

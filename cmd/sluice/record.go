@@ -1,0 +1,250 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/spf13/cobra"
+
+	"sluice.dev/sluice/gitsync"
+	"sluice.dev/sluice/reconciler"
+)
+
+// recordFlags name the repository whose record is read.
+type recordFlags struct {
+	git       gitFlags
+	statusDir string
+}
+
+func (f *recordFlags) register(cmd *cobra.Command) {
+	f.git.register(cmd)
+	cmd.Flags().StringVar(&f.statusDir, "status-dir", reconciler.DefaultStatusDir, "repository directory of Sluice's status files")
+}
+
+// open syncs the repository named by --git-url, or by REPO given as a URL
+// or a local clone's directory.
+func (f *recordFlags) open(cmd *cobra.Command, repoArg string) (*gitsync.Repo, error) {
+	url := f.git.url
+	if repoArg != "" {
+		url = repoArg
+	}
+	if url == "" {
+		url = "."
+	}
+	if !strings.Contains(url, "://") && !strings.Contains(url, "@") {
+		abs, err := filepath.Abs(url)
+		if err != nil {
+			return nil, err
+		}
+		url = "file://" + abs
+	}
+	cfg := f.git.config()
+	cfg.URL = url
+	repo, err := gitsync.Open(cmd.Context(), cfg, discardLogger())
+	if err != nil {
+		return nil, err
+	}
+	if _, err := repo.Sync(cmd.Context()); err != nil {
+		return nil, err
+	}
+	return repo, nil
+}
+
+func newStatusCommand() *cobra.Command {
+	var (
+		rf     recordFlags
+		output string
+	)
+	cmd := &cobra.Command{
+		Use:   "status [REPO]",
+		Short: "Show where every release stands, from the record in Git",
+		Long: `Status reads Sluice's status files from a repository (a local clone's
+directory, a URL, or --git-url) and prints every release with its phase,
+step, candidate weight, last gate values and since when. It needs no access
+to the cluster.`,
+		Example: `  sluice status .
+  sluice status https://git.example.com/platform/releases.git -o json`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			repo, err := rf.open(cmd, firstArg(args))
+			if err != nil {
+				return err
+			}
+			head, _, err := repo.Head()
+			if err != nil {
+				return err
+			}
+			tree, err := repo.Tree(cmd.Context(), head)
+			if err != nil {
+				return err
+			}
+			var list []*reconciler.Status
+			err = fs.WalkDir(tree, rf.statusDir, func(p string, d fs.DirEntry, err error) error {
+				if err != nil {
+					if errors.Is(err, fs.ErrNotExist) && p == rf.statusDir {
+						return fs.SkipAll
+					}
+					return err
+				}
+				if d.IsDir() || path.Ext(p) != ".yaml" {
+					return nil
+				}
+				data, err := tree.ReadFile(p)
+				if err != nil {
+					return err
+				}
+				st, err := reconciler.ParseStatus(data)
+				if err != nil {
+					return fmt.Errorf("%s: %w", p, err)
+				}
+				list = append(list, st)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			sort.Slice(list, func(i, j int) bool { return list[i].Release < list[j].Release })
+			switch output {
+			case "json":
+				if list == nil {
+					list = []*reconciler.Status{}
+				}
+				return writeJSON(cmd.OutOrStdout(), list)
+			case "", "table":
+				return statusTable(cmd.OutOrStdout(), list, time.Now())
+			}
+			return fmt.Errorf("unknown output format %q (use table or json)", output)
+		},
+	}
+	rf.register(cmd)
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	return cmd
+}
+
+func statusTable(w io.Writer, list []*reconciler.Status, now time.Time) error {
+	if len(list) == 0 {
+		_, err := fmt.Fprintln(w, "No releases recorded yet.")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "RELEASE\tPHASE\tVERSIONS\tSTEP\tWEIGHT\tGATES\tSINCE")
+	for _, s := range list {
+		versions := s.Stable
+		if s.Candidate != "" && s.Phase != reconciler.PhasePromoted {
+			versions += " -> " + s.Candidate
+		}
+		gates := make([]string, len(s.Gates))
+		for i, g := range s.Gates {
+			gates[i] = g.String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d%%\t%s\t%s\n", s.Release, s.Phase, versions, orNone(s.Step), s.Weight,
+			orNone(strings.Join(gates, ", ")), since(s.Since, now))
+	}
+	return tw.Flush()
+}
+
+func since(t, now time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return fmt.Sprintf("%s (%s ago)", t.UTC().Format(time.RFC3339), now.Sub(t).Round(time.Second))
+}
+
+func newHistoryCommand() *cobra.Command {
+	var (
+		rf     recordFlags
+		output string
+		limit  int
+	)
+	cmd := &cobra.Command{
+		Use:   "history RELEASE [REPO]",
+		Short: "List a release's transitions from the Git log",
+		Long: `History walks the Git log of a repository and lists the commits Sluice made
+for one release (by their Sluice-Release trailer), newest first: when, what
+(start, advance, check, rollback, promote, ...), the step and the message.
+RELEASE is namespace/name, or a name when it is unique. It needs no access
+to the cluster.`,
+		Example: `  sluice history istioinaction/catalog .
+  sluice history catalog --git-url https://git.example.com/platform/releases.git`,
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			want := args[0]
+			repo, err := rf.open(cmd, secondArg(args))
+			if err != nil {
+				return err
+			}
+			type event struct {
+				When    time.Time `json:"when"`
+				Commit  string    `json:"commit"`
+				Release string    `json:"release"`
+				Action  string    `json:"action"`
+				Step    string    `json:"step"`
+				Subject string    `json:"subject"`
+			}
+			var events []event
+			err = repo.Log(cmd.Context(), func(c *object.Commit) error {
+				tr := gitsync.ParseTrailers(c.Message)
+				rel := gitsync.TrailerValue(tr, gitsync.TrailerRelease)
+				if rel == "" || (rel != want && !strings.HasSuffix(rel, "/"+want)) {
+					return nil
+				}
+				subject, _, _ := strings.Cut(c.Message, "\n")
+				events = append(events, event{When: c.Committer.When, Commit: c.Hash.String()[:12], Release: rel,
+					Action: gitsync.TrailerValue(tr, gitsync.TrailerAction), Step: gitsync.TrailerValue(tr, gitsync.TrailerStep), Subject: subject})
+				if limit > 0 && len(events) >= limit {
+					return gitsync.ErrStopLog
+				}
+				return nil
+			})
+			if err != nil && !errors.Is(err, gitsync.ErrStopLog) {
+				return err
+			}
+			if output == "json" {
+				if events == nil {
+					events = []event{}
+				}
+				return writeJSON(cmd.OutOrStdout(), events)
+			}
+			if output != "" && output != "table" {
+				return fmt.Errorf("unknown output format %q (use table or json)", output)
+			}
+			if len(events) == 0 {
+				_, err := fmt.Fprintf(cmd.OutOrStdout(), "No transitions recorded for %s.\n", want)
+				return err
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "WHEN\tCOMMIT\tACTION\tSTEP\tMESSAGE")
+			for _, e := range events {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.When.UTC().Format(time.RFC3339), e.Commit, e.Action, orNone(e.Step), e.Subject)
+			}
+			return tw.Flush()
+		},
+	}
+	rf.register(cmd)
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	cmd.Flags().IntVar(&limit, "limit", 0, "show at most this many transitions (0: all)")
+	return cmd
+}
+
+func firstArg(args []string) string {
+	if len(args) > 0 {
+		return args[0]
+	}
+	return ""
+}
+
+func secondArg(args []string) string {
+	if len(args) > 1 {
+		return args[1]
+	}
+	return ""
+}

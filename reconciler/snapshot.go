@@ -1,0 +1,228 @@
+package reconciler
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path"
+	"sort"
+	"strings"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"go.yaml.in/yaml/v3"
+
+	"sluice.dev/sluice/gitsync"
+	"sluice.dev/sluice/specs"
+)
+
+// snapshot is the repository at one commit: its tree and its releases.
+type snapshot struct {
+	head     plumbing.Hash
+	tree     *gitsync.Tree
+	releases map[string]*entry
+}
+
+// entry is one release of the snapshot, valid or not.
+type entry struct {
+	id, namespace, name string
+	file                string
+	rel                 *specs.Release // nil when the spec is invalid
+	err                 error          // why the spec is invalid
+}
+
+// parsedFile caches the parse of one spec file by its blob hash, so a
+// commit that changes other files costs no re-parse.
+type parsedFile struct {
+	blob    plumbing.Hash
+	entries []*entry
+}
+
+// refresh returns the snapshot of the current head, building it when the
+// head moved (after a sync, or after Sluice's own commit).
+func (r *Reconciler) refresh(ctx context.Context) (*snapshot, error) {
+	head, ok, err := r.cfg.Repo.Head()
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, errors.New("nothing synced yet")
+	}
+	r.mu.Lock()
+	if r.snap != nil && r.snap.head == head {
+		s := r.snap
+		r.mu.Unlock()
+		return s, nil
+	}
+	r.mu.Unlock()
+	tree, err := r.cfg.Repo.Tree(ctx, head)
+	if err != nil {
+		return nil, fmt.Errorf("read tree %s: %w", head, err)
+	}
+	files, err := r.specFiles(tree)
+	if err != nil {
+		return nil, err
+	}
+	snap := &snapshot{head: head, tree: tree, releases: map[string]*entry{}}
+	parsed := map[string]parsedFile{}
+	for _, f := range files {
+		blob, err := tree.Hash(f)
+		if err != nil {
+			return nil, err
+		}
+		r.mu.Lock()
+		pf, ok := r.parsed[f]
+		r.mu.Unlock()
+		if !ok || pf.blob != blob {
+			data, err := tree.ReadFile(f)
+			if err != nil {
+				return nil, err
+			}
+			pf = parsedFile{blob: blob, entries: parseEntries(f, data)}
+		}
+		parsed[f] = pf
+		for _, e := range pf.entries {
+			if prev, dup := snap.releases[e.id]; dup {
+				err := fmt.Errorf("release %s is defined in both %s and %s", e.id, prev.file, e.file)
+				snap.releases[e.id] = &entry{id: e.id, namespace: e.namespace, name: e.name, file: prev.file, err: err}
+				continue
+			}
+			snap.releases[e.id] = e
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.parsed = parsed
+	// Another worker may have built a newer one meanwhile; keep the newest
+	// by only replacing a snapshot of a different head.
+	if r.snap == nil || r.snap.head != head {
+		r.snap = snap
+	}
+	return snap, nil
+}
+
+// specFiles lists the YAML files under the configured paths, outside the status dir.
+func (r *Reconciler) specFiles(tree *gitsync.Tree) ([]string, error) {
+	var files []string
+	for _, root := range r.cfg.Paths {
+		root = path.Clean(root)
+		err := fs.WalkDir(tree, root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) && p == root {
+					return fs.SkipAll
+				}
+				return err
+			}
+			if d.IsDir() {
+				if p == r.cfg.StatusDir || d.Name() == ".git" {
+					return fs.SkipDir
+				}
+				return nil
+			}
+			if ext := path.Ext(p); ext == ".yaml" || ext == ".yml" {
+				files = append(files, p)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("list %s: %w", root, err)
+		}
+	}
+	sort.Strings(files)
+	return slicesCompact(files), nil
+}
+
+func slicesCompact(s []string) []string {
+	out := s[:0]
+	for i, v := range s {
+		if i == 0 || v != s[i-1] {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// parseEntries parses a file's releases. A file that is not a release spec
+// gives none; an invalid release gives an entry with its errors, named by
+// whatever metadata could be read.
+func parseEntries(file string, data []byte) []*entry {
+	if !specs.IsRelease(data) {
+		return nil
+	}
+	rels, err := specs.Parse(file, data)
+	var out []*entry
+	valid := map[string]bool{}
+	for _, rel := range rels {
+		valid[rel.ID()] = true
+		out = append(out, &entry{id: rel.ID(), namespace: rel.Metadata.Namespace, name: rel.Metadata.Name, file: file, rel: rel})
+	}
+	if err == nil {
+		return out
+	}
+	for _, id := range identify(data) {
+		if valid[id.namespace+"/"+id.name] {
+			continue
+		}
+		out = append(out, &entry{id: id.namespace + "/" + id.name, namespace: id.namespace, name: id.name, file: file, err: errorsFor(err, id)})
+	}
+	return out
+}
+
+type releaseID struct{ namespace, name string }
+
+// identify reads the metadata of every Release document, leniently.
+func identify(data []byte) []releaseID {
+	var ids []releaseID
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var doc struct {
+			Kind     string `yaml:"kind"`
+			Metadata struct {
+				Name      string `yaml:"name"`
+				Namespace string `yaml:"namespace"`
+			} `yaml:"metadata"`
+		}
+		err := dec.Decode(&doc)
+		if err == io.EOF {
+			return ids
+		}
+		if err != nil {
+			var te *yaml.TypeError
+			if !errors.As(err, &te) {
+				return ids
+			}
+		}
+		if doc.Kind == specs.Kind && doc.Metadata.Name != "" && doc.Metadata.Namespace != "" {
+			ids = append(ids, releaseID{doc.Metadata.Namespace, doc.Metadata.Name})
+		}
+	}
+}
+
+// errorsFor is the whole error list of a file; a multi-release file names
+// every problem, which is what a person fixing it wants.
+func errorsFor(err error, _ releaseID) error {
+	msg := err.Error()
+	if n := strings.Count(msg, "\n") + 1; n > 20 {
+		lines := strings.SplitN(msg, "\n", 21)
+		msg = strings.Join(lines[:20], "\n") + fmt.Sprintf("\n... and %d more", n-20)
+	}
+	return errors.New(msg)
+}
+
+// status reads a release's status file; nil when there is none.
+func (s *snapshot) status(dir, namespace, name string) (*Status, error) {
+	data, err := s.tree.ReadFile(StatusPath(dir, namespace, name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	st, err := ParseStatus(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", StatusPath(dir, namespace, name), err)
+	}
+	return st, nil
+}

@@ -1,0 +1,107 @@
+package reconciler
+
+import (
+	"bytes"
+	"fmt"
+	"path"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// DefaultStatusDir is where Sluice writes one status file per release.
+const DefaultStatusDir = ".sluice/status"
+
+// Phase is where a release stands.
+type Phase string
+
+// Phases of a release.
+const (
+	// PhaseSteady: no candidate; the stable version takes all traffic.
+	PhaseSteady Phase = "Steady"
+	// PhaseProgressing: the candidate is at a step and its gates are checked.
+	PhaseProgressing Phase = "Progressing"
+	// PhaseWaiting: the step passed, and the next waits for an approval or
+	// for the release window to open.
+	PhaseWaiting Phase = "Waiting"
+	// PhasePromoted: the candidate became the stable version.
+	PhasePromoted Phase = "Promoted"
+	// PhaseRolledBack: a gate failed; all traffic is back on stable.
+	PhaseRolledBack Phase = "RolledBack"
+	// PhaseInvalid: the release spec has errors; nothing is applied.
+	PhaseInvalid Phase = "Invalid"
+)
+
+// Status is the record Sluice alone writes for a release, one file per
+// release in Git. With the release spec, it is everything needed to
+// rebuild the release's cluster state.
+type Status struct {
+	APIVersion string `yaml:"apiVersion" json:"apiVersion"`
+	Kind       string `yaml:"kind" json:"kind"`
+	Release    string `yaml:"release" json:"release"`
+	SpecFile   string `yaml:"specFile" json:"specFile"`
+	Phase      Phase  `yaml:"phase" json:"phase"`
+	// Since is when the release entered its phase (or its current step).
+	Since     time.Time `yaml:"since" json:"since"`
+	Stable    string    `yaml:"stable,omitempty" json:"stable,omitempty"`
+	Candidate string    `yaml:"candidate,omitempty" json:"candidate,omitempty"`
+	// Revision is the candidate's content revision: a new one restarts the release.
+	Revision string `yaml:"revision,omitempty" json:"revision,omitempty"`
+	// Step is the step the cluster holds, StepIndex its place in the plan.
+	Step      string `yaml:"step,omitempty" json:"step,omitempty"`
+	StepIndex int    `yaml:"stepIndex" json:"stepIndex"`
+	Weight    int32  `yaml:"weight" json:"weight"`
+	// FailedChecks counts failed checks since the candidate started.
+	FailedChecks int `yaml:"failedChecks" json:"failedChecks"`
+	// Gates are the values of the last evaluation that was recorded.
+	Gates []GateValue `yaml:"gates,omitempty" json:"gates,omitempty"`
+	// Retry is spec.retry as it was when the release was rolled back.
+	Retry   string `yaml:"retry,omitempty" json:"retry,omitempty"`
+	Message string `yaml:"message,omitempty" json:"message,omitempty"`
+}
+
+// GateValue is one gate's value at an evaluation.
+type GateValue struct {
+	Metric string   `yaml:"metric" json:"metric"`
+	Value  *float64 `yaml:"value,omitempty" json:"value,omitempty"` // nil: no data
+	Min    *float64 `yaml:"min,omitempty" json:"min,omitempty"`
+	Max    *float64 `yaml:"max,omitempty" json:"max,omitempty"`
+	Passed bool     `yaml:"passed" json:"passed"`
+}
+
+const statusKind = "ReleaseStatus"
+
+const statusHeader = "# Written by Sluice: the record of this release's progress. Do not edit;\n# change the release spec instead (spec.approvals, spec.retry, spec.candidate).\n"
+
+// StatusPath is the status file of a release under dir.
+func StatusPath(dir, namespace, name string) string {
+	return path.Join(dir, namespace, name+".yaml")
+}
+
+// Marshal writes the status as YAML with a header comment.
+func (s *Status) Marshal() ([]byte, error) {
+	s.APIVersion, s.Kind = "sluice.dev/v1alpha1", statusKind
+	var buf bytes.Buffer
+	buf.WriteString(statusHeader)
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(s); err != nil {
+		return nil, fmt.Errorf("marshal status of %s: %w", s.Release, err)
+	}
+	if err := enc.Close(); err != nil {
+		return nil, fmt.Errorf("marshal status of %s: %w", s.Release, err)
+	}
+	return buf.Bytes(), nil
+}
+
+// ParseStatus reads a status file.
+func ParseStatus(data []byte) (*Status, error) {
+	var s Status
+	if err := yaml.Unmarshal(data, &s); err != nil {
+		return nil, err
+	}
+	if s.Kind != statusKind {
+		return nil, fmt.Errorf("kind is %q, want %s", s.Kind, statusKind)
+	}
+	return &s, nil
+}
