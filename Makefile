@@ -30,3 +30,10 @@ schema: ## regenerate specs/release.schema.json from the Go types
 
 golden: ## regenerate the renderer's golden files
 	$(GO) test ./renderer -run Golden -update
+
+.PHONY: demo demo-rollback
+demo: build test-tools ## run a real release of examples/catalog end to end on the local test cluster
+	$(GO) run ./cmd/sluice-demo
+
+demo-rollback: build test-tools ## the same release with a bad v2, rolled back by its gates
+	$(GO) run ./cmd/sluice-demo --bad

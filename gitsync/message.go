@@ -130,13 +130,16 @@ type MessageData struct {
 }
 
 // DefaultMessageTemplate renders the subject and body of a Sluice commit.
-const DefaultMessageTemplate = `sluice: {{.Action}} {{.Release}} to {{.Step}}{{if .Weight}} ({{.Weight}}%){{end}}
-{{- if or .Gates .Note}}
-{{if .Note}}
+const DefaultMessageTemplate = `sluice: {{with .Action}}{{.}} {{end}}{{.Release}} at {{.Step}}{{if .Weight}} ({{.Weight}}% traffic){{end}}
+{{- if .Note}}
+
 {{.Note}}
 {{- end}}
+{{- if .Gates}}
+
+Gates:
 {{- range .Gates}}
-{{.Name}}: {{printf "%g" .Value}} {{.Op}} {{printf "%g" .Threshold}} {{if .Passed}}passed{{else}}failed{{end}}
+- {{.Name}}: {{printf "%g" .Value}} {{.Op}} {{printf "%g" .Threshold}} {{if .Passed}}passed{{else}}failed{{end}}
 {{- end}}
 {{- end}}
 `

@@ -55,7 +55,10 @@ func wrapErr(op string, err error, secrets []string) error {
 	if err == nil {
 		return nil
 	}
-	return &safeError{msg: redactText(op+": "+err.Error(), secrets), err: err}
+	// One line per error: servers put response bodies with newlines in
+	// them, which would split a log line.
+	msg := redactText(op+": "+err.Error(), secrets)
+	return &safeError{msg: strings.Join(strings.Fields(msg), " "), err: err}
 }
 
 // errorsIsAny reports whether err matches any of targets.

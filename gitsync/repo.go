@@ -1,15 +1,3 @@
-// Package gitsync reads Sluice's release specs from Git and records
-// Sluice's progress back into Git.
-//
-// A Repo keeps a worktree-less (bare) clone of one branch, shallow by
-// default, in a cache directory or in memory. Sync fetches incrementally and
-// reports the head; Tree reads files at a commit without a checkout and gives
-// their git object hashes, which identify content independently of commit
-// SHAs (so Sluice's own status commits do not look like new releases).
-// Commit writes Sluice's files as one commit and pushes it as a
-// fast-forward, re-creating the change on top of a newer head when someone
-// else pushed first. Credentials are read from files at use and never
-// appear in errors or logs.
 package gitsync
 
 import (
@@ -17,22 +5,25 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/go-git/go-billy/v5/osfs"
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/storage"
 	"github.com/go-git/go-git/v5/storage/filesystem"
 	"github.com/go-git/go-git/v5/storage/memory"
-
-	"github.com/go-git/go-billy/v5/osfs"
 )
 
 // Depth values for Config.Depth.
@@ -184,7 +175,62 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Repo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open cache %q: %w", cfg.Dir, err)
 	}
+	if cfg.Dir != "" {
+		if err := r.claimCache(); err != nil {
+			return nil, fmt.Errorf("open cache %q: %w", cfg.Dir, err)
+		}
+	}
 	return r, nil
+}
+
+// cacheOwnerFile records which remote a cache directory mirrors.
+const cacheOwnerFile = "sluice-remote"
+
+// claimCache makes sure refs in the cache came from this remote. When the
+// configured URL changed, the old refs are dropped, so the next Sync makes
+// a fresh shallow clone instead of negotiating with commits the new remote
+// does not know (which would make it send its whole history).
+func (r *Repo) claimCache() error {
+	p := filepath.Join(r.cfg.Dir, cacheOwnerFile)
+	owner, err := os.ReadFile(p)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if string(owner) == r.remote.display {
+		return nil
+	}
+	if len(owner) > 0 {
+		refs, err := r.st.IterReferences()
+		if err != nil {
+			return err
+		}
+		var stale []plumbing.ReferenceName
+		_ = refs.ForEach(func(ref *plumbing.Reference) error {
+			if ref.Name().IsRemote() || ref.Name().IsBranch() {
+				stale = append(stale, ref.Name())
+			}
+			return nil
+		})
+		for _, n := range stale {
+			if err := r.st.RemoveReference(n); err != nil {
+				return err
+			}
+		}
+		r.log.Info("git cache belonged to another remote; starting a fresh clone", "previous_remote", string(owner))
+	}
+	// The display URL carries no credentials, by construction.
+	return os.WriteFile(p, []byte(r.remote.display), 0o644)
+}
+
+// Close releases files the cache holds open. The Repo must not be used
+// afterwards.
+func (r *Repo) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if c, ok := r.st.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
 }
 
 // validBranch refuses names git would refuse, and full ref names, which
@@ -223,6 +269,25 @@ func (r *Repo) fetchSpec(branch string) config.RefSpec {
 	return config.RefSpec(fmt.Sprintf("+refs/heads/%s:%s", branch, trackingRef(branch)))
 }
 
+// update fetches branch: the first time with the configured depth (a
+// shallow clone), afterwards incrementally, asking only for the commits
+// the remote has beyond ours. (A depth-limited fetch into a shallow clone
+// makes git send the whole tree again, since go-git cannot take thin
+// packs: that cost a cold clone's time for every new commit.) After a
+// history rewrite, the incremental fetch brings the rewritten commits down
+// to the common ancestor.
+func (r *Repo) update(ctx context.Context, t transportOpts, branch string) (found bool, err error) {
+	_, have, err := r.refHash(trackingRef(branch))
+	if err != nil {
+		return false, err
+	}
+	depth := r.depth
+	if have {
+		depth = 0
+	}
+	return r.fetch(ctx, t, branch, depth)
+}
+
 // fetch brings branch's tip into the tracking ref. found is false when the
 // remote has no such branch.
 func (r *Repo) fetch(ctx context.Context, t transportOpts, branch string, depth int) (found bool, err error) {
@@ -243,7 +308,16 @@ func (r *Repo) fetch(ctx context.Context, t transportOpts, branch string, depth 
 	case errors.As(err, &noMatch):
 		return false, nil
 	}
-	return false, wrapErr(fmt.Sprintf("fetch %s from %s", branch, r.remote.display), err, t.secrets)
+	return false, wrapErr(fmt.Sprintf("fetch %s from %s", branch, r.remote.display), explain(err, t), t.secrets)
+}
+
+// explain adds what a person needs to fix an authentication failure: go-git
+// cannot tell "no credentials" from "wrong credentials".
+func explain(err error, t transportOpts) error {
+	if t.auth != nil && errorsIsAny(err, transport.ErrAuthenticationRequired, transport.ErrAuthorizationFailed) {
+		return fmt.Errorf("%w (the server refused the credentials from the Auth files)", err)
+	}
+	return err
 }
 
 func (r *Repo) refHash(name plumbing.ReferenceName) (plumbing.Hash, bool, error) {
@@ -267,7 +341,7 @@ func (r *Repo) Sync(ctx context.Context) (SyncResult, error) {
 	if err != nil {
 		return SyncResult{}, fmt.Errorf("sync %s: %w", r.remote.display, err)
 	}
-	found, err := r.fetch(ctx, t, r.cfg.Branch, r.depth)
+	found, err := r.update(ctx, t, r.cfg.Branch)
 	if err != nil {
 		return SyncResult{}, err
 	}
@@ -280,6 +354,9 @@ func (r *Repo) Sync(ctx context.Context) (SyncResult, error) {
 	}
 	res := SyncResult{Head: head, Previous: r.reported, Changed: head != r.reported}
 	r.reported = head
+	if res.Changed {
+		r.compactOrWarn(ctx)
+	}
 	lvl := slog.LevelDebug
 	if res.Changed {
 		lvl = slog.LevelInfo

@@ -17,9 +17,10 @@ force=false
 if [[ "${1:-}" == "-f" ]]; then force=true; fi
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-export GOWORK=off GOFLAGS=-mod=mod CGO_ENABLED=0
+export GOWORK=off CGO_ENABLED=0
 
-client_go=$(cd "$repo_root" && go list -m -f '{{.Version}}' k8s.io/client-go)
+# Read-only: this must never rewrite Sluice's go.mod or go.sum.
+client_go=$(cd "$repo_root" && GOFLAGS=-mod=readonly go list -m -f '{{.Version}}' k8s.io/client-go)
 if [[ ! "$client_go" =~ ^v0\.[0-9]+\.[0-9]+ ]]; then
 	echo "build-k8s: cannot map k8s.io/client-go $client_go to a Kubernetes release (want v0.X.Y)" >&2
 	exit 1
@@ -48,6 +49,8 @@ fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/sluice-k8sbuild.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 cd "$work"
+# The throwaway module gets its go.sum filled in as the build resolves it.
+export GOFLAGS=-mod=mod
 
 echo "build-k8s: fetching k8s.io/kubernetes@$k8s_version"
 kube_gomod=$(go mod download -json "k8s.io/kubernetes@$k8s_version" |

@@ -29,7 +29,7 @@ install_apt() {
 
 install_kwok() {
 	local version
-	version=$(sed -n 's/^[[:space:]]*KwokVersion[[:space:]]*=[[:space:]]*"\(v[^"]*\)".*/\1/p' "$repo_root/testenv/tools.go")
+	version=$(sed -n 's/^.*KwokVersion[[:space:]]*=[[:space:]]*"\(v[^"]*\)".*/\1/p' "$repo_root/testenv/tools.go")
 	if [[ -z "$version" ]]; then
 		echo "testenv-tools: cannot read KwokVersion from testenv/tools.go" >&2
 		exit 1

@@ -266,7 +266,9 @@ func (r *Reconciler) reconcile(ctx context.Context, id string) (time.Duration, e
 	}
 	// Records carry whole seconds: they are for people and for Git diffs.
 	rc := &run{r: r, snap: snap, e: e, st: st, now: r.cfg.Now().UTC().Truncate(time.Second), memo: r.memoFor(id)}
-	return rc.step(ctx)
+	after, err := rc.step(ctx)
+	r.log.Debug("reconciled", "release", id, "head", snap.head.String()[:12], "phase", phaseOf(rc.st), "step", stepOf(rc.st), "next", after, "err", err)
+	return after, err
 }
 
 func (r *Reconciler) memoFor(id string) *releaseMemo {
@@ -372,4 +374,18 @@ func (g GateValue) String() string {
 		return fmt.Sprintf("%s %s <= %s", name, f(v), f(*g.Max))
 	}
 	return fmt.Sprintf("%s %s", name, f(v))
+}
+
+func phaseOf(st *Status) Phase {
+	if st == nil {
+		return ""
+	}
+	return st.Phase
+}
+
+func stepOf(st *Status) string {
+	if st == nil {
+		return ""
+	}
+	return st.Step
 }

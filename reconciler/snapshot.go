@@ -80,7 +80,14 @@ func (r *Reconciler) refresh(ctx context.Context) (*snapshot, error) {
 			if err != nil {
 				return nil, err
 			}
-			pf = parsedFile{blob: blob, entries: parseEntries(f, data)}
+			var unnamed error
+			pf.entries, unnamed = parseEntries(f, data)
+			pf.blob = blob
+			if unnamed != nil {
+				// Without a namespace and name there is no status file to
+				// report in: the log is the only place.
+				r.log.Error("release spec is invalid and names no release; skipping it", "file", f, "err", unnamed)
+			}
 		}
 		parsed[f] = pf
 		for _, e := range pf.entries {
@@ -147,9 +154,9 @@ func slicesCompact(s []string) []string {
 // parseEntries parses a file's releases. A file that is not a release spec
 // gives none; an invalid release gives an entry with its errors, named by
 // whatever metadata could be read.
-func parseEntries(file string, data []byte) []*entry {
+func parseEntries(file string, data []byte) ([]*entry, error) {
 	if !specs.IsRelease(data) {
-		return nil
+		return nil, nil
 	}
 	rels, err := specs.Parse(file, data)
 	var out []*entry
@@ -159,15 +166,20 @@ func parseEntries(file string, data []byte) []*entry {
 		out = append(out, &entry{id: rel.ID(), namespace: rel.Metadata.Namespace, name: rel.Metadata.Name, file: file, rel: rel})
 	}
 	if err == nil {
-		return out
+		return out, nil
 	}
+	named := false
 	for _, id := range identify(data) {
 		if valid[id.namespace+"/"+id.name] {
 			continue
 		}
-		out = append(out, &entry{id: id.namespace + "/" + id.name, namespace: id.namespace, name: id.name, file: file, err: errorsFor(err, id)})
+		named = true
+		out = append(out, &entry{id: id.namespace + "/" + id.name, namespace: id.namespace, name: id.name, file: file, err: errorsFor(err)})
 	}
-	return out
+	if !named {
+		return out, errorsFor(err)
+	}
+	return out, nil
 }
 
 type releaseID struct{ namespace, name string }
@@ -202,7 +214,7 @@ func identify(data []byte) []releaseID {
 
 // errorsFor is the whole error list of a file; a multi-release file names
 // every problem, which is what a person fixing it wants.
-func errorsFor(err error, _ releaseID) error {
+func errorsFor(err error) error {
 	msg := err.Error()
 	if n := strings.Count(msg, "\n") + 1; n > 20 {
 		lines := strings.SplitN(msg, "\n", 21)

@@ -49,6 +49,8 @@ func (f *recordFlags) open(cmd *cobra.Command, repoArg string) (*gitsync.Repo, e
 	}
 	cfg := f.git.config()
 	cfg.URL = url
+	// Reading commits nothing, but a Repo always knows who would.
+	cfg.Author = gitsync.Signature{Name: "Sluice", Email: "sluice@localhost"}
 	repo, err := gitsync.Open(cmd.Context(), cfg, discardLogger())
 	if err != nil {
 		return nil, err

@@ -1,0 +1,451 @@
+// Package e2e runs whole releases on real parts: the local test cluster
+// (kube-apiserver, controller-manager, scheduler, kwok), a real Prometheus
+// scraping the mesh simulator, a Git remote over smart HTTP with a person
+// pushing to it, and the sluice binary.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+
+	"sluice.dev/sluice/internal/stack"
+	"sluice.dev/sluice/reconciler"
+	"sluice.dev/sluice/testenv"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) {
+	os.Exit(testenv.Main(m, testenv.Options{Prometheus: true}, &env))
+}
+
+var (
+	buildOnce sync.Once
+	binary    string
+	buildErr  error
+)
+
+// sluiceBinary builds cmd/sluice once for the package.
+func sluiceBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "sluice-e2e-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binary = filepath.Join(dir, "sluice")
+		out, err := exec.Command("go", "build", "-o", binary, "../cmd/sluice").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binary
+}
+
+const (
+	interval = 2 * time.Second
+	window   = 10 * time.Second
+	// A release of the example takes about 8 steps of a few intervals.
+	releaseTimeout = 4 * time.Minute
+)
+
+func newStack(t *testing.T, namespace string) *stack.Stack {
+	t.Helper()
+	ctx := t.Context()
+	s, err := stack.Start(ctx, t.TempDir(), stack.Options{
+		Env:         env,
+		Sluice:      sluiceBinary(t),
+		Example:     "../examples/catalog",
+		Namespace:   namespace,
+		Interval:    interval,
+		Window:      window,
+		CohortShare: 0.2,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			log, _ := s.Log(context.Background())
+			t.Logf("git log of the remote:\n%s", strings.Join(log, "\n"))
+			t.Logf("sluice log:\n%s", tail(s.SluiceLog(), 200))
+			env.MarkFailed()
+		}
+		s.Close()
+	})
+	if err := s.StartSluice(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitPhase(t, s, reconciler.PhaseSteady, time.Minute)
+	return s
+}
+
+func tail(s string, lines int) string {
+	l := strings.Split(s, "\n")
+	if len(l) > lines {
+		l = l[len(l)-lines:]
+	}
+	return strings.Join(l, "\n")
+}
+
+// status reads the release's status file from the remote's main branch.
+func status(ctx context.Context, s *stack.Stack) (*reconciler.Status, error) {
+	data, err := s.ReadRemote(ctx, reconciler.StatusPath(reconciler.DefaultStatusDir, s.Namespace, "catalog"))
+	if err != nil {
+		return nil, err
+	}
+	return reconciler.ParseStatus([]byte(data))
+}
+
+func waitStatus(t *testing.T, s *stack.Stack, timeout time.Duration, what string, cond func(*reconciler.Status) bool) *reconciler.Status {
+	t.Helper()
+	var last *reconciler.Status
+	err := stack.WaitFor(t.Context(), timeout, 250*time.Millisecond, what, func(ctx context.Context) (bool, error) {
+		st, err := status(ctx, s)
+		if err != nil {
+			return false, err
+		}
+		last = st
+		return cond(st), nil
+	})
+	if err != nil {
+		t.Fatalf("%v; last status: %+v", err, last)
+	}
+	return last
+}
+
+func waitPhase(t *testing.T, s *stack.Stack, phase reconciler.Phase, timeout time.Duration) *reconciler.Status {
+	t.Helper()
+	return waitStatus(t, s, timeout, "phase "+string(phase), func(st *reconciler.Status) bool { return st.Phase == phase })
+}
+
+func pushCandidate(t *testing.T, s *stack.Stack, version string) {
+	t.Helper()
+	if _, err := s.PushCandidate(t.Context(), version); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.TriggerSync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+var (
+	vsGVR = schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1", Resource: "virtualservices"}
+)
+
+// routes reads a VirtualService's first-route destinations as "subset=weight".
+func routes(t *testing.T, ns, name string) []string {
+	t.Helper()
+	dyn := dynamic.NewForConfigOrDie(env.RESTConfig())
+	vs, err := dyn.Resource(vsGVR).Namespace(ns).Get(t.Context(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	httpRoutes, _, _ := unstructured.NestedSlice(vs.Object, "spec", "http")
+	for _, hr := range httpRoutes {
+		dests, _, _ := unstructured.NestedSlice(hr.(map[string]any), "route")
+		for _, d := range dests {
+			subset, _, _ := unstructured.NestedString(d.(map[string]any), "destination", "subset")
+			w, _, _ := unstructured.NestedInt64(d.(map[string]any), "weight")
+			out = append(out, fmt.Sprintf("%s=%d", subset, w))
+		}
+	}
+	return out
+}
+
+func deployments(t *testing.T, ns string) []string {
+	t.Helper()
+	list, err := kubernetes.NewForConfigOrDie(env.RESTConfig()).AppsV1().Deployments(ns).List(t.Context(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, d := range list.Items {
+		if d.DeletionTimestamp == nil {
+			names = append(names, d.Name)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+func waitDeployments(t *testing.T, ns string, want ...string) {
+	t.Helper()
+	err := stack.WaitFor(t.Context(), time.Minute, 250*time.Millisecond, fmt.Sprintf("Deployments %v", want), func(context.Context) (bool, error) {
+		return slices.Equal(deployments(t, ns), want), nil
+	})
+	if err != nil {
+		t.Fatalf("%v; have %v", err, deployments(t, ns))
+	}
+}
+
+// sluiceSubjects lists the subjects of Sluice's commits, oldest first.
+func sluiceSubjects(t *testing.T, s *stack.Stack) []string {
+	t.Helper()
+	log, err := s.Log(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range log {
+		_, rest, _ := strings.Cut(l, " ")
+		if subj, ok := strings.CutPrefix(rest, "Sluice: "); ok {
+			out = append(out, subj)
+		}
+	}
+	return out
+}
+
+// transitions keeps the subjects that move the release, without the
+// initial steady record.
+func transitions(subjects []string) []string {
+	var out []string
+	for _, s := range subjects {
+		if strings.HasPrefix(s, "catalog: steady at") {
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// checkGoodRelease asserts the commit sequence of a release from deploy
+// to promotion, one commit per transition.
+func checkGoodRelease(t *testing.T, subjects []string, from, to string) {
+	t.Helper()
+	want := []string{
+		"catalog: start " + from + " -> " + to + " at deploy",
+		"catalog: deploy -> dark-launch (available)",
+		"catalog: dark-launch -> 10% (",
+		"catalog: 10% -> 20% (",
+		"catalog: 20% -> 30% (",
+		"catalog: 30% -> 40% (",
+		"catalog: 40% -> 50% (",
+		"catalog: 50% -> promote (",
+		"catalog: promoted " + to + " (" + from + " retired)",
+	}
+	if len(subjects) != len(want) {
+		t.Fatalf("Sluice's commits:\n%s\nwant %d transitions:\n%s", strings.Join(subjects, "\n"), len(want), strings.Join(want, "\n"))
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(subjects[i], w) {
+			t.Errorf("commit %d is %q, want it to start with %q", i, subjects[i], w)
+		}
+	}
+}
+
+// TestPrometheusStoppedMidStep (d): while Prometheus is gone no step
+// advances and no check counts as failed; when it is back the release
+// goes on to promotion. It runs alone: the other tests share Prometheus.
+func TestPrometheusStoppedMidStep(t *testing.T) {
+	s := newStack(t, "e2e-prometheus")
+	pushCandidate(t, s, "v2")
+	st := waitStatus(t, s, releaseTimeout, "step canary-10", func(st *reconciler.Status) bool { return st.Step == "canary-10" })
+	ctx := t.Context()
+	if err := env.StopPrometheus(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Several intervals pass in which Sluice sees Prometheus fail.
+	err := stack.WaitFor(ctx, time.Minute, 250*time.Millisecond, "three failed gate evaluations", func(context.Context) (bool, error) {
+		return strings.Count(s.SluiceLog(), "Prometheus failed; holding the step") >= 3, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := status(ctx, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if held.Step != st.Step || held.Phase != reconciler.PhaseProgressing || held.FailedChecks != 0 {
+		t.Fatalf("without Prometheus the release moved: %+v", held)
+	}
+	if err := env.StartPrometheus(ctx); err != nil {
+		t.Fatal(err)
+	}
+	final := waitPhase(t, s, reconciler.PhasePromoted, releaseTimeout)
+	if final.FailedChecks >= 5 {
+		t.Errorf("failed checks %d reached the threshold", final.FailedChecks)
+	}
+	waitDeployments(t, s.Namespace, "catalog-v2")
+}
+
+// TestGoodReleaseWithPersonPushing (a) and (f): a good v2 walks every step
+// to promotion, one commit per transition, while a person keeps pushing
+// commits to the same branch; none of theirs is lost.
+func TestGoodReleaseWithPersonPushing(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, "e2e-good")
+	ctx := t.Context()
+	pushCandidate(t, s, "v2")
+
+	var (
+		mu     sync.Mutex
+		pushed []string
+		stop   = make(chan struct{})
+		done   = make(chan error, 1)
+	)
+	go func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			case <-time.After(300 * time.Millisecond):
+			}
+			h, err := s.EditAndPush(ctx, fmt.Sprintf("notes %d", i), func(func(string) string) map[string]string {
+				return map[string]string{"notes/log.txt": fmt.Sprintf("note %d\n", i)}
+			})
+			if err != nil {
+				done <- err
+				return
+			}
+			mu.Lock()
+			pushed = append(pushed, strings.TrimSpace(h))
+			mu.Unlock()
+		}
+	}()
+	final := waitPhase(t, s, reconciler.PhasePromoted, releaseTimeout)
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if final.Stable != "v2" || final.Weight != 100 {
+		t.Errorf("final status %+v", final)
+	}
+	checkGoodRelease(t, transitions(sluiceSubjects(t, s)), "v1", "v2")
+
+	spec, err := s.ReadRemote(ctx, stack.ReleaseFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(spec, "\n  stable: v2\n") || strings.Contains(spec, "candidate:") {
+		t.Errorf("the spec in Git does not name v2 stable alone:\n%s", spec)
+	}
+	waitDeployments(t, s.Namespace, "catalog-v2")
+	err = stack.WaitFor(ctx, time.Minute, 250*time.Millisecond, "mesh route all on v2", func(context.Context) (bool, error) {
+		return slices.Equal(routes(t, s.Namespace, "catalog-mesh"), []string{"v2=100"}), nil
+	})
+	if err != nil {
+		t.Fatalf("%v: %v", err, routes(t, s.Namespace, "catalog-mesh"))
+	}
+
+	// Every commit the person pushed is in the history, unchanged.
+	mu.Lock()
+	defer mu.Unlock()
+	if len(pushed) < 5 {
+		t.Fatalf("the person pushed only %d commits", len(pushed))
+	}
+	for _, h := range pushed {
+		if _, err := s.Git(ctx, "fetch", "-q", "origin"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Git(ctx, "merge-base", "--is-ancestor", h, "origin/main"); err != nil {
+			t.Errorf("the person's commit %s is not in main: %v", h, err)
+		}
+	}
+}
+
+// TestBadReleaseRolledBack (b): a v2 failing 10% of requests is rolled
+// back after threshold failed checks; the commit names the gate and value.
+func TestBadReleaseRolledBack(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, "e2e-bad")
+	if err := s.Mesh.SetVersion("v2", 0.10, 20*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	pushCandidate(t, s, "v2")
+	final := waitPhase(t, s, reconciler.PhaseRolledBack, releaseTimeout)
+	if final.FailedChecks != 5 {
+		t.Errorf("rolled back after %d failed checks, want 5", final.FailedChecks)
+	}
+	subjects := transitions(sluiceSubjects(t, s))
+	last := subjects[len(subjects)-1]
+	if !strings.HasPrefix(last, "catalog: rolled back at ") || !strings.Contains(last, "success-rate ") || !strings.Contains(last, " < 99") || !strings.Contains(last, "5/5 checks failed") {
+		t.Errorf("rollback commit %q does not name the gate, its value and the count", last)
+	}
+	failedChecks := 0
+	for _, subj := range subjects {
+		if strings.Contains(subj, ": check failed at ") {
+			failedChecks++
+		}
+	}
+	if failedChecks != 4 {
+		t.Errorf("%d check-failed commits before the rollback, want 4:\n%s", failedChecks, strings.Join(subjects, "\n"))
+	}
+	waitDeployments(t, s.Namespace, "catalog-v1")
+	err := stack.WaitFor(t.Context(), time.Minute, 250*time.Millisecond, "mesh route all on v1", func(context.Context) (bool, error) {
+		return slices.Equal(routes(t, s.Namespace, "catalog-mesh"), []string{"v1=100"}) &&
+			slices.Equal(routes(t, s.Namespace, "catalog-ingress"), []string{"v1=100"}), nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestKilledMidRelease (c): sluice is killed with SIGKILL in the middle of
+// a release; restarted, it resumes at the recorded step: no step is
+// repeated or skipped.
+func TestKilledMidRelease(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, "e2e-kill")
+	pushCandidate(t, s, "v2")
+	waitStatus(t, s, releaseTimeout, "step canary-20", func(st *reconciler.Status) bool { return st.Step == "canary-20" })
+	if err := s.KillSluice(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.StartSluice(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	waitPhase(t, s, reconciler.PhasePromoted, releaseTimeout)
+	checkGoodRelease(t, transitions(sluiceSubjects(t, s)), "v1", "v2")
+	waitDeployments(t, s.Namespace, "catalog-v2")
+}
+
+// TestNewCandidateAbandonsTheOld (e): v3 pushed while v2 is at 30%: v2 is
+// abandoned and v3 starts from deploy, then goes all the way.
+func TestNewCandidateAbandonsTheOld(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, "e2e-v3")
+	pushCandidate(t, s, "v2")
+	waitStatus(t, s, releaseTimeout, "step canary-30", func(st *reconciler.Status) bool { return st.Step == "canary-30" })
+	if _, err := s.AddVersion(t.Context(), "v3"); err != nil {
+		t.Fatal(err)
+	}
+	pushCandidate(t, s, "v3")
+	st := waitStatus(t, s, releaseTimeout, "candidate v3", func(st *reconciler.Status) bool { return st.Candidate == "v3" })
+	if st.Step != "deploy" && st.StepIndex > 1 {
+		t.Errorf("v3 did not start from deploy: %+v", st)
+	}
+	final := waitPhase(t, s, reconciler.PhasePromoted, releaseTimeout)
+	if final.Stable != "v3" {
+		t.Errorf("promoted %q, want v3", final.Stable)
+	}
+	subjects := transitions(sluiceSubjects(t, s))
+	abandoned := slices.IndexFunc(subjects, func(s string) bool {
+		return strings.HasPrefix(s, "catalog: v2 abandoned at canary-30; start v3 at deploy")
+	})
+	if abandoned < 0 {
+		t.Fatalf("no commit abandons v2 at canary-30 for v3:\n%s", strings.Join(subjects, "\n"))
+	}
+	checkGoodRelease(t, append([]string{"catalog: start v1 -> v3 at deploy"}, subjects[abandoned+1:]...), "v1", "v3")
+	waitDeployments(t, s.Namespace, "catalog-v3")
+}
