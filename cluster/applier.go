@@ -5,12 +5,14 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
-	"strings"
+	"sync"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -18,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
@@ -183,6 +186,12 @@ func (r *Result) Changed() bool {
 // no longer renders, in reverse order. Objects that are unchanged since the
 // last apply cause no write.
 //
+// Pruning searches the kinds of the set and the Applier's PruneKinds, in
+// the namespaces of the set and the release's own (LabelReleaseNamespace).
+// Namespaces and CRDs in a set are applied (and CRDs waited for) before
+// the rest is validated, since the rest cannot be validated without them;
+// they are never pruned.
+//
 // The Result is returned even with an error and lists what was done.
 func (a *Applier) Apply(ctx context.Context, set Set, opts ApplyOptions) (*Result, error) {
 	res := &Result{DryRun: opts.DryRun}
@@ -193,6 +202,13 @@ func (a *Applier) Apply(ctx context.Context, set Set, opts ApplyOptions) (*Resul
 	items, err := prepare(set)
 	if err != nil {
 		return res, fmt.Errorf("release %s: %w", release, err)
+	}
+	r := &run{
+		release:    release,
+		owner:      labels.SelectorFromSet(set.Owner),
+		namespaces: namespacesOf(items, set.Owner),
+		opts:       opts,
+		res:        res,
 	}
 	// Namespaces and CRDs go first in a round of their own: the server can
 	// neither validate nor map objects whose namespace or kind does not
@@ -205,19 +221,50 @@ func (a *Applier) Apply(ctx context.Context, set Set, opts ApplyOptions) (*Resul
 			rest = append(rest, it)
 		}
 	}
-	selector := labels.SelectorFromSet(set.Owner)
 	if len(base) > 0 {
-		if err := a.round(ctx, release, selector, base, nil, opts, res); err != nil {
-			return res, err
+		if err := a.round(ctx, r, base, nil); err != nil {
+			return res, fmt.Errorf("release %s: %w", release, err)
 		}
 		if err := a.waitCRDs(ctx, base, opts); err != nil {
 			return res, fmt.Errorf("release %s: %w", release, err)
 		}
 	}
-	if err := a.round(ctx, release, selector, rest, a.pruneKinds, opts, res); err != nil {
-		return res, err
+	if err := a.round(ctx, r, rest, a.pruneKinds); err != nil {
+		return res, fmt.Errorf("release %s: %w", release, err)
 	}
 	return res, nil
+}
+
+// run is one Apply in progress.
+type run struct {
+	release string // namespace/name, for messages
+	owner   labels.Selector
+	// namespaces are searched for the release's namespaced objects; nil
+	// means all.
+	namespaces []string
+	opts       ApplyOptions
+	res        *Result
+}
+
+// namespacesOf are the namespaces a release's objects live in: those of
+// the set and the release's own, where the renderer puts everything. An
+// object the release once rendered into another namespace is not pruned;
+// searching only these keeps each read proportional to the release, not
+// to the cluster.
+func namespacesOf(items []*item, owner map[string]string) []string {
+	seen := map[string]bool{}
+	if ns := owner[LabelReleaseNamespace]; ns != "" {
+		seen[ns] = true
+	}
+	for _, it := range items {
+		if it.ref.Namespace != "" {
+			seen[it.ref.Namespace] = true
+		}
+	}
+	if len(seen) == 0 {
+		return nil
+	}
+	return slices.Sorted(maps.Keys(seen))
 }
 
 // action is what an object needs.
@@ -231,23 +278,26 @@ const (
 
 // round applies items and prunes stale objects of the items' kinds and
 // pruneKinds.
-func (a *Applier) round(ctx context.Context, release string, owner labels.Selector, items []*item, pruneKinds []schema.GroupKind, opts ApplyOptions, res *Result) error {
+func (a *Applier) round(ctx context.Context, r *run, items []*item, pruneKinds []schema.GroupKind) error {
+	release, res := r.release, r.res
 	if err := a.resolve(ctx, items); err != nil {
-		return fmt.Errorf("release %s: %w", release, err)
+		return err
 	}
 	kinds, err := a.listKinds(ctx, items, pruneKinds)
 	if err != nil {
-		return fmt.Errorf("release %s: %w", release, err)
+		return err
 	}
-	live, err := a.readLive(ctx, owner, kinds)
+	live, err := a.readLive(ctx, r, kinds)
 	if err != nil {
-		return fmt.Errorf("release %s: %w", release, err)
+		return err
+	}
+	if err := errors.Join(parallel(len(items), func(i int) error {
+		return a.classify(ctx, release, items[i], live)
+	})...); err != nil {
+		return err
 	}
 	var writes []*item
 	for _, it := range items {
-		if err := a.classify(ctx, release, it, live); err != nil {
-			return fmt.Errorf("release %s: %w", release, err)
-		}
 		switch it.action {
 		case actUnchanged:
 			res.Unchanged = append(res.Unchanged, it.ref)
@@ -260,29 +310,32 @@ func (a *Applier) round(ctx context.Context, release string, owner labels.Select
 			}
 		}
 	}
-	prunes := pruneCandidates(items, live, owner, kinds)
+	prunes := pruneCandidates(items, live, r.owner, kinds)
 
 	// Validate everything first so a set the server rejects is not left
-	// half-applied.
-	var errs []error
-	for _, it := range writes {
-		if _, err := a.apply(ctx, it, true); err != nil {
-			errs = append(errs, &ObjectError{Object: it.ref, Op: "validate", Err: err})
+	// half-applied. Dry runs change nothing, so their order is free.
+	errs := parallel(len(writes)+len(prunes), func(i int) error {
+		if i < len(writes) {
+			if err := a.apply(ctx, writes[i], true); err != nil {
+				return &ObjectError{Object: writes[i].ref, Op: "validate", Err: err}
+			}
+			return nil
 		}
-	}
-	for _, p := range prunes {
+		p := prunes[i-len(writes)]
 		if err := a.delete(ctx, p, true); err != nil {
-			errs = append(errs, &ObjectError{Object: p.ref, Op: "validate prune of", Err: err})
+			return &ObjectError{Object: p.ref, Op: "validate prune of", Err: err}
 		}
-	}
+		return nil
+	})
+	errs = slices.DeleteFunc(errs, func(err error) bool { return err == nil })
 	if len(errs) > 0 {
-		return fmt.Errorf("release %s: the API server rejected %d object(s), nothing was changed:\n%w", release, len(errs), errors.Join(errs...))
+		return fmt.Errorf("the API server rejected %d object(s), none of them was written:\n%w", len(errs), errors.Join(errs...))
 	}
 
 	for _, it := range writes {
-		if !opts.DryRun {
-			if _, err := a.apply(ctx, it, false); err != nil {
-				return fmt.Errorf("release %s: %w", release, &ObjectError{Object: it.ref, Op: "apply", Err: err})
+		if !r.opts.DryRun {
+			if err := a.apply(ctx, it, false); err != nil {
+				return &ObjectError{Object: it.ref, Op: "apply", Err: err}
 			}
 			a.log.Info("applied", "release", release, "object", it.ref.String(), "created", it.action == actCreate)
 		}
@@ -293,9 +346,9 @@ func (a *Applier) round(ctx context.Context, release string, owner labels.Select
 		}
 	}
 	for _, p := range prunes {
-		if !opts.DryRun {
+		if !r.opts.DryRun {
 			if err := a.delete(ctx, p, false); err != nil {
-				return fmt.Errorf("release %s: %w", release, &ObjectError{Object: p.ref, Op: "prune", Err: err})
+				return &ObjectError{Object: p.ref, Op: "prune", Err: err}
 			}
 			a.log.Info("pruned", "release", release, "object", p.ref.String())
 		}
@@ -375,31 +428,83 @@ func keyOf(u *unstructured.Unstructured) objKey {
 	return objKey{u.GroupVersionKind().GroupKind(), u.GetNamespace(), u.GetName()}
 }
 
-// readLive lists, in all namespaces, the objects of each kind that carry
-// the owner labels: one LIST per kind serves both the unchanged check and
-// pruning.
-func (a *Applier) readLive(ctx context.Context, owner labels.Selector, kinds []*meta.RESTMapping) (map[objKey]*unstructured.Unstructured, error) {
-	live := map[objKey]*unstructured.Unstructured{}
+// readLive lists the objects of each kind that carry the owner labels, in
+// the run's namespaces: one LIST per kind and namespace serves both the
+// unchanged check and pruning. The LISTs run concurrently.
+func (a *Applier) readLive(ctx context.Context, r *run, kinds []*meta.RESTMapping) (map[objKey]*unstructured.Unstructured, error) {
+	type job struct {
+		mapping   *meta.RESTMapping
+		namespace string
+		items     []unstructured.Unstructured
+	}
+	var jobs []*job
 	for _, m := range kinds {
-		opts := metav1.ListOptions{LabelSelector: owner.String(), Limit: 500}
-		for {
-			list, err := a.dyn.Resource(m.Resource).List(ctx, opts)
-			if err != nil {
-				return nil, fmt.Errorf("list %s with labels %s: %w", m.Resource.GroupResource(), owner, err)
-			}
-			for i := range list.Items {
-				u := &list.Items[i]
-				// List items may lack apiVersion/kind.
-				u.SetGroupVersionKind(m.GroupVersionKind)
-				live[keyOf(u)] = u
-			}
-			if list.GetContinue() == "" {
-				break
-			}
-			opts.Continue = list.GetContinue()
+		if m.Scope.Name() != meta.RESTScopeNameNamespace || r.namespaces == nil {
+			jobs = append(jobs, &job{mapping: m, namespace: metav1.NamespaceAll})
+			continue
+		}
+		for _, ns := range r.namespaces {
+			jobs = append(jobs, &job{mapping: m, namespace: ns})
+		}
+	}
+	if err := errors.Join(parallel(len(jobs), func(i int) error {
+		var err error
+		jobs[i].items, err = a.list(ctx, jobs[i].mapping, jobs[i].namespace, r.owner)
+		return err
+	})...); err != nil {
+		return nil, err
+	}
+	live := map[objKey]*unstructured.Unstructured{}
+	for _, j := range jobs {
+		for i := range j.items {
+			u := &j.items[i]
+			// List items may lack apiVersion and kind.
+			u.SetGroupVersionKind(j.mapping.GroupVersionKind)
+			live[keyOf(u)] = u
 		}
 	}
 	return live, nil
+}
+
+// maxParallel bounds the requests one Apply has in flight.
+const maxParallel = 8
+
+// parallel runs fn(0..n-1) concurrently, at most maxParallel at a time,
+// and returns their errors by index.
+func parallel(n int, fn func(i int) error) []error {
+	errs := make([]error, n)
+	sem := make(chan struct{}, maxParallel)
+	var wg sync.WaitGroup
+	for i := range n {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			errs[i] = fn(i)
+		})
+	}
+	wg.Wait()
+	return errs
+}
+
+// list reads every page of one LIST.
+func (a *Applier) list(ctx context.Context, m *meta.RESTMapping, namespace string, owner labels.Selector) ([]unstructured.Unstructured, error) {
+	var out []unstructured.Unstructured
+	opts := metav1.ListOptions{LabelSelector: owner.String(), Limit: 500}
+	for {
+		page, err := a.dyn.Resource(m.Resource).Namespace(namespace).List(ctx, opts)
+		if err != nil {
+			where := "all namespaces"
+			if namespace != "" {
+				where = "namespace " + namespace
+			}
+			return nil, fmt.Errorf("list %s in %s with labels %s: %w", m.Resource.GroupResource(), where, owner, err)
+		}
+		out = append(out, page.Items...)
+		if page.GetContinue() == "" {
+			return out, nil
+		}
+		opts.Continue = page.GetContinue()
+	}
 }
 
 // classify decides what an item needs by comparing it with its live
@@ -419,14 +524,14 @@ func (a *Applier) classify(ctx context.Context, release string, it *item, live m
 			return &ObjectError{Object: it.ref, Op: "read", Err: err}
 		}
 		cur = got
-		if other := cur.GetLabels()[LabelRelease]; other != "" && cur.GetLabels()[LabelManagedBy] != "" {
-			if !ownedBySameRelease(cur.GetLabels(), it.obj.GetLabels()) {
+		have, want := cur.GetLabels(), it.obj.GetLabels()
+		for _, k := range []string{LabelRelease, LabelReleaseNamespace} {
+			if v, ok := have[k]; ok && v != want[k] {
 				return fmt.Errorf("%s already belongs to release %s/%s; two releases must not render the same object",
-					it.ref, cur.GetLabels()[LabelReleaseNamespace], other)
+					it.ref, have[LabelReleaseNamespace], have[LabelRelease])
 			}
-		} else {
-			a.log.Info("adopting object that lacks Sluice's owner labels", "release", release, "object", it.ref.String())
 		}
+		a.log.Info("taking over an object without the release's owner labels", "release", release, "object", it.ref.String())
 	}
 	it.action = actUpdate
 	if cur.GetAnnotations()[AnnotationAppliedHash] != it.hash {
@@ -439,19 +544,10 @@ func (a *Applier) classify(ctx context.Context, release string, it *item, live m
 	return nil
 }
 
-func ownedBySameRelease(live, desired map[string]string) bool {
-	for _, k := range []string{LabelManagedBy, LabelRelease, LabelReleaseNamespace} {
-		if live[k] != desired[k] {
-			return false
-		}
-	}
-	return true
-}
-
 // prune is a live object to delete.
 type prune struct {
 	ref      ObjectRef
-	obj      *unstructured.Unstructured
+	uid      types.UID
 	resource schema.GroupVersionResource
 	rank     int
 }
@@ -481,7 +577,7 @@ func pruneCandidates(items []*item, live map[objKey]*unstructured.Unstructured, 
 		if rank <= rankCRD {
 			continue
 		}
-		out = append(out, &prune{ref: refOf(u), obj: u, resource: resources[k.gk], rank: rank})
+		out = append(out, &prune{ref: refOf(u), uid: u.GetUID(), resource: resources[k.gk], rank: rank})
 	}
 	slices.SortFunc(out, func(x, y *prune) int {
 		if x.rank != y.rank {
@@ -493,28 +589,28 @@ func pruneCandidates(items []*item, live map[objKey]*unstructured.Unstructured, 
 }
 
 func compareRefs(x, y ObjectRef) int {
-	return strings.Compare(x.Group+"\x00"+x.Kind+"\x00"+x.Namespace+"\x00"+x.Name,
-		y.Group+"\x00"+y.Kind+"\x00"+y.Namespace+"\x00"+y.Name)
+	return cmp.Or(cmp.Compare(x.Group, y.Group), cmp.Compare(x.Kind, y.Kind),
+		cmp.Compare(x.Namespace, y.Namespace), cmp.Compare(x.Name, y.Name))
 }
 
 // apply server-side applies one item. Force takes fields back from other
 // managers: Sluice is the source of truth for every field it renders, and
 // a conflict means someone edited one by hand (drift to undo). Fields
 // Sluice does not render stay with their owners.
-func (a *Applier) apply(ctx context.Context, it *item, dryRun bool) (*unstructured.Unstructured, error) {
+func (a *Applier) apply(ctx context.Context, it *item, dryRun bool) error {
 	opts := metav1.ApplyOptions{FieldManager: a.fieldManager, Force: true}
 	if dryRun {
 		opts.DryRun = []string{metav1.DryRunAll}
 	}
-	return a.dyn.Resource(it.mapping.Resource).Namespace(it.ref.Namespace).Apply(ctx, it.ref.Name, it.obj, opts)
+	_, err := a.dyn.Resource(it.mapping.Resource).Namespace(it.ref.Namespace).Apply(ctx, it.ref.Name, it.obj, opts)
+	return err
 }
 
 // delete removes a pruned object, only if it is still the object that was
 // listed (same UID).
 func (a *Applier) delete(ctx context.Context, p *prune, dryRun bool) error {
-	uid := p.obj.GetUID()
 	bg := metav1.DeletePropagationBackground
-	opts := metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}, PropagationPolicy: &bg}
+	opts := metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &p.uid}, PropagationPolicy: &bg}
 	if dryRun {
 		opts.DryRun = []string{metav1.DryRunAll}
 	}

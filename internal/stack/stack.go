@@ -411,4 +411,3 @@ func WaitFor(ctx context.Context, timeout, interval time.Duration, what string, 
 		}
 	}
 }
-
