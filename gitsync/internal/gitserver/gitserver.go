@@ -15,11 +15,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"sluice.dev/sluice/internal/gitserve"
 )
 
 // Paths of the Debian binaries the servers need.
 const (
-	HTTPBackend = "/usr/lib/git-core/git-http-backend"
+	HTTPBackend = gitserve.Backend
 	SSHD        = "/usr/sbin/sshd"
 )
 

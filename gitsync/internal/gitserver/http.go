@@ -1,12 +1,10 @@
 package gitserver
 
 import (
-	"crypto/subtle"
 	"encoding/pem"
 	"io"
 	"log"
 	"net/http"
-	"net/http/cgi"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
@@ -14,6 +12,8 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"testing"
+
+	"sluice.dev/sluice/internal/gitserve"
 )
 
 // HTTPServer is git's smart HTTP protocol served by git-http-backend through
@@ -44,31 +44,10 @@ func StartHTTP(t testing.TB, root, user, pass string, useTLS bool) *HTTPServer {
 	t.Helper()
 	RequireHTTPBackend(t)
 	s := &HTTPServer{}
+	backend := gitserve.Handler(root, user, pass, &s.Refused)
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.Requests.Add(1)
-		remoteUser := "anonymous"
-		if user != "" {
-			u, p, ok := r.BasicAuth()
-			if !ok || subtle.ConstantTimeCompare([]byte(u), []byte(user)) != 1 || subtle.ConstantTimeCompare([]byte(p), []byte(pass)) != 1 {
-				s.Refused.Add(1)
-				w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
-				http.Error(w, "authentication required", http.StatusUnauthorized)
-				return
-			}
-			remoteUser = u
-		}
-		// The Authorization header must not reach the CGI environment.
-		r.Header.Del("Authorization")
-		(&cgi.Handler{
-			Path: HTTPBackend,
-			Root: "/",
-			Env: []string{
-				"GIT_PROJECT_ROOT=" + root,
-				"GIT_HTTP_EXPORT_ALL=1",
-				"REMOTE_USER=" + remoteUser,
-				"GIT_CONFIG_NOSYSTEM=1",
-			},
-		}).ServeHTTP(w, r)
+		backend.ServeHTTP(w, r)
 	})
 	srv := httptest.NewUnstartedServer(h)
 	// Refused TLS handshakes are expected in tests; keep them off stderr.
