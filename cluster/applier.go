@@ -27,14 +27,17 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
+
+	"sluice.dev/sluice/specs"
 )
 
-// Ownership labels every object Sluice renders carries, and the annotation
-// that records what Sluice last applied.
+// The ownership labels every object Sluice renders carries (defined with
+// the release spec), and the annotation that records what Sluice last
+// applied.
 const (
-	LabelManagedBy        = "app.kubernetes.io/managed-by"
-	LabelRelease          = "sluice.dev/release"
-	LabelReleaseNamespace = "sluice.dev/release-namespace"
+	LabelManagedBy        = specs.LabelManagedBy
+	LabelRelease          = specs.LabelRelease
+	LabelReleaseNamespace = specs.LabelReleaseNamespace
 	AnnotationAppliedHash = "sluice.dev/applied-hash"
 
 	// DefaultFieldManager is the server-side apply field manager.

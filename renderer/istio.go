@@ -25,7 +25,9 @@ func istioObjects(rel *specs.Release, step specs.Step, subsets []string) ([][]by
 
 	dr := &istionet.DestinationRule{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "networking.istio.io/v1", Kind: "DestinationRule"},
-		ObjectMeta: metav1.ObjectMeta{Name: rel.Metadata.Name, Annotations: ann},
+		// No step annotation here: the subsets change far less often than
+		// the step, and an unchanged object costs no write.
+		ObjectMeta: metav1.ObjectMeta{Name: rel.Metadata.Name},
 	}
 	dr.Spec.Host = host
 	for _, v := range subsets {

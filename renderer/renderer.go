@@ -23,23 +23,15 @@ import (
 	"sluice.dev/sluice/specs"
 )
 
-// Labels Sluice puts on everything it renders, so an apply can prune exactly
-// what Sluice owns for a release and nothing else.
-const (
-	LabelManagedBy        = "app.kubernetes.io/managed-by"
-	ManagedByValue        = "sluice"
-	LabelRelease          = "sluice.dev/release"
-	LabelReleaseNamespace = "sluice.dev/release-namespace"
-	// LabelVersion is the label DestinationRule subsets select by.
-	LabelVersion = "version"
-)
+// LabelVersion is the label DestinationRule subsets select by.
+const LabelVersion = "version"
 
 // Owner is the set of labels that marks an object as rendered by Sluice for a release.
 func Owner(rel *specs.Release) map[string]string {
 	return map[string]string{
-		LabelManagedBy:        ManagedByValue,
-		LabelRelease:          rel.Metadata.Name,
-		LabelReleaseNamespace: rel.Metadata.Namespace,
+		specs.LabelManagedBy:        specs.ManagedByValue,
+		specs.LabelRelease:          rel.Metadata.Name,
+		specs.LabelReleaseNamespace: rel.Metadata.Namespace,
 	}
 }
 
