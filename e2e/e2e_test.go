@@ -40,7 +40,7 @@ var (
 )
 
 // sluiceBinary builds cmd/sluice once for the package.
-func sluiceBinary(t *testing.T) string {
+func sluiceBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "sluice-e2e-bin")
@@ -67,7 +67,13 @@ const (
 	releaseTimeout = 4 * time.Minute
 )
 
-func newStack(t *testing.T, namespace string) *stack.Stack {
+func newStack(t testing.TB, namespace string) *stack.Stack {
+	return newStackThreshold(t, namespace, 0)
+}
+
+// newStackThreshold starts a stack whose release rolls back after
+// threshold failed checks (0: the example's 5).
+func newStackThreshold(t testing.TB, namespace string, threshold int) *stack.Stack {
 	t.Helper()
 	ctx := t.Context()
 	s, err := stack.Start(ctx, t.TempDir(), stack.Options{
@@ -77,6 +83,7 @@ func newStack(t *testing.T, namespace string) *stack.Stack {
 		Namespace:   namespace,
 		Interval:    interval,
 		Window:      window,
+		Threshold:   threshold,
 		CohortShare: 0.2,
 	})
 	if err != nil {
@@ -115,7 +122,7 @@ func status(ctx context.Context, s *stack.Stack) (*reconciler.Status, error) {
 	return reconciler.ParseStatus([]byte(data))
 }
 
-func waitStatus(t *testing.T, s *stack.Stack, timeout time.Duration, what string, cond func(*reconciler.Status) bool) *reconciler.Status {
+func waitStatus(t testing.TB, s *stack.Stack, timeout time.Duration, what string, cond func(*reconciler.Status) bool) *reconciler.Status {
 	t.Helper()
 	var last *reconciler.Status
 	err := stack.WaitFor(t.Context(), timeout, 250*time.Millisecond, what, func(ctx context.Context) (bool, error) {
@@ -132,12 +139,12 @@ func waitStatus(t *testing.T, s *stack.Stack, timeout time.Duration, what string
 	return last
 }
 
-func waitPhase(t *testing.T, s *stack.Stack, phase reconciler.Phase, timeout time.Duration) *reconciler.Status {
+func waitPhase(t testing.TB, s *stack.Stack, phase reconciler.Phase, timeout time.Duration) *reconciler.Status {
 	t.Helper()
 	return waitStatus(t, s, timeout, "phase "+string(phase), func(st *reconciler.Status) bool { return st.Phase == phase })
 }
 
-func pushCandidate(t *testing.T, s *stack.Stack, version string) {
+func pushCandidate(t testing.TB, s *stack.Stack, version string) {
 	t.Helper()
 	if _, err := s.PushCandidate(t.Context(), version); err != nil {
 		t.Fatal(err)
@@ -152,7 +159,7 @@ var (
 )
 
 // routes reads a VirtualService's first-route destinations as "subset=weight".
-func routes(t *testing.T, ns, name string) []string {
+func routes(t testing.TB, ns, name string) []string {
 	t.Helper()
 	dyn := dynamic.NewForConfigOrDie(env.RESTConfig())
 	vs, err := dyn.Resource(vsGVR).Namespace(ns).Get(t.Context(), name, metav1.GetOptions{})
@@ -172,7 +179,7 @@ func routes(t *testing.T, ns, name string) []string {
 	return out
 }
 
-func deployments(t *testing.T, ns string) []string {
+func deployments(t testing.TB, ns string) []string {
 	t.Helper()
 	list, err := kubernetes.NewForConfigOrDie(env.RESTConfig()).AppsV1().Deployments(ns).List(t.Context(), metav1.ListOptions{})
 	if err != nil {
@@ -188,7 +195,7 @@ func deployments(t *testing.T, ns string) []string {
 	return names
 }
 
-func waitDeployments(t *testing.T, ns string, want ...string) {
+func waitDeployments(t testing.TB, ns string, want ...string) {
 	t.Helper()
 	err := stack.WaitFor(t.Context(), time.Minute, 250*time.Millisecond, fmt.Sprintf("Deployments %v", want), func(context.Context) (bool, error) {
 		return slices.Equal(deployments(t, ns), want), nil
@@ -199,7 +206,7 @@ func waitDeployments(t *testing.T, ns string, want ...string) {
 }
 
 // sluiceSubjects lists the subjects of Sluice's commits, oldest first.
-func sluiceSubjects(t *testing.T, s *stack.Stack) []string {
+func sluiceSubjects(t testing.TB, s *stack.Stack) []string {
 	t.Helper()
 	log, err := s.Log(t.Context())
 	if err != nil {

@@ -63,6 +63,7 @@ type Stack struct {
 	Mesh   *meshsim.Simulator
 	git    *gitserve.Server
 
+	closeOnce sync.Once
 	mu        sync.Mutex
 	sluice    *exec.Cmd
 	sluiceLog *os.File
@@ -345,15 +346,17 @@ func (s *Stack) ReadRemote(ctx context.Context, name string) (string, error) {
 	return s.git1(ctx, s.Bare, "show", "main:"+name)
 }
 
-// Close stops sluice, the simulator and the Git server.
+// Close stops sluice, the simulator and the Git server; it may be called again.
 func (s *Stack) Close() {
-	_ = s.KillSluice()
-	if s.Mesh != nil {
-		_ = s.Mesh.Close()
-	}
-	if s.git != nil {
-		_ = s.git.Close()
-	}
+	s.closeOnce.Do(func() {
+		_ = s.KillSluice()
+		if s.Mesh != nil {
+			_ = s.Mesh.Close()
+		}
+		if s.git != nil {
+			_ = s.git.Close()
+		}
+	})
 }
 
 func copyDir(src, dst string) error {
