@@ -1,0 +1,150 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"sluice.dev/sluice/testenv"
+)
+
+var (
+	env    *testenv.Env
+	update = flag.Bool("update", false, "rewrite the golden files under testdata/")
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(testenv.Main(m, testenv.Options{}, &env))
+}
+
+// sluice runs the CLI in process and returns its stdout, stderr and error.
+func sluice(ctx context.Context, args ...string) (string, string, error) {
+	var out, errOut bytes.Buffer
+	cmd := newRootCommand()
+	cmd.SetArgs(args)
+	cmd.SetOut(&out)
+	cmd.SetErr(&errOut)
+	err := cmd.ExecuteContext(ctx)
+	return out.String(), errOut.String(), err
+}
+
+const example = "../../examples/catalog/releases/catalog.yaml"
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	p := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(p, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatalf("%v (go test ./cmd/sluice -update writes it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("output differs from %s:\n%s", p, got)
+	}
+}
+
+func TestPlanAndRender(t *testing.T) {
+	ctx := t.Context()
+	out, _, err := sluice(ctx, "plan", example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "plan.txt", out)
+	out, _, err = sluice(ctx, "plan", example, "-o", "json")
+	if err != nil || !strings.Contains(out, `"name": "canary-30"`) {
+		t.Fatalf("plan -o json: %v\n%s", err, out)
+	}
+	out, _, err = sluice(ctx, "render", example, "--step", "canary-20")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile("../../renderer/testdata/catalog/canary-20.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out != string(want) {
+		t.Errorf("render --step canary-20 differs from the renderer's golden file")
+	}
+	if _, _, err := sluice(ctx, "render", example, "--step", "canary-25"); err == nil || !strings.Contains(err.Error(), `no step "canary-25"`) {
+		t.Errorf("unknown step: %v", err)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	ctx := t.Context()
+	out, _, err := sluice(ctx, "validate", "../../examples")
+	if err != nil || out != "1 release(s) in 1 file(s) are valid\n" {
+		t.Fatalf("validate examples: %v %q", err, out)
+	}
+	dir := t.TempDir()
+	bad, err := os.ReadFile(example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.NewReplacer("maxWeight: 50", "maxWeight: 5", "port: 80", "prot: 80").Replace(string(bad))
+	file := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, err := sluice(ctx, "validate", file)
+	if err == nil {
+		t.Fatal("validate accepted a bad spec")
+	}
+	for _, want := range []string{
+		file + `:10: spec.service.port: must be a port number from 1 to 65535, got 0`,
+		file + `:12: spec.service.prot: unknown field (did you mean "port"?)`,
+		file + `:52: spec.stages[2].weighted.maxWeight: must be at least stepWeight (10), got 5`,
+	} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("validate output lacks %q:\n%s", want, errOut)
+		}
+	}
+}
+
+// TestApply applies a step with --dry-run=server (nothing changes), then for
+// real, then again (nothing to do), on the real API server.
+func TestApply(t *testing.T) {
+	ctx := t.Context()
+	if err := env.CreateNamespace(ctx, "istioinaction"); err != nil {
+		t.Fatal(err)
+	}
+	kc := env.KubeconfigPath()
+	out, _, err := sluice(ctx, "apply", example, "--step", "dark-launch", "--kubeconfig", kc, "--dry-run=server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "VirtualService istioinaction/catalog-mesh created (server dry run)") {
+		t.Errorf("dry run output:\n%s", out)
+	}
+	kube := kubernetes.NewForConfigOrDie(env.RESTConfig())
+	if list, err := kube.AppsV1().Deployments("istioinaction").List(ctx, metav1.ListOptions{}); err != nil || len(list.Items) != 0 {
+		t.Fatalf("a dry run created Deployments: %v %d", err, len(list.Items))
+	}
+	out, _, err = sluice(ctx, "apply", example, "--step", "dark-launch", "--kubeconfig", kc, "--wait", "2m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Deployment istioinaction/catalog-v2 created", "deployment istioinaction/catalog-v2 available"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("apply output lacks %q:\n%s", want, out)
+		}
+	}
+	out, _, err = sluice(ctx, "apply", example, "--step", "dark-launch", "--kubeconfig", kc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out, "created") || strings.Contains(out, "configured") {
+		t.Errorf("a second apply changed something:\n%s", out)
+	}
+}
