@@ -1,15 +1,12 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"sluice.dev/sluice/cluster"
-	"sluice.dev/sluice/renderer"
-	"sluice.dev/sluice/specs"
 )
 
 func newApplyCommand() *cobra.Command {
@@ -36,25 +33,10 @@ until the step's Deployments are available.`,
   sluice apply examples/catalog/releases/catalog.yaml --step canary-20 --wait 2m`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if step == "" {
-				return errors.New("--step is required: name a step of `sluice plan`, or its index")
-			}
 			if dryRun != "none" && dryRun != "server" {
 				return fmt.Errorf("--dry-run=%s: use none or server", dryRun)
 			}
-			rel, err := loadOne(args[0], name)
-			if err != nil {
-				return err
-			}
-			st, err := specs.FindStep(rel, step)
-			if err != nil {
-				return err
-			}
-			root, err := repoRoot(args[0], repo, rel)
-			if err != nil {
-				return err
-			}
-			out, err := renderer.Render(cmd.Context(), root, rel, st)
+			rel, st, out, err := renderStep(cmd.Context(), args[0], name, step, repo)
 			if err != nil {
 				return err
 			}

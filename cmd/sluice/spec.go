@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -134,22 +135,7 @@ Git work tree, that holds the release's sources). The steps are those of
   sluice render examples/catalog/releases/catalog.yaml --step 1 -o json`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if step == "" {
-				return errors.New("--step is required: name a step of `sluice plan`, or its index")
-			}
-			rel, err := loadOne(args[0], name)
-			if err != nil {
-				return err
-			}
-			st, err := specs.FindStep(rel, step)
-			if err != nil {
-				return err
-			}
-			root, err := repoRoot(args[0], repo, rel)
-			if err != nil {
-				return err
-			}
-			out, err := renderer.Render(cmd.Context(), root, rel, st)
+			_, _, out, err := renderStep(cmd.Context(), args[0], name, step, repo)
 			if err != nil {
 				return err
 			}
@@ -176,6 +162,31 @@ Git work tree, that holds the release's sources). The steps are those of
 	cmd.Flags().StringVar(&name, "release", "", "release name, when FILE holds more than one")
 	cmd.Flags().StringVar(&repo, "repo", "", "repository root that source paths are relative to")
 	return cmd
+}
+
+// renderStep loads the release of file (the one named, when it holds
+// several), finds the step and renders it against the repository root.
+func renderStep(ctx context.Context, file, name, step, repo string) (*specs.Release, specs.Step, *renderer.Output, error) {
+	if step == "" {
+		return nil, specs.Step{}, nil, errors.New("--step is required: name a step of `sluice plan`, or its index")
+	}
+	rel, err := loadOne(file, name)
+	if err != nil {
+		return nil, specs.Step{}, nil, err
+	}
+	st, err := specs.FindStep(rel, step)
+	if err != nil {
+		return nil, specs.Step{}, nil, err
+	}
+	root, err := repoRoot(file, repo, rel)
+	if err != nil {
+		return nil, specs.Step{}, nil, err
+	}
+	out, err := renderer.Render(ctx, root, rel, st)
+	if err != nil {
+		return nil, specs.Step{}, nil, err
+	}
+	return rel, st, out, nil
 }
 
 // loadOne reads the release of a file, or the one named when it holds several.
