@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"strings"
@@ -54,6 +55,12 @@ func newClients(t *testing.T) clients {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// uniqueNamespace names a fresh namespace, so tests can run again (-count)
+// against the same cluster.
+func uniqueNamespace(prefix string) string {
+	return fmt.Sprintf("%s-%05d", prefix, rand.IntN(100000))
+}
 
 // deployCatalog creates the catalog app as Sluice renders it: Service,
 // Deployments catalog-v1 and catalog-v2, DestinationRule with subsets v1 and
@@ -212,7 +219,7 @@ func TestSplitFollowsTheVirtualService(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c := newClients(t)
-	const ns = "split"
+	ns := uniqueNamespace("split")
 	deployCatalog(ctx, t, c, ns)
 	setRoutes(ctx, t, c, ns, darkLaunch, weighted(70, 30))
 
@@ -238,7 +245,7 @@ func TestSplitFollowsTheVirtualService(t *testing.T) {
 	// Through Prometheus.
 	prom := promClient(t)
 	waitFor(t, 30*time.Second, func() string {
-		c, msg := promCounts(ctx, prom, `sum by (destination_workload) (istio_requests_total{reporter="destination",destination_workload_namespace="split"})`)
+		c, msg := promCounts(ctx, prom, `sum by (destination_workload) (istio_requests_total{reporter="destination",destination_workload_namespace="`+ns+`"})`)
 		if msg != "" {
 			return msg
 		}
@@ -359,7 +366,7 @@ func TestVersionsEndpoint(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	c := newClients(t)
-	const ns = "versions"
+	ns := uniqueNamespace("versions")
 	deployCatalog(ctx, t, c, ns)
 	setRoutes(ctx, t, c, ns, weighted(0, 100))
 	sim := startSim(ctx, t, meshsim.Config{Namespace: ns, Service: "catalog", RPS: 200})
@@ -417,7 +424,7 @@ func TestVersionsEndpoint(t *testing.T) {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	for _, want := range []string{
-		`istio_requests_total{connection_security_policy="mutual_tls",destination_app="catalog",destination_service="catalog.versions.svc.cluster.local",destination_service_name="catalog",destination_service_namespace="versions",destination_version="v2",destination_workload="catalog-v2",destination_workload_namespace="versions",reporter="destination",request_protocol="http",response_code="500",response_flags="-",source_workload="webapp",source_workload_namespace="versions"}`,
+		`istio_requests_total{connection_security_policy="mutual_tls",destination_app="catalog",destination_service="catalog.` + ns + `.svc.cluster.local",destination_service_name="catalog",destination_service_namespace="` + ns + `",destination_version="v2",destination_workload="catalog-v2",destination_workload_namespace="` + ns + `",reporter="destination",request_protocol="http",response_code="500",response_flags="-",source_workload="webapp",source_workload_namespace="` + ns + `"}`,
 		`istio_request_duration_milliseconds_bucket{`,
 		`meshsim_requests_total{outcome="served"}`,
 	} {

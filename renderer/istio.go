@@ -24,7 +24,7 @@ func istioObjects(rel *specs.Release, step specs.Step, subsets []string) ([][]by
 	ann := map[string]string{AnnotationStep: step.Name}
 
 	dr := &istionet.DestinationRule{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "networking.istio.io/v1", Kind: "DestinationRule"},
+		TypeMeta: metav1.TypeMeta{APIVersion: "networking.istio.io/v1", Kind: "DestinationRule"},
 		// No step annotation here: the subsets change far less often than
 		// the step, and an unchanged object costs no write.
 		ObjectMeta: metav1.ObjectMeta{Name: rel.Metadata.Name},
