@@ -5,13 +5,17 @@ import (
 	"context"
 	"flag"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"sluice.dev/sluice/gitsync"
+	"sluice.dev/sluice/reconciler"
 	"sluice.dev/sluice/testenv"
 )
 
@@ -146,5 +150,83 @@ func TestApply(t *testing.T) {
 	}
 	if strings.Contains(out, "created") || strings.Contains(out, "configured") {
 		t.Errorf("a second apply changed something:\n%s", out)
+	}
+}
+
+// TestStatusAndHistory reads the record Sluice keeps in Git, with no
+// cluster: status files for `sluice status`, trailers for `sluice history`.
+func TestStatusAndHistory(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	bare := filepath.Join(dir, "releases.git")
+	work := filepath.Join(dir, "work")
+	git := func(d string, args ...string) {
+		t.Helper()
+		cmd := exec.CommandContext(ctx, "git", args...)
+		cmd.Dir = d
+		cmd.Env = append(os.Environ(), "HOME="+dir, "GIT_AUTHOR_NAME=p", "GIT_AUTHOR_EMAIL=p@x", "GIT_COMMITTER_NAME=p", "GIT_COMMITTER_EMAIL=p@x")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	if err := os.MkdirAll(work, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	git(dir, "init", "-q", "--bare", "--initial-branch=main", bare)
+	git(work, "init", "-q", "--initial-branch=main")
+	if err := os.WriteFile(filepath.Join(work, "README"), []byte("releases\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	git(work, "add", "-A")
+	git(work, "commit", "-q", "-m", "start")
+	git(work, "push", "-q", bare, "main")
+
+	repo, err := gitsync.Open(ctx, gitsync.Config{URL: "file://" + bare, Author: gitsync.Signature{Name: "Sluice", Email: "sluice@x"}}, discardLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := repo.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rate := 99.5
+	for _, tr := range []struct{ subject, action, step string }{
+		{"catalog: start v1 -> v2 at deploy", "start", "deploy"},
+		{"catalog: deploy -> dark-launch (available)", "advance", "dark-launch"},
+	} {
+		st := &reconciler.Status{Release: "istioinaction/catalog", SpecFile: "releases/catalog.yaml", Phase: reconciler.PhaseProgressing,
+			Stable: "v1", Candidate: "v2", Step: tr.step, Weight: 100, Since: time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC),
+			Gates: []reconciler.GateValue{{Metric: "request-success-rate", Value: &rate, Min: &rate, Passed: true}}}
+		data, err := st.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = repo.Commit(ctx, gitsync.Change{Message: tr.subject,
+			Trailers: []gitsync.Trailer{{Key: gitsync.TrailerRelease, Value: "istioinaction/catalog"}, {Key: gitsync.TrailerAction, Value: tr.action}, {Key: gitsync.TrailerStep, Value: tr.step}},
+			Files:    map[string][]byte{reconciler.StatusPath(reconciler.DefaultStatusDir, "istioinaction", "catalog"): data}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	out, _, err := sluice(ctx, "status", bare)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"istioinaction/catalog", "Progressing", "v1 -> v2", "dark-launch", "success-rate 99.5 >= 99.5", "2026-11-25T09:00:00Z"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+	out, _, err = sluice(ctx, "history", "catalog", bare)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || !strings.Contains(lines[1], "advance") || !strings.Contains(lines[1], "catalog: deploy -> dark-launch (available)") ||
+		!strings.Contains(lines[2], "start") {
+		t.Errorf("history, newest first:\n%s", out)
+	}
+	if out, _, err = sluice(ctx, "history", "other", bare); err != nil || !strings.Contains(out, "No transitions recorded for other.") {
+		t.Errorf("history of an unknown release: %v %q", err, out)
 	}
 }
