@@ -86,6 +86,7 @@ type releaseMemo struct {
 	applied   string // hash of the applied render
 	appliedAt time.Time
 	passed    int
+	noData    int // checks in a row without data
 	lastCheck time.Time
 	lastErr   string
 }

@@ -244,6 +244,16 @@ func (rc *run) progress(ctx context.Context, steps []specs.Step, i int) (time.Du
 	}
 	memo.lastCheck = rc.now
 	memo.lastErr = ""
+	if verdict == verdictNoData {
+		memo.noData++
+		if memo.noData <= step.Gates.Threshold {
+			verdict = verdictHold
+		} else {
+			verdict = verdictFail
+		}
+	} else {
+		memo.noData = 0
+	}
 	switch verdict {
 	case verdictHold:
 		rc.r.log.Info("gates have no data; holding the step", "release", rc.e.id, "step", step.Name, "gates", gateSummary(values))
@@ -277,7 +287,12 @@ type verdict int
 const (
 	verdictPass verdict = iota
 	verdictFail
+	// verdictHold: a metric has no data and the release says to hold.
 	verdictHold
+	// verdictNoData: a metric has no data, which counts as a failed check
+	// once threshold checks in a row had none. A new candidate's series
+	// take a scrape or two to appear, so the first ones only hold.
+	verdictNoData
 )
 
 // check evaluates the step's gates against the candidate.
@@ -311,6 +326,10 @@ func (rc *run) check(ctx context.Context, step specs.Step, out *renderer.Output)
 		case res.NoData && step.Gates.NoData == specs.NoDataHold:
 			if v == verdictPass {
 				v = verdictHold
+			}
+		case res.NoData:
+			if v != verdictFail {
+				v = verdictNoData
 			}
 		case !res.Passed:
 			v = verdictFail
@@ -474,5 +493,5 @@ func (rc *run) ensureMemo(st *Status) {
 func (rc *run) resetMemo(st *Status) {
 	m := rc.memo
 	m.stepKey = memoKey(st)
-	m.passed, m.lastCheck, m.lastErr = 0, time.Time{}, ""
+	m.passed, m.noData, m.lastCheck, m.lastErr = 0, 0, time.Time{}, ""
 }

@@ -161,8 +161,9 @@ type Analysis struct {
 	Threshold  int      `json:"threshold,omitempty" yaml:"threshold,omitempty"`
 	Iterations int      `json:"iterations,omitempty" yaml:"iterations,omitempty"`
 	// NoData says what a metric without data counts as: "fail" (default:
-	// the step holds and the check counts as failed) or "hold" (the step
-	// holds and nothing is counted).
+	// the step holds, and once Threshold checks in a row had no data each
+	// further one counts as a failed check) or "hold" (the step holds and
+	// nothing is counted).
 	NoData  string   `json:"noData,omitempty" yaml:"noData,omitempty"`
 	Metrics []Metric `json:"metrics,omitempty" yaml:"metrics,omitempty"`
 }
