@@ -443,21 +443,14 @@ func (e *Env) startControllerManager(ctx context.Context, c credentials) error {
 		bin:   e.tools.controllerManager,
 		ports: 1,
 		prepare: func(ports []int) ([]string, []string, error) {
-			return []string{
-				"--kubeconfig=" + kubeconfig,
-				"--authentication-kubeconfig=" + kubeconfig,
-				"--authorization-kubeconfig=" + kubeconfig,
-				"--bind-address=127.0.0.1",
-				"--secure-port=" + strconv.Itoa(ports[0]),
-				"--tls-cert-file=" + c.serving,
-				"--tls-private-key-file=" + c.servingKey,
+			return append(componentFlags(kubeconfig, ports[0], c),
 				// The default controllers, as in a real cluster (deployment
 				// and replicaset roll out, node-lifecycle lifts the
 				// not-ready taint, serviceaccount creates "default", the
 				// garbage collector and namespace controller clean up),
 				// except the storage ones: kwok pods mount nothing, and
 				// setting those up (volume plugins) slows every start.
-				"--controllers=" + strings.Join(controllers, ","),
+				"--controllers="+strings.Join(controllers, ","),
 				// One controller manager per cluster; skipping the election
 				// saves its lease round trips at start.
 				"--leader-elect=false",
@@ -467,16 +460,30 @@ func (e *Env) startControllerManager(ctx context.Context, c credentials) error {
 				// start on 2 cores, for no test that checks controllers'
 				// RBAC.
 				"--use-service-account-credentials=false",
-				"--service-account-private-key-file=" + c.saKey,
-				"--root-ca-file=" + c.ca,
+				"--service-account-private-key-file="+c.saKey,
+				"--root-ca-file="+c.ca,
 				"--v=2",
-			}, nil, nil
+			), nil, nil
 		},
 		ready: func(ctx context.Context, p *process, ports []int) error {
 			return p.waitReady(ctx, "/healthz", e.secureHealthz(p, ports[0]))
 		},
 	})
 	return err
+}
+
+// componentFlags are what the controller manager and the scheduler share:
+// their identity and their secure port on loopback.
+func componentFlags(kubeconfig string, port int, c credentials) []string {
+	return []string{
+		"--kubeconfig=" + kubeconfig,
+		"--authentication-kubeconfig=" + kubeconfig,
+		"--authorization-kubeconfig=" + kubeconfig,
+		"--bind-address=127.0.0.1",
+		"--secure-port=" + strconv.Itoa(port),
+		"--tls-cert-file=" + c.serving,
+		"--tls-private-key-file=" + c.servingKey,
+	}
 }
 
 func (e *Env) startScheduler(ctx context.Context, c credentials) error {
@@ -486,17 +493,10 @@ func (e *Env) startScheduler(ctx context.Context, c credentials) error {
 		bin:   e.tools.scheduler,
 		ports: 1,
 		prepare: func(ports []int) ([]string, []string, error) {
-			return []string{
-				"--kubeconfig=" + kubeconfig,
-				"--authentication-kubeconfig=" + kubeconfig,
-				"--authorization-kubeconfig=" + kubeconfig,
-				"--bind-address=127.0.0.1",
-				"--secure-port=" + strconv.Itoa(ports[0]),
-				"--tls-cert-file=" + c.serving,
-				"--tls-private-key-file=" + c.servingKey,
+			return append(componentFlags(kubeconfig, ports[0], c),
 				"--leader-elect=false",
 				"--v=2",
-			}, nil, nil
+			), nil, nil
 		},
 		ready: func(ctx context.Context, p *process, ports []int) error {
 			return p.waitReady(ctx, "/healthz", e.secureHealthz(p, ports[0]))
