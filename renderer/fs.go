@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -42,12 +44,7 @@ func (l *layeredFS) addGenerated(p string, data []byte) { l.gen[path.Clean(p)] =
 func (l *layeredFS) filesRead() []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	out := make([]string, 0, len(l.read))
-	for p := range l.read {
-		out = append(out, p)
-	}
-	sort.Strings(out)
-	return out
+	return slices.Sorted(maps.Keys(l.read))
 }
 
 func (l *layeredFS) resetRead() {
@@ -148,12 +145,7 @@ func (l *layeredFS) ReadDir(p string) ([]string, error) {
 				seen[name] = true
 			}
 		}
-		out := make([]string, 0, len(seen))
-		for n := range seen {
-			out = append(out, n)
-		}
-		sort.Strings(out)
-		return out, nil
+		return slices.Sorted(maps.Keys(seen)), nil
 	}
 	entries, err := fs.ReadDir(l.repo, repoPath(p))
 	if err != nil {

@@ -3,8 +3,9 @@ package renderer
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"regexp"
-	"sort"
+	"slices"
 
 	networking "istio.io/api/networking/v1"
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
@@ -115,12 +116,7 @@ func istioMatches(ms []specs.Match, mesh bool) []*networking.HTTPMatchRequest {
 		if len(m.Headers) > 0 || m.Cookie != nil {
 			r.Headers = map[string]*networking.StringMatch{}
 		}
-		keys := make([]string, 0, len(m.Headers))
-		for k := range m.Headers {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
+		for _, k := range slices.Sorted(maps.Keys(m.Headers)) {
 			r.Headers[k] = stringMatch(m.Headers[k])
 		}
 		if c := m.Cookie; c != nil {

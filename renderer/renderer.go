@@ -9,8 +9,9 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io/fs"
+	"maps"
 	"path"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 
@@ -229,12 +230,7 @@ func (rd *Renderer) Revision(ctx context.Context, repo fs.FS, rel *specs.Release
 // leaving the shared resources as the source wrote them.
 func versionTransformers(v string) []string {
 	var names, labels strings.Builder
-	kinds := make([]string, 0, len(versionScoped))
-	for k := range versionScoped {
-		kinds = append(kinds, k)
-	}
-	sort.Strings(kinds)
-	for _, k := range kinds {
+	for _, k := range slices.Sorted(maps.Keys(versionScoped)) {
 		fmt.Fprintf(&names, "- {kind: %s, path: metadata/name}\n", k)
 	}
 	for _, p := range []string{"metadata/labels", "spec/selector/matchLabels", "spec/template/metadata/labels"} {
@@ -385,11 +381,7 @@ func envPatch(inv *inventory, ver *specs.Version) *types.Patch {
 	if len(ver.Env) == 0 {
 		return nil
 	}
-	names := make([]string, 0, len(ver.Env))
-	for n := range ver.Env {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(ver.Env))
 	env := make([]any, len(names))
 	for i, n := range names {
 		env[i] = map[string]any{"name": n, "value": ver.Env[n]}

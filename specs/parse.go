@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 
@@ -380,12 +382,7 @@ func suggest(got string, fields map[string]reflect.Type) string {
 		}
 	}
 	if best == "" {
-		names := make([]string, 0, len(fields))
-		for name := range fields {
-			names = append(names, name)
-		}
-		sort.Strings(names)
-		return " (known fields: " + strings.Join(names, ", ") + ")"
+		return " (known fields: " + strings.Join(slices.Sorted(maps.Keys(fields)), ", ") + ")"
 	}
 	return fmt.Sprintf(" (did you mean %q?)", best)
 }

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -338,12 +340,7 @@ func describeMatch(ms []specs.Match) string {
 	var parts []string
 	for _, m := range ms {
 		var conds []string
-		names := make([]string, 0, len(m.Headers))
-		for n := range m.Headers {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		for _, n := range names {
+		for _, n := range slices.Sorted(maps.Keys(m.Headers)) {
 			h := m.Headers[n]
 			switch {
 			case h.Exact != "":
