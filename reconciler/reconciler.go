@@ -59,8 +59,12 @@ type Config struct {
 	// ReapplyInterval re-applies an unchanged step, which corrects drift;
 	// default 5m.
 	ReapplyInterval time.Duration
-	Log             *slog.Logger
-	// Now is the clock; default time.Now.
+	// Observer is told about syncs, reconciles, gate evaluations and
+	// transitions (metrics, Kubernetes Events); default none.
+	Observer Observer
+	Log      *slog.Logger
+	// Now is the clock of the records; default time.Now. Durations are
+	// measured with the monotonic clock whatever Now is.
 	Now func() time.Time
 }
 
@@ -89,6 +93,9 @@ type releaseMemo struct {
 	noData    int // checks in a row without data
 	lastCheck time.Time
 	lastErr   string
+	// eventTarget is the VirtualService Events go to, kept from the last
+	// valid spec so that an invalid one can still be reported there.
+	eventTarget string
 }
 
 // New checks cfg and returns a Reconciler.
@@ -118,6 +125,9 @@ func New(cfg Config) (*Reconciler, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
+	if cfg.Observer == nil {
+		cfg.Observer = NopObserver{}
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -142,14 +152,16 @@ func (r *Reconciler) Trigger() {
 	}
 }
 
-// Ready reports whether the first sync has succeeded.
+// Ready reports whether a Git sync has succeeded since the start, as
+// leader (Run) or as standby (Follow).
 func (r *Reconciler) Ready() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.ready
 }
 
-// Run syncs and reconciles until ctx ends.
+// Run syncs and reconciles until ctx ends. Its first successful sync
+// queues every release, whatever a Follow before it has seen.
 func (r *Reconciler) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for range r.cfg.Workers {
@@ -164,10 +176,37 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		r.queue.ShutDownWithDrain()
 		wg.Wait()
 	}()
+	r.log.Info("reconciling releases")
+	t := time.NewTicker(r.cfg.SyncInterval)
+	defer t.Stop()
+	queued := false
+	for {
+		if err := r.syncOnce(ctx, !queued); err != nil {
+			if ctx.Err() == nil {
+				r.log.Error("git sync failed", "err", err)
+			}
+		} else {
+			queued = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case <-r.trigger:
+		}
+	}
+}
+
+// Follow keeps the clone in sync without reconciling, as a standby replica
+// does while another leads: it syncs every SyncInterval and on Trigger, so
+// the standby is Ready and its clone warm when it takes over. It never
+// writes to Git or to the cluster.
+func (r *Reconciler) Follow(ctx context.Context) error {
+	r.log.Info("standing by: syncing Git, not reconciling")
 	t := time.NewTicker(r.cfg.SyncInterval)
 	defer t.Stop()
 	for {
-		if err := r.syncOnce(ctx); err != nil && ctx.Err() == nil {
+		if _, err := r.sync(ctx); err != nil && ctx.Err() == nil {
 			r.log.Error("git sync failed", "err", err)
 		}
 		select {
@@ -179,17 +218,30 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	}
 }
 
-// syncOnce fetches Git and, when the head moved, queues every release.
-func (r *Reconciler) syncOnce(ctx context.Context) error {
+// sync fetches Git and marks the reconciler ready on success.
+func (r *Reconciler) sync(ctx context.Context) (gitsync.SyncResult, error) {
+	start := time.Now()
 	res, err := r.cfg.Repo.Sync(ctx)
+	if ctx.Err() == nil {
+		r.cfg.Observer.GitSynced(time.Since(start), err)
+	}
+	if err != nil {
+		return res, err
+	}
+	r.mu.Lock()
+	r.ready = true
+	r.mu.Unlock()
+	return res, nil
+}
+
+// syncOnce fetches Git and, when the head moved or all is set, queues
+// every release.
+func (r *Reconciler) syncOnce(ctx context.Context, all bool) error {
+	res, err := r.sync(ctx)
 	if err != nil {
 		return err
 	}
-	r.mu.Lock()
-	first := !r.ready
-	r.ready = true
-	r.mu.Unlock()
-	if !res.Changed && !first {
+	if !res.Changed && !all {
 		return nil
 	}
 	snap, err := r.refresh(ctx)
@@ -227,7 +279,7 @@ func (r *Reconciler) processNext(ctx context.Context) bool {
 // ReconcileAll runs one pass over every release without the queue, for
 // tests and one-shot runs; it returns the first error.
 func (r *Reconciler) ReconcileAll(ctx context.Context) error {
-	if err := r.syncOnce(ctx); err != nil {
+	if err := r.syncOnce(ctx, false); err != nil {
 		return err
 	}
 	snap, err := r.refresh(ctx)
@@ -250,8 +302,10 @@ func (r *Reconciler) ReconcileAll(ctx context.Context) error {
 
 // reconcile does what one release needs now and says when to look again.
 func (r *Reconciler) reconcile(ctx context.Context, id string) (time.Duration, error) {
+	start := time.Now()
 	snap, err := r.refresh(ctx)
 	if err != nil {
+		r.cfg.Observer.Reconciled(id, time.Since(start), nil, err)
 		return 0, err
 	}
 	e, ok := snap.releases[id]
@@ -259,6 +313,7 @@ func (r *Reconciler) reconcile(ctx context.Context, id string) (time.Duration, e
 		r.mu.Lock()
 		delete(r.memo, id)
 		r.mu.Unlock()
+		r.cfg.Observer.Removed(id)
 		return 0, nil // gone from Git: Sluice leaves the cluster as it is
 	}
 	st, err := snap.status(r.cfg.StatusDir, e.namespace, e.name)
@@ -268,6 +323,9 @@ func (r *Reconciler) reconcile(ctx context.Context, id string) (time.Duration, e
 	// Records carry whole seconds: they are for people and for Git diffs.
 	rc := &run{r: r, snap: snap, e: e, st: st, now: r.cfg.Now().UTC().Truncate(time.Second), memo: r.memoFor(id)}
 	after, err := rc.step(ctx)
+	if ctx.Err() == nil {
+		r.cfg.Observer.Reconciled(id, time.Since(start), rc.st, err)
+	}
 	r.log.Debug("reconciled", "release", id, "head", snap.head.String()[:12], "phase", phaseOf(rc.st), "step", stepOf(rc.st), "next", after, "err", err)
 	return after, err
 }
@@ -285,6 +343,27 @@ func (r *Reconciler) memoFor(id string) *releaseMemo {
 
 func (r *Reconciler) allowed(ns string) bool {
 	return len(r.cfg.AllowedNamespaces) == 0 || slices.Contains(r.cfg.AllowedNamespaces, ns)
+}
+
+// eventTarget is the VirtualService that Events about a release go to: its
+// mesh route's, else its first route's. Nothing goes to a namespace outside
+// the allowed ones.
+func (r *Reconciler) eventTarget(e *entry) string {
+	if !r.allowed(e.namespace) {
+		return ""
+	}
+	m := r.memoFor(e.id)
+	if e.rel != nil && len(e.rel.Spec.Routes) > 0 {
+		route := e.rel.Spec.Routes[0]
+		for _, rt := range e.rel.Spec.Routes {
+			if rt.IsMesh() {
+				route = rt
+				break
+			}
+		}
+		m.eventTarget = e.rel.Metadata.Name + "-" + route.Name
+	}
+	return m.eventTarget
 }
 
 // commit records a status (and at promotion the spec edit) in Git.
@@ -313,11 +392,19 @@ func (r *Reconciler) commit(ctx context.Context, e *entry, st *Status, subject, 
 		Files:    map[string][]byte{StatusPath(r.cfg.StatusDir, e.namespace, e.name): data},
 		Edits:    edits,
 	})
+	if ctx.Err() == nil {
+		r.cfg.Observer.Committed(action, res.Retries, err)
+	}
 	if err != nil {
 		return fmt.Errorf("record %s: %w", subject, err)
 	}
 	if !res.NoChange {
 		r.log.Info(subject, "release", e.id, "commit", res.Hash.String()[:12], "action", action)
+		r.cfg.Observer.Transition(ctx, Transition{
+			Release: e.id, Namespace: e.namespace, Name: e.name,
+			Action: action, Subject: subject, Commit: res.Hash.String(), Status: st,
+			VirtualService: r.eventTarget(e),
+		})
 	}
 	return nil
 }
@@ -350,31 +437,14 @@ func gateSummary(vals []GateValue) string {
 	return strings.Join(parts, ", ")
 }
 
-// String reads like "success-rate 99.8 >= 99" or "p99 212ms <= 500ms".
+// String reads like "success-rate 99.8 >= 99" or "p99 212ms <= 500ms",
+// as the gates write their results.
 func (g GateValue) String() string {
-	name, unit := g.Metric, ""
-	switch g.Metric {
-	case specs.MetricRequestSuccessRate:
-		name = "success-rate"
-	case specs.MetricRequestDuration:
-		name, unit = "p99", "ms"
+	r := gates.Result{Metric: g.Metric, Min: g.Min, Max: g.Max, NoData: g.Value == nil}
+	if g.Value != nil {
+		r.Value = *g.Value
 	}
-	if g.Value == nil {
-		return name + " no data"
-	}
-	v := *g.Value
-	f := func(x float64) string { return strings.TrimSuffix(fmt.Sprintf("%.1f", x), ".0") + unit }
-	switch {
-	case g.Min != nil && v < *g.Min:
-		return fmt.Sprintf("%s %s < %s", name, f(v), f(*g.Min))
-	case g.Max != nil && v > *g.Max:
-		return fmt.Sprintf("%s %s > %s", name, f(v), f(*g.Max))
-	case g.Min != nil:
-		return fmt.Sprintf("%s %s >= %s", name, f(v), f(*g.Min))
-	case g.Max != nil:
-		return fmt.Sprintf("%s %s <= %s", name, f(v), f(*g.Max))
-	}
-	return fmt.Sprintf("%s %s", name, f(v))
+	return r.String()
 }
 
 func phaseOf(st *Status) Phase {

@@ -99,7 +99,11 @@ func (rc *run) invalid(ctx context.Context, err error) error {
 	if rc.st != nil && rc.st.Phase == PhaseInvalid && rc.st.Message == s.Message {
 		return nil
 	}
-	return rc.r.commit(ctx, rc.e, s, fmt.Sprintf("%s: invalid release spec, skipped", rc.e.name), "invalid", nil)
+	if err := rc.r.commit(ctx, rc.e, s, fmt.Sprintf("%s: invalid release spec, skipped", rc.e.name), "invalid", nil); err != nil {
+		return err
+	}
+	rc.st = s
+	return nil
 }
 
 // steady holds a release with no candidate: the stable version takes all traffic.
@@ -116,6 +120,7 @@ func (rc *run) steady(ctx context.Context) (time.Duration, error) {
 		if err := rc.r.commit(ctx, rc.e, s, subject, "steady", nil); err != nil {
 			return 0, err
 		}
+		rc.st = s
 	}
 	if _, err := rc.apply(ctx, specs.SteadyStep(rel), "stable"); err != nil {
 		return 0, err
@@ -179,6 +184,7 @@ func (rc *run) hold(ctx context.Context, step specs.Step, phase Phase) (time.Dur
 		if err := rc.r.commit(ctx, rc.e, s, fmt.Sprintf("%s: spec valid again; %s", rc.e.name, phase), "resume", nil); err != nil {
 			return 0, err
 		}
+		rc.st = s
 	}
 	return rc.r.cfg.ReapplyInterval, nil
 }
@@ -269,6 +275,7 @@ func (rc *run) progress(ctx context.Context, steps []specs.Step, i int) (time.Du
 		if err := rc.r.commit(ctx, rc.e, s, subject, "check", nil); err != nil {
 			return 0, err
 		}
+		rc.st = s
 		return step.Gates.Interval, nil
 	}
 	memo.passed++
@@ -335,6 +342,7 @@ func (rc *run) check(ctx context.Context, step specs.Step, out *renderer.Output)
 			v = verdictFail
 		}
 	}
+	rc.r.cfg.Observer.GatesEvaluated(rc.e.id, values)
 	return values, v, nil
 }
 

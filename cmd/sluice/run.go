@@ -4,21 +4,29 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
 
 	"sluice.dev/sluice/cluster"
 	"sluice.dev/sluice/gates"
 	"sluice.dev/sluice/gitsync"
+	"sluice.dev/sluice/leader"
+	"sluice.dev/sluice/observe"
 	"sluice.dev/sluice/reconciler"
+	"sluice.dev/sluice/server"
 )
 
 // gitFlags are the flags that name a Git remote and its credentials.
@@ -53,108 +61,305 @@ func envOr(key, def string) string {
 	return def
 }
 
+// runFlags are the flags of `sluice run`.
+type runFlags struct {
+	git                     gitFlags
+	paths                   []string
+	statusDir               string
+	interval, progress      time.Duration
+	workers                 int
+	promURL, promToken      string
+	promCA                  string
+	kubeconfig, kubeContext string
+	namespaces              []string
+	listen                  string
+	authorName, authorEmail string
+	logFormat, logLevel     string
+	reapply                 time.Duration
+	webhookSecretFile       string
+	leaderElect             bool
+	leaseNamespace, leaseID string
+	leaseDuration           time.Duration
+	renewDeadline           time.Duration
+	retryPeriod             time.Duration
+	advertise               string
+}
+
 func newRunCommand() *cobra.Command {
-	var (
-		git                     gitFlags
-		paths                   []string
-		statusDir               string
-		interval, progress      time.Duration
-		workers                 int
-		promURL, promToken      string
-		promCA                  string
-		kubeconfig, kubeContext string
-		namespaces              []string
-		listen                  string
-		authorName, authorEmail string
-		logFormat, logLevel     string
-		reapply                 time.Duration
-	)
+	return runCommand(&runFlags{}, func(cmd *cobra.Command, fl *runFlags) error {
+		return runController(cmd.Context(), cmd.ErrOrStderr(), fl)
+	})
+}
+
+// runCommand is `sluice run` with its flags in fl and its action run.
+func runCommand(fl *runFlags, run func(*cobra.Command, *runFlags) error) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Follow a Git repository and walk its releases through their stages",
 		Long: `Run is Sluice's controller loop. It syncs the Git repository every
---interval (and at once on POST /sync), loads every release spec under
---path, and for each release applies its current step, checks the step's
-Prometheus gates every analysis interval, and advances, promotes or rolls
-back. Every transition is committed to Git (the status file of the release,
-and at promotion the release spec itself) before the cluster is changed, so
-the repository is the record of every release.`,
+--interval (and at once on POST /sync or a push webhook), loads every
+release spec under --path, and for each release applies its current step,
+checks the step's Prometheus gates every analysis interval, and advances,
+promotes or rolls back. Every transition is committed to Git (the status
+file of the release, and at promotion the release spec itself) before the
+cluster is changed, so the repository is the record of every release.
+
+With --leader-elect (the default inside a cluster) replicas elect a leader
+with a Lease: only the leader reconciles; the others keep their clone in
+sync, are ready, and take over when the leader stops renewing the Lease.
+
+Every flag can also be set with an environment variable: SLUICE_ and the
+flag's name in capitals with underscores (--git-url is SLUICE_GIT_URL,
+--allowed-namespaces is SLUICE_ALLOWED_NAMESPACES, comma-separated). A flag
+given on the command line wins.`,
 		Example: `  sluice run --git-url https://git.example.com/platform/releases.git \
-    --git-password-file /etc/sluice/git/token \
-    --prometheus-url http://prometheus.istio-system:9090`,
+    --git-password-file /etc/sluice/git/password \
+    --prometheus-url http://prometheus.istio-system:9090 \
+    --allowed-namespaces istioinaction,shop`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := newLogger(cmd.ErrOrStderr(), logFormat, logLevel)
-			if err != nil {
-				return err
-			}
-			if git.url == "" {
-				return errors.New("--git-url is required")
-			}
-			ctx := cmd.Context()
-			gcfg := git.config()
-			gcfg.Author = gitsync.Signature{Name: authorName, Email: authorEmail}
-			repo, err := gitsync.Open(ctx, gcfg, log.With("component", "git"))
-			if err != nil {
-				return err
-			}
-			restCfg, err := kubeConfig(kubeconfig, kubeContext)
-			if err != nil {
-				return err
-			}
-			applier, err := cluster.New(restCfg, cluster.Options{Log: log.With("component", "cluster")})
-			if err != nil {
-				return err
-			}
-			var g reconciler.Gates
-			if promURL != "" {
-				ev, err := gates.New(gates.Options{Address: promURL, BearerTokenFile: promToken, CAFile: promCA})
-				if err != nil {
-					return err
-				}
-				g = ev
-			}
-			rec, err := reconciler.New(reconciler.Config{
-				Repo: repo, Cluster: applier, Gates: g,
-				Paths: paths, StatusDir: statusDir, SyncInterval: interval, Workers: workers,
-				AllowedNamespaces: namespaces, ProgressDeadline: progress, ReapplyInterval: reapply,
-				Log: log,
-			})
-			if err != nil {
-				return err
-			}
-			if listen != "" {
-				srv, addr, err := serveAdmin(ctx, listen, rec, log)
-				if err != nil {
-					return err
-				}
-				defer srv.Close()
-				log.Info("serving /healthz, /readyz and POST /sync", "addr", addr)
-			}
-			log.Info("sluice started", "git", repo.URL(), "branch", git.branch, "paths", paths, "interval", interval)
-			return rec.Run(ctx)
+		PreRunE: func(cmd *cobra.Command, _ []string) error {
+			return applyEnv(cmd.Flags())
 		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return run(cmd, fl) },
 	}
-	git.register(cmd)
+	fl.git.register(cmd)
 	f := cmd.Flags()
-	f.StringSliceVar(&paths, "path", []string{"."}, "repository directories holding release specs (repeatable)")
-	f.StringVar(&statusDir, "status-dir", reconciler.DefaultStatusDir, "repository directory for Sluice's status files")
-	f.DurationVar(&interval, "interval", time.Minute, "how often to fetch Git")
-	f.IntVar(&workers, "workers", 4, "releases reconciled in parallel")
-	f.DurationVar(&progress, "progress-deadline", 10*time.Minute, "how long a step's Deployments may take to become available before a rollback")
-	f.DurationVar(&reapply, "reapply-interval", 5*time.Minute, "how often an unchanged step is applied again, which corrects drift")
-	f.StringVar(&promURL, "prometheus-url", os.Getenv("SLUICE_PROMETHEUS_URL"), "Prometheus for the metric gates (env SLUICE_PROMETHEUS_URL)")
-	f.StringVar(&promToken, "prometheus-token-file", "", "file holding a bearer token for Prometheus")
-	f.StringVar(&promCA, "prometheus-ca-file", "", "CA bundle for an HTTPS Prometheus")
-	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster config, then $KUBECONFIG or ~/.kube/config)")
-	f.StringVar(&kubeContext, "context", "", "kubeconfig context")
-	f.StringSliceVar(&namespaces, "allowed-namespaces", nil, "namespaces releases may target (default: any)")
-	f.StringVar(&listen, "listen", ":8080", "address for /healthz, /readyz and POST /sync; empty to disable")
-	f.StringVar(&authorName, "git-author-name", "Sluice", "author of Sluice's commits")
-	f.StringVar(&authorEmail, "git-author-email", "sluice@localhost", "author e-mail of Sluice's commits")
-	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
-	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.StringSliceVar(&fl.paths, "path", []string{"."}, "repository directories holding release specs (repeatable)")
+	f.StringVar(&fl.statusDir, "status-dir", reconciler.DefaultStatusDir, "repository directory for Sluice's status files")
+	f.DurationVar(&fl.interval, "interval", time.Minute, "how often to fetch Git")
+	f.IntVar(&fl.workers, "workers", 4, "releases reconciled in parallel")
+	f.DurationVar(&fl.progress, "progress-deadline", 10*time.Minute, "how long a step's Deployments may take to become available before a rollback")
+	f.DurationVar(&fl.reapply, "reapply-interval", 5*time.Minute, "how often an unchanged step is applied again, which corrects drift")
+	f.StringVar(&fl.promURL, "prometheus-url", "", "Prometheus for the metric gates")
+	f.StringVar(&fl.promToken, "prometheus-token-file", "", "file holding a bearer token for Prometheus, read at every query")
+	f.StringVar(&fl.promCA, "prometheus-ca-file", "", "CA bundle for an HTTPS Prometheus")
+	f.StringVar(&fl.kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster config, then $KUBECONFIG or ~/.kube/config)")
+	f.StringVar(&fl.kubeContext, "context", "", "kubeconfig context")
+	f.StringSliceVar(&fl.namespaces, "allowed-namespaces", nil, "namespaces releases may target (default: any)")
+	f.StringVar(&fl.listen, "listen", ":8080", "address for /healthz, /readyz, /metrics, POST /sync and POST /hooks/git; empty to disable")
+	f.StringVar(&fl.webhookSecretFile, "webhook-secret-file", "", "file holding the push webhooks' shared secret; without it POST /hooks/git is not served")
+	f.StringVar(&fl.authorName, "git-author-name", "Sluice", "author of Sluice's commits")
+	f.StringVar(&fl.authorEmail, "git-author-email", "sluice@localhost", "author e-mail of Sluice's commits")
+	f.StringVar(&fl.logFormat, "log-format", "text", "log format: text or json")
+	f.StringVar(&fl.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.BoolVar(&fl.leaderElect, "leader-elect", inCluster(), "elect one leader among replicas with a Lease; only the leader reconciles (default true in a cluster)")
+	f.StringVar(&fl.leaseNamespace, "leader-election-namespace", podNamespace(), "namespace of the leader election Lease (default: the pod's namespace)")
+	f.StringVar(&fl.leaseID, "leader-election-id", "sluice", "name of the leader election Lease")
+	f.DurationVar(&fl.leaseDuration, "leader-election-lease-duration", leader.DefaultLeaseDuration, "how long standbys wait after the leader's last renewal before taking over")
+	f.DurationVar(&fl.renewDeadline, "leader-election-renew-deadline", leader.DefaultRenewDeadline, "how long the leader tries to renew the Lease before it stops leading")
+	f.DurationVar(&fl.retryPeriod, "leader-election-retry-period", leader.DefaultRetryPeriod, "how often replicas try to acquire or renew the Lease")
+	f.StringVar(&fl.advertise, "advertise-address", "", "host:port where other replicas reach this one's POST /sync, to pass on syncs to the leader (default: $POD_IP and the --listen port)")
+	annotateEnv(f)
 	return cmd
+}
+
+// envName is the environment variable that sets a flag of `sluice run`.
+func envName(flag string) string {
+	return "SLUICE_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// annotateEnv names each flag's environment variable in its help.
+func annotateEnv(fs *pflag.FlagSet) {
+	fs.VisitAll(func(f *pflag.Flag) {
+		if !strings.Contains(f.Usage, "(env ") {
+			f.Usage += " (env " + envName(f.Name) + ")"
+		}
+	})
+}
+
+// applyEnv sets each flag not given on the command line from its
+// environment variable, as a Deployment passes them from a ConfigMap.
+func applyEnv(fs *pflag.FlagSet) error {
+	var errs []error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Changed || f.Name == "help" {
+			return
+		}
+		name := envName(f.Name)
+		v, ok := os.LookupEnv(name)
+		if !ok || v == "" {
+			return
+		}
+		if err := f.Value.Set(v); err != nil {
+			errs = append(errs, fmt.Errorf("environment variable %s (--%s): %w", name, f.Name, err))
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// inCluster reports whether sluice runs in a Kubernetes pod.
+func inCluster() bool { return os.Getenv("KUBERNETES_SERVICE_HOST") != "" }
+
+// podNamespace is the pod's namespace: $POD_NAMESPACE (the downward API),
+// else the ServiceAccount's, else sluice-system.
+func podNamespace() string {
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		return ns
+	}
+	if b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace"); err == nil {
+		if ns := strings.TrimSpace(string(b)); ns != "" {
+			return ns
+		}
+	}
+	return "sluice-system"
+}
+
+// runController is `sluice run`.
+func runController(ctx context.Context, stderr io.Writer, fl *runFlags) error {
+	log, err := newLogger(stderr, fl.logFormat, fl.logLevel)
+	if err != nil {
+		return err
+	}
+	// client-go (leader election) logs through klog: make it use our format.
+	klog.SetSlogLogger(log.With("component", "client-go"))
+	if fl.git.url == "" {
+		return errors.New("--git-url (or SLUICE_GIT_URL) is required")
+	}
+	gcfg := fl.git.config()
+	gcfg.Author = gitsync.Signature{Name: fl.authorName, Email: fl.authorEmail}
+	repo, err := gitsync.Open(ctx, gcfg, log.With("component", "git"))
+	if err != nil {
+		return err
+	}
+	defer repo.Close()
+	restCfg, err := kubeConfig(fl.kubeconfig, fl.kubeContext)
+	if err != nil {
+		return err
+	}
+	applier, err := cluster.New(restCfg, cluster.Options{Log: log.With("component", "cluster")})
+	if err != nil {
+		return err
+	}
+	kube, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return fmt.Errorf("kubernetes client: %w", err)
+	}
+	var g reconciler.Gates
+	if fl.promURL != "" {
+		ev, err := gates.New(gates.Options{Address: fl.promURL, BearerTokenFile: fl.promToken, CAFile: fl.promCA, Logger: log.With("component", "gates")})
+		if err != nil {
+			return err
+		}
+		g = ev
+	}
+	host := os.Getenv("POD_NAME")
+	if host == "" {
+		if host, err = os.Hostname(); err != nil {
+			host = "sluice"
+		}
+	}
+	advertise := fl.advertise
+	if advertise == "" && os.Getenv("POD_IP") != "" && fl.listen != "" {
+		if _, port, err := net.SplitHostPort(fl.listen); err == nil {
+			advertise = net.JoinHostPort(os.Getenv("POD_IP"), port)
+		}
+	}
+	identity := leader.NewIdentity(host, advertise)
+
+	metrics := observe.NewMetrics()
+	rec, err := reconciler.New(reconciler.Config{
+		Repo: repo, Cluster: applier, Gates: g,
+		Paths: fl.paths, StatusDir: fl.statusDir, SyncInterval: fl.interval, Workers: fl.workers,
+		AllowedNamespaces: fl.namespaces, ProgressDeadline: fl.progress, ReapplyInterval: fl.reapply,
+		Observer: reconciler.Observers{metrics, observe.NewEvents(kube.EventsV1(), identity, log.With("component", "events"))},
+		Log:      log,
+	})
+	if err != nil {
+		return err
+	}
+	leaders := &leaderTracker{self: identity}
+	if fl.listen != "" {
+		opts := server.Options{
+			Addr: fl.listen, Syncer: rec, Metrics: metrics.Registry(),
+			WebhookSecretFile: fl.webhookSecretFile, Log: log.With("component", "http"),
+		}
+		if fl.leaderElect {
+			opts.Relay = leaders.relay(log)
+		}
+		srv, err := server.Start(ctx, opts)
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+		log.Info("serving /healthz, /readyz, /metrics and POST /sync", "addr", srv.Addr(), "webhooks", fl.webhookSecretFile != "")
+	} else if fl.webhookSecretFile != "" {
+		return errors.New("--webhook-secret-file needs --listen")
+	}
+	log.Info("sluice started", "git", repo.URL(), "branch", fl.git.branch, "paths", fl.paths, "interval", fl.interval, "leader_elect", fl.leaderElect)
+	if !fl.leaderElect {
+		metrics.SetLeader(true)
+		return rec.Run(ctx)
+	}
+
+	// A standby keeps its clone in sync, so it is ready and takes over warm.
+	followCtx, stopFollow := context.WithCancel(ctx)
+	followed := make(chan struct{})
+	go func() {
+		defer close(followed)
+		_ = rec.Follow(followCtx)
+	}()
+	defer func() { stopFollow(); <-followed }()
+	err = leader.Run(ctx, leader.Config{
+		Client:    kube.CoordinationV1(),
+		Namespace: fl.leaseNamespace, Name: fl.leaseID, Identity: identity,
+		LeaseDuration: fl.leaseDuration, RenewDeadline: fl.renewDeadline, RetryPeriod: fl.retryPeriod,
+		OnNewLeader: leaders.set,
+		Log:         log.With("component", "leader"),
+	}, func(ctx context.Context) error {
+		stopFollow()
+		<-followed
+		metrics.SetLeader(true)
+		defer metrics.SetLeader(false)
+		return rec.Run(ctx)
+	})
+	if errors.Is(err, leader.ErrLost) {
+		// Exit, so that a restart comes back as a standby with nothing
+		// half-done in memory.
+		return fmt.Errorf("%w: exiting", err)
+	}
+	return err
+}
+
+// leaderTracker knows which replica leads, to pass sync requests on to it.
+type leaderTracker struct {
+	self string
+	mu   sync.Mutex
+	cur  string
+}
+
+func (t *leaderTracker) set(identity string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.cur = identity
+}
+
+// relay forwards a sync request to the leader when another replica leads
+// and advertises an address: a webhook delivery that lands on a standby
+// still reaches the replica that reconciles.
+func (t *leaderTracker) relay(log *slog.Logger) func(context.Context) {
+	client := &http.Client{Timeout: 5 * time.Second}
+	return func(ctx context.Context) {
+		t.mu.Lock()
+		cur := t.cur
+		t.mu.Unlock()
+		addr := leader.Address(cur)
+		if cur == t.self || addr == "" {
+			return
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/sync", nil)
+		if err != nil {
+			log.Warn("cannot pass the sync on to the leader", "leader", cur, "err", err)
+			return
+		}
+		req.Header.Set(server.RelayedHeader, t.self)
+		resp, err := client.Do(req)
+		if err != nil {
+			log.Warn("cannot pass the sync on to the leader", "leader", cur, "err", err)
+			return
+		}
+		resp.Body.Close()
+		log.Debug("sync passed on to the leader", "leader", cur, "status", resp.StatusCode)
+	}
 }
 
 func newLogger(w interface{ Write([]byte) (int, error) }, format, level string) (*slog.Logger, error) {
@@ -188,35 +393,6 @@ func kubeConfig(path, context string) (*rest.Config, error) {
 		return nil, fmt.Errorf("load kubeconfig: %w", err)
 	}
 	return cfg, nil
-}
-
-// serveAdmin serves health, readiness and the on-demand sync trigger.
-func serveAdmin(ctx context.Context, addr string, rec *reconciler.Reconciler, log *slog.Logger) (*http.Server, string, error) {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !rec.Ready() {
-			http.Error(w, "waiting for the first Git sync", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("POST /sync", func(w http.ResponseWriter, _ *http.Request) {
-		rec.Trigger()
-		w.WriteHeader(http.StatusAccepted)
-		fmt.Fprintln(w, "sync triggered")
-	})
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, "", fmt.Errorf("listen %s: %w", addr, err)
-	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("admin server stopped", "err", err)
-		}
-	}()
-	return srv, strings.TrimPrefix(ln.Addr().String(), "[::]"), nil
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

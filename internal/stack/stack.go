@@ -5,21 +5,36 @@
 package stack
 
 import (
+	"cmp"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"sluice.dev/sluice/internal/gitserve"
 	"sluice.dev/sluice/meshsim"
@@ -46,9 +61,32 @@ type Options struct {
 	CohortShare float64
 	// SluiceArgs are added to `sluice run`.
 	SluiceArgs []string
+	// GitUser and GitPassword, when set, make the Git remote require HTTP
+	// basic auth, over HTTPS with a certificate of its own; sluice reads
+	// them (and the CA) from files.
+	GitUser, GitPassword string
+	// WebhookSecret, when set, is the push webhooks' shared secret, given
+	// to sluice as --webhook-secret-file.
+	WebhookSecret string
+	// LeaderElection, when set, runs every sluice replica with
+	// --leader-elect on this Lease.
+	LeaderElection *LeaderElection
 	// Log receives the stack's own progress lines; default discard.
 	Log *slog.Logger
 }
+
+// LeaderElection configures the replicas' Lease.
+type LeaderElection struct {
+	// Namespace of the Lease; default the stack's namespace.
+	Namespace string
+	// Name of the Lease; default "sluice".
+	Name                                      string
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+}
+
+// DefaultReplica is the replica StartSluice, KillSluice, TriggerSync and
+// SluiceLog work on.
+const DefaultReplica = "sluice"
 
 // Stack is one catalog release environment.
 type Stack struct {
@@ -56,17 +94,28 @@ type Stack struct {
 	Env       *testenv.Env
 	Dir       string
 	Namespace string
-	// Bare is the Git remote's directory, Remote its smart HTTP URL.
+	// Bare is the Git remote's directory, Remote its smart HTTP(S) URL.
 	Bare, Remote string
+	// GitCAFile verifies the remote's certificate when it is served over
+	// HTTPS (Options.GitUser set).
+	GitCAFile string
 	// Person is a clone where a person edits and pushes.
 	Person string
 	Mesh   *meshsim.Simulator
-	git    *gitserve.Server
+	// GitRefused counts requests the remote turned away for bad or
+	// missing credentials.
+	GitRefused atomic.Int64
+	gitClose   func() error
 
 	closeOnce sync.Once
 	mu        sync.Mutex
-	sluice    *exec.Cmd
-	sluiceLog *os.File
+	replicas  map[string]*replica
+}
+
+// replica is one running `sluice run`.
+type replica struct {
+	cmd       *exec.Cmd
+	log       *os.File
 	adminAddr string
 	waitErr   chan error
 }
@@ -84,19 +133,16 @@ func Start(ctx context.Context, dir string, opts Options) (*Stack, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Stack{opts: opts, Env: opts.Env, Dir: dir, Namespace: opts.Namespace}
+	s := &Stack{opts: opts, Env: opts.Env, Dir: dir, Namespace: opts.Namespace, replicas: map[string]*replica{}}
 	if err := s.Env.CreateNamespace(ctx, opts.Namespace); err != nil {
 		return nil, err
 	}
 	if err := s.seed(ctx); err != nil {
 		return nil, fmt.Errorf("seed the Git remote: %w", err)
 	}
-	srv, err := gitserve.Start(filepath.Join(dir, "remote"))
-	if err != nil {
+	if err := s.serveGit(); err != nil {
 		return nil, err
 	}
-	s.git = srv
-	s.Remote = srv.URL + "/releases.git"
 
 	mesh, err := meshsim.Start(ctx, meshsim.Config{
 		RESTConfig:  s.Env.RESTConfig(),
@@ -254,12 +300,79 @@ func (s *Stack) AddVersion(ctx context.Context, version string) (string, error) 
 	})
 }
 
-// StartSluice runs `sluice run` against the stack.
-func (s *Stack) StartSluice(ctx context.Context) error {
+// serveGit serves the bare remote over smart HTTP, or over HTTPS with
+// basic auth when the options name a user.
+func (s *Stack) serveGit() error {
+	root := filepath.Join(s.Dir, "remote")
+	if s.opts.GitUser == "" {
+		srv, err := gitserve.Start(root)
+		if err != nil {
+			return err
+		}
+		s.gitClose, s.Remote = srv.Close, srv.URL+"/releases.git"
+		return nil
+	}
+	cert, caPEM, err := selfSignedCert()
+	if err != nil {
+		return err
+	}
+	s.GitCAFile = filepath.Join(s.Dir, "secrets", "git-ca.pem")
+	if err := writeSecretFile(s.GitCAFile, caPEM); err != nil {
+		return err
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	srv := &http.Server{Handler: gitserve.Handler(root, s.opts.GitUser, s.opts.GitPassword, &s.GitRefused), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	s.gitClose = srv.Close
+	s.Remote = "https://" + ln.Addr().String() + "/releases.git"
+	return nil
+}
+
+// selfSignedCert makes a certificate for 127.0.0.1, and its PEM for
+// clients to trust.
+func selfSignedCert() (tls.Certificate, []byte, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "stack git server"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
+}
+
+func writeSecretFile(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(path, data, 0o600)
+}
+
+// StartSluice runs `sluice run` against the stack as DefaultReplica.
+func (s *Stack) StartSluice(ctx context.Context) error { return s.StartReplica(ctx, DefaultReplica) }
+
+// StartReplica runs one `sluice run` named name against the stack; its log
+// is <name>.log in the stack's directory.
+func (s *Stack) StartReplica(ctx context.Context, name string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.sluice != nil {
-		return errors.New("sluice is already running")
+	if s.replicas[name] != nil {
+		return fmt.Errorf("sluice %s is already running", name)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -267,11 +380,31 @@ func (s *Stack) StartSluice(ctx context.Context) error {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	logFile, err := os.OpenFile(filepath.Join(s.Dir, "sluice.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	args, err := s.sluiceArgs(addr)
 	if err != nil {
 		return err
 	}
-	args := append([]string{"run",
+	logFile, err := os.OpenFile(s.logPath(name), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, s.opts.Sluice, args...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.Env = append(os.Environ(), "POD_NAME="+name)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return fmt.Errorf("start sluice: %w", err)
+	}
+	r := &replica{cmd: cmd, log: logFile, adminAddr: addr, waitErr: make(chan error, 1)}
+	go func() { r.waitErr <- cmd.Wait() }()
+	s.replicas[name] = r
+	return nil
+}
+
+// sluiceArgs are the arguments of `sluice run` for a replica serving on addr.
+func (s *Stack) sluiceArgs(addr string) ([]string, error) {
+	args := []string{"run",
 		"--git-url", s.Remote,
 		"--kubeconfig", s.Env.KubeconfigPath(),
 		"--prometheus-url", s.Env.PrometheusURL(),
@@ -280,40 +413,98 @@ func (s *Stack) StartSluice(ctx context.Context) error {
 		"--progress-deadline", "2m",
 		"--reapply-interval", "10s",
 		"--git-author-name", "Sluice", "--git-author-email", "sluice@example.com",
-	}, s.opts.SluiceArgs...)
-	cmd := exec.CommandContext(ctx, s.opts.Sluice, args...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return fmt.Errorf("start sluice: %w", err)
 	}
-	s.sluice, s.sluiceLog, s.adminAddr = cmd, logFile, addr
-	s.waitErr = make(chan error, 1)
-	go func() { s.waitErr <- cmd.Wait() }()
-	return nil
+	secrets := filepath.Join(s.Dir, "secrets")
+	if s.opts.GitUser != "" {
+		user, pass := filepath.Join(secrets, "git-username"), filepath.Join(secrets, "git-password")
+		if err := writeSecretFile(user, []byte(s.opts.GitUser+"\n")); err != nil {
+			return nil, err
+		}
+		if err := writeSecretFile(pass, []byte(s.opts.GitPassword+"\n")); err != nil {
+			return nil, err
+		}
+		args = append(args, "--git-username-file", user, "--git-password-file", pass, "--git-ca-file", s.GitCAFile)
+	}
+	if s.opts.WebhookSecret != "" {
+		file := filepath.Join(secrets, "webhook-secret")
+		if err := writeSecretFile(file, []byte(s.opts.WebhookSecret+"\n")); err != nil {
+			return nil, err
+		}
+		args = append(args, "--webhook-secret-file", file)
+	}
+	if le := s.opts.LeaderElection; le != nil {
+		args = append(args, "--leader-elect",
+			"--leader-election-namespace", cmp.Or(le.Namespace, s.Namespace),
+			"--leader-election-id", cmp.Or(le.Name, "sluice"),
+			"--advertise-address", addr)
+		for flag, d := range map[string]time.Duration{
+			"--leader-election-lease-duration": le.LeaseDuration,
+			"--leader-election-renew-deadline": le.RenewDeadline,
+			"--leader-election-retry-period":   le.RetryPeriod,
+		} {
+			if d > 0 {
+				args = append(args, flag, d.String())
+			}
+		}
+	} else {
+		args = append(args, "--leader-elect=false")
+	}
+	return append(args, s.opts.SluiceArgs...), nil
 }
 
-// KillSluice stops sluice with SIGKILL, as a crash would.
-func (s *Stack) KillSluice() error {
+func (s *Stack) logPath(name string) string { return filepath.Join(s.Dir, name+".log") }
+
+// KillSluice stops DefaultReplica with SIGKILL, as a crash would.
+func (s *Stack) KillSluice() error { return s.KillReplica(DefaultReplica) }
+
+// KillReplica stops a replica with SIGKILL, as a crash would.
+func (s *Stack) KillReplica(name string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.sluice == nil {
+	r := s.replicas[name]
+	if r == nil {
 		return nil
 	}
-	_ = s.sluice.Process.Signal(syscall.SIGKILL)
-	<-s.waitErr
-	s.sluiceLog.Close()
-	s.sluice = nil
+	_ = r.cmd.Process.Signal(syscall.SIGKILL)
+	<-r.waitErr
+	r.log.Close()
+	delete(s.replicas, name)
 	return nil
 }
 
-// TriggerSync asks the running sluice to sync Git now.
-func (s *Stack) TriggerSync(ctx context.Context) error {
+// AdminURL is a running replica's base URL ("http://127.0.0.1:port"), ""
+// when it does not run.
+func (s *Stack) AdminURL(name string) string {
 	s.mu.Lock()
-	addr := s.adminAddr
-	s.mu.Unlock()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/sync", nil)
+	defer s.mu.Unlock()
+	if r := s.replicas[name]; r != nil {
+		return "http://" + r.adminAddr
+	}
+	return ""
+}
+
+// Replicas lists the running replicas' names.
+func (s *Stack) Replicas() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	names := make([]string, 0, len(s.replicas))
+	for n := range s.replicas {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// TriggerSync asks DefaultReplica to sync Git now.
+func (s *Stack) TriggerSync(ctx context.Context) error { return s.TriggerSyncOn(ctx, DefaultReplica) }
+
+// TriggerSyncOn asks a replica to sync Git now (POST /sync).
+func (s *Stack) TriggerSyncOn(ctx context.Context, name string) error {
+	base := s.AdminURL(name)
+	if base == "" {
+		return fmt.Errorf("sluice %s is not running", name)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/sync", nil)
 	if err != nil {
 		return err
 	}
@@ -322,13 +513,62 @@ func (s *Stack) TriggerSync(ctx context.Context) error {
 		return err
 	}
 	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		return fmt.Errorf("POST /sync: %s", resp.Status)
+	}
 	return nil
 }
 
-// SluiceLog is what sluice printed so far.
-func (s *Stack) SluiceLog() string {
-	b, _ := os.ReadFile(filepath.Join(s.Dir, "sluice.log"))
+// Leader is the name of the replica that holds the Lease, "" when none
+// does (or the holder is not one of the stack's running replicas).
+func (s *Stack) Leader(ctx context.Context) (string, error) {
+	le := s.opts.LeaderElection
+	if le == nil {
+		return "", errors.New("the stack runs without leader election")
+	}
+	kube, err := kubernetes.NewForConfig(s.Env.RESTConfig())
+	if err != nil {
+		return "", err
+	}
+	lease, err := kube.CoordinationV1().Leases(cmp.Or(le.Namespace, s.Namespace)).Get(ctx, cmp.Or(le.Name, "sluice"), metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	if lease.Spec.HolderIdentity == nil {
+		return "", nil
+	}
+	_, addr, _ := strings.Cut(*lease.Spec.HolderIdentity, "@")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, r := range s.replicas {
+		if r.adminAddr == addr {
+			return name, nil
+		}
+	}
+	return "", nil
+}
+
+// SluiceLog is what DefaultReplica printed so far.
+func (s *Stack) SluiceLog() string { return s.ReplicaLog(DefaultReplica) }
+
+// ReplicaLog is what a replica printed so far, across its restarts.
+func (s *Stack) ReplicaLog(name string) string {
+	b, _ := os.ReadFile(s.logPath(name))
 	return string(b)
+}
+
+// Logs is what every replica printed so far, each under a header.
+func (s *Stack) Logs() string {
+	matches, _ := filepath.Glob(filepath.Join(s.Dir, "*.log"))
+	var b strings.Builder
+	for _, m := range matches {
+		data, _ := os.ReadFile(m)
+		fmt.Fprintf(&b, "===== %s =====\n%s", filepath.Base(m), data)
+	}
+	return b.String()
 }
 
 // Log returns the remote's history, oldest first, one line per commit:
@@ -349,12 +589,14 @@ func (s *Stack) ReadRemote(ctx context.Context, name string) (string, error) {
 // Close stops sluice, the simulator and the Git server; it may be called again.
 func (s *Stack) Close() {
 	s.closeOnce.Do(func() {
-		_ = s.KillSluice()
+		for _, name := range s.Replicas() {
+			_ = s.KillReplica(name)
+		}
 		if s.Mesh != nil {
 			_ = s.Mesh.Close()
 		}
-		if s.git != nil {
-			_ = s.git.Close()
+		if s.gitClose != nil {
+			_ = s.gitClose()
 		}
 	})
 }

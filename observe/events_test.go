@@ -1,0 +1,127 @@
+package observe
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"sluice.dev/sluice/reconciler"
+	"sluice.dev/sluice/testenv"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) {
+	os.Exit(testenv.Main(m, testenv.Options{}, &env))
+}
+
+// TestEvents records transitions as events.k8s.io/v1 Events on the real
+// API server and reads them back as `kubectl get events` would.
+func TestEvents(t *testing.T) {
+	ctx := t.Context()
+	const ns = "events"
+	if err := env.CreateNamespace(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	kube := kubernetes.NewForConfigOrDie(env.RESTConfig())
+	ev := NewEvents(kube.EventsV1(), "sluice-7d9f-x2k4q_1a2b3c4d@10.0.0.7:8080", nil)
+	long := "catalog: rolled back at 10% (" + strings.Repeat("é", 600) + ")"
+	transitions := []reconciler.Transition{
+		{Action: "start", Subject: "catalog: start v1 -> v2 at deploy"},
+		{Action: "advance", Subject: "catalog: deploy -> dark-launch (available)"},
+		{Action: "check", Subject: "catalog: check failed at 10% (success-rate 97.1 < 99, 1/5 checks failed)"},
+		{Action: "rollback", Subject: long},
+		{Action: "invalid", Subject: "catalog: invalid release spec, skipped", VirtualService: "-"}, // no target: no Event
+	}
+	for _, tr := range transitions {
+		tr.Release, tr.Namespace, tr.Name = ns+"/catalog", ns, "catalog"
+		switch tr.VirtualService {
+		case "":
+			tr.VirtualService = "catalog-mesh"
+		case "-":
+			tr.VirtualService = ""
+		}
+		ev.Transition(ctx, tr)
+	}
+
+	list, err := kube.EventsV1().Events(ns).List(ctx, metav1.ListOptions{LabelSelector: "sluice.dev/release=catalog"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Items) != 4 {
+		t.Fatalf("%d Events, want 4: %+v", len(list.Items), list.Items)
+	}
+	byReason := map[string]string{}
+	for _, e := range list.Items {
+		if e.Regarding.Kind != "VirtualService" || e.Regarding.Name != "catalog-mesh" || e.Regarding.Namespace != ns {
+			t.Errorf("Event %s regards %+v", e.Name, e.Regarding)
+		}
+		if e.ReportingController != ReportingController || !strings.HasPrefix(e.ReportingInstance, "sluice-7d9f-x2k4q_") {
+			t.Errorf("Event %s reported by %s/%s", e.Name, e.ReportingController, e.ReportingInstance)
+		}
+		byReason[e.Reason] = e.Type + " " + e.Note
+	}
+	want := map[string]string{
+		"Started":     "Normal catalog: start v1 -> v2 at deploy",
+		"Advanced":    "Normal catalog: deploy -> dark-launch (available)",
+		"CheckFailed": "Warning catalog: check failed at 10% (success-rate 97.1 < 99, 1/5 checks failed)",
+	}
+	for reason, w := range want {
+		if byReason[reason] != w {
+			t.Errorf("%s: %q, want %q", reason, byReason[reason], w)
+		}
+	}
+	if rb := byReason["RolledBack"]; !strings.HasPrefix(rb, "Warning catalog: rolled back at 10% (éé") || !strings.HasSuffix(rb, "...") || len(rb) > len("Warning ")+maxNote {
+		t.Errorf("RolledBack note not cut to %d bytes: %d bytes", maxNote, len(rb))
+	}
+
+	// The core/v1 view (kubectl describe) shows them too.
+	core, err := kube.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=catalog-mesh"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(core.Items) != 4 || core.Items[0].InvolvedObject.Kind != "VirtualService" || core.Items[0].Type == "" {
+		t.Errorf("core/v1 Events: %d, first %+v", len(core.Items), core.Items)
+	}
+}
+
+func TestReason(t *testing.T) {
+	tests := []struct{ action, reason, typ string }{
+		{"start", "Started", corev1.EventTypeNormal},
+		{"advance", "Advanced", corev1.EventTypeNormal},
+		{"check", "CheckFailed", corev1.EventTypeWarning},
+		{"rollback", "RolledBack", corev1.EventTypeWarning},
+		{"promote", "Promoted", corev1.EventTypeNormal},
+		{"wait", "Waiting", corev1.EventTypeNormal},
+		{"invalid", "Invalid", corev1.EventTypeWarning},
+		{"abandon", "Abandoned", corev1.EventTypeNormal},
+		{"something-new", "Transition", corev1.EventTypeNormal},
+	}
+	for _, tc := range tests {
+		if r, typ := Reason(tc.action); r != tc.reason || typ != tc.typ {
+			t.Errorf("Reason(%q) = %s %s, want %s %s", tc.action, r, typ, tc.reason, tc.typ)
+		}
+	}
+}
+
+func TestTruncate(t *testing.T) {
+	tests := []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"short", 10, "short"},
+		{"exactly10!", 10, "exactly10!"},
+		{"0123456789abc", 10, "0123456..."},
+		{"ééééé", 8, "éé..."}, // é is two bytes: never cut one in half
+	}
+	for _, tc := range tests {
+		if got := truncate(tc.in, tc.n); got != tc.want {
+			t.Errorf("truncate(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
+		}
+	}
+}

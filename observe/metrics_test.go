@@ -1,0 +1,134 @@
+package observe
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+
+	"sluice.dev/sluice/reconciler"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
+
+func f(v float64) *float64 { return &v }
+
+// TestMetrics drives Metrics through a release's life, as the reconciler
+// would, and compares the exposition with testdata/metrics.txt.
+func TestMetrics(t *testing.T) {
+	m := NewMetrics()
+	ctx := t.Context()
+	const id = "istioinaction/catalog"
+	m.GitSynced(20*time.Millisecond, nil)
+	m.GitSynced(time.Second, errors.New("fetch: connection refused"))
+	m.Reconciled("shop/cart", 5*time.Millisecond, &reconciler.Status{Release: "shop/cart", Phase: reconciler.PhaseSteady, Stable: "v7", Step: "stable"}, nil)
+	m.Reconciled("shop/invalid", 5*time.Millisecond, &reconciler.Status{Release: "shop/invalid", Phase: reconciler.PhaseInvalid}, nil)
+
+	start := &reconciler.Status{Release: id, Phase: reconciler.PhaseProgressing, Stable: "v1", Candidate: "v2", Step: "deploy"}
+	m.Committed("start", 0, nil)
+	m.Transition(ctx, reconciler.Transition{Release: id, Namespace: "istioinaction", Name: "catalog", Action: "start", Status: start})
+	m.Reconciled(id, 30*time.Millisecond, start, nil)
+
+	pass := []reconciler.GateValue{
+		{Metric: "request-success-rate", Value: f(100), Min: f(99), Passed: true},
+		{Metric: "request-duration", Value: f(49.5), Max: f(500), Passed: true},
+	}
+	m.GatesEvaluated(id, pass)
+	canary := &reconciler.Status{Release: id, Phase: reconciler.PhaseProgressing, Stable: "v1", Candidate: "v2", Step: "canary-20", StepIndex: 3, Weight: 20, Gates: pass}
+	m.Committed("advance", 2, nil) // lost two races to a person's pushes
+	m.Transition(ctx, reconciler.Transition{Release: id, Namespace: "istioinaction", Name: "catalog", Action: "advance", Status: canary})
+
+	fail := []reconciler.GateValue{
+		{Metric: "request-success-rate", Value: f(90), Min: f(99), Passed: false},
+		{Metric: "request-duration", Passed: false}, // no data
+	}
+	m.GatesEvaluated(id, fail)
+	m.Committed("rollback", 0, errors.New("push: remote hung up"))
+	m.Committed("rollback", 0, nil)
+	rolled := &reconciler.Status{Release: id, Phase: reconciler.PhaseRolledBack, Stable: "v1", Candidate: "v2", Step: "rollback", StepIndex: 3, FailedChecks: 1, Gates: fail}
+	m.Transition(ctx, reconciler.Transition{Release: id, Namespace: "istioinaction", Name: "catalog", Action: "rollback", Status: rolled})
+	m.Reconciled(id, 40*time.Millisecond, rolled, errors.New("apply: conflict"))
+
+	m.Reconciled("shop/gone", time.Millisecond, &reconciler.Status{Release: "shop/gone", Phase: reconciler.PhasePromoted}, nil)
+	m.Removed("shop/gone")
+	m.SetLeader(true)
+
+	names := []string{
+		"sluice_releases", "sluice_release_info", "sluice_release_step_index",
+		"sluice_release_candidate_weight_percent", "sluice_release_failed_checks",
+		"sluice_gate_value", "sluice_gate_passed", "sluice_gate_checks_total",
+		"sluice_git_sync_errors_total", "sluice_git_commits_total", "sluice_git_commit_errors_total",
+		"sluice_git_push_retries_total", "sluice_release_transitions_total", "sluice_release_rollbacks_total",
+		"sluice_leader",
+	}
+	families := gather(t, m.Registry())
+	var buf bytes.Buffer
+	enc := expfmt.NewEncoder(&buf, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, name := range names {
+		mf := families[name]
+		if mf == nil {
+			t.Errorf("no %s", name)
+			continue
+		}
+		if err := enc.Encode(mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := buf.Bytes()
+	golden := filepath.Join("testdata", "metrics.txt")
+	if *update {
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (go test ./observe -run TestMetrics -update writes it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("metrics differ from %s:\n%s", golden, got)
+	}
+
+	// Durations vary; their counts do not.
+	for name, want := range map[string]uint64{"sluice_git_sync_duration_seconds": 2, "sluice_reconcile_duration_seconds": 5} {
+		var n uint64
+		for _, metric := range families[name].GetMetric() {
+			n += metric.GetHistogram().GetSampleCount()
+		}
+		if n != want {
+			t.Errorf("%s: %d observations, want %d", name, n, want)
+		}
+	}
+	var all []*dto.MetricFamily
+	for _, mf := range families {
+		all = append(all, mf)
+	}
+	problems, err := promlint.NewWithMetricFamilies(all).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("lint: %s: %s", p.Metric, p.Text)
+	}
+}
+
+func gather(t *testing.T, g prometheus.Gatherer) map[string]*dto.MetricFamily {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]*dto.MetricFamily{}
+	for _, mf := range mfs {
+		out[mf.GetName()] = mf
+	}
+	return out
+}

@@ -1,0 +1,113 @@
+package reconciler
+
+import (
+	"context"
+	"time"
+)
+
+// Observer is told what the reconciler does, for metrics and Kubernetes
+// Events. Calls come from several workers at once and are synchronous: an
+// Observer must be safe for concurrent use and quick, and must not modify
+// what it is given. It never sees a secret: it gets release names,
+// statuses and commit subjects only.
+type Observer interface {
+	// GitSynced reports one fetch of the watched branch.
+	GitSynced(elapsed time.Duration, err error)
+	// Reconciled reports one reconcile of a release and the status it left
+	// recorded (nil when nothing is recorded yet).
+	Reconciled(release string, elapsed time.Duration, st *Status, err error)
+	// Removed reports a release that is no longer in Git.
+	Removed(release string)
+	// GatesEvaluated reports one evaluation of a step's gates.
+	GatesEvaluated(release string, values []GateValue)
+	// Committed reports one attempt to record a transition: the pushes it
+	// lost to concurrent pushers, and its error.
+	Committed(action string, retries int, err error)
+	// Transition reports a transition pushed to Git.
+	Transition(ctx context.Context, t Transition)
+}
+
+// Transition is one transition of a release, as committed to Git.
+type Transition struct {
+	// Release is namespace/name.
+	Release, Namespace, Name string
+	// Action is the commit's Sluice-Action trailer: start, abandon, retry,
+	// advance, check, wait, rollback, promote, steady, resume or invalid.
+	Action string
+	// Subject is the commit's subject line.
+	Subject string
+	// Commit is the pushed commit's hash.
+	Commit string
+	Status *Status
+	// VirtualService names the release's mesh route's VirtualService (or
+	// its first route's), where Events about the release go; empty when
+	// unknown (an invalid spec never seen valid) or when the release's
+	// namespace is outside the allowed namespaces.
+	VirtualService string
+}
+
+// NopObserver does nothing; embed it to implement part of Observer.
+type NopObserver struct{}
+
+// GitSynced does nothing.
+func (NopObserver) GitSynced(time.Duration, error) {}
+
+// Reconciled does nothing.
+func (NopObserver) Reconciled(string, time.Duration, *Status, error) {}
+
+// Removed does nothing.
+func (NopObserver) Removed(string) {}
+
+// GatesEvaluated does nothing.
+func (NopObserver) GatesEvaluated(string, []GateValue) {}
+
+// Committed does nothing.
+func (NopObserver) Committed(string, int, error) {}
+
+// Transition does nothing.
+func (NopObserver) Transition(context.Context, Transition) {}
+
+// Observers calls each observer in turn.
+type Observers []Observer
+
+// GitSynced tells every observer.
+func (o Observers) GitSynced(d time.Duration, err error) {
+	for _, x := range o {
+		x.GitSynced(d, err)
+	}
+}
+
+// Reconciled tells every observer.
+func (o Observers) Reconciled(release string, d time.Duration, st *Status, err error) {
+	for _, x := range o {
+		x.Reconciled(release, d, st, err)
+	}
+}
+
+// Removed tells every observer.
+func (o Observers) Removed(release string) {
+	for _, x := range o {
+		x.Removed(release)
+	}
+}
+
+// GatesEvaluated tells every observer.
+func (o Observers) GatesEvaluated(release string, values []GateValue) {
+	for _, x := range o {
+		x.GatesEvaluated(release, values)
+	}
+}
+
+// Committed tells every observer.
+func (o Observers) Committed(action string, retries int, err error) {
+	for _, x := range o {
+		x.Committed(action, retries, err)
+	}
+}
+
+// Transition tells every observer.
+func (o Observers) Transition(ctx context.Context, t Transition) {
+	for _, x := range o {
+		x.Transition(ctx, t)
+	}
+}
