@@ -108,13 +108,28 @@ func TestLeaderKilledMidRelease(t *testing.T) {
 		t.Errorf("a's log never says it led")
 	}
 
-	_, metrics, err := get(ctx, s.AdminURL("b")+"/metrics")
+	// The promotion's commit is in Git before b records it in its metrics:
+	// wait for them to catch up.
+	wants := []string{"sluice_leader 1", `sluice_git_commits_total{action="promote"} 1`, `namespace="e2e-leader",phase="Promoted",release="catalog",stable="v2"`}
+	var metrics string
+	err = stack.WaitFor(ctx, 30*time.Second, 100*time.Millisecond, "b's metrics of the promotion", func(ctx context.Context) (bool, error) {
+		_, m, err := get(ctx, s.AdminURL("b")+"/metrics")
+		if err != nil {
+			return false, err
+		}
+		metrics = m
+		for _, want := range wants {
+			if !strings.Contains(m, want) {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
 	if err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"sluice_leader 1", `sluice_git_commits_total{action="promote"} 1`, `namespace="e2e-leader",phase="Promoted",release="catalog",stable="v2"`} {
-		if !strings.Contains(metrics, want) {
-			t.Errorf("b's /metrics lacks %s", want)
+		for _, want := range wants {
+			if !strings.Contains(metrics, want) {
+				t.Errorf("b's /metrics lacks %s", want)
+			}
 		}
 	}
 }
