@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin
 
-.PHONY: help build test test-tools testenv bench fuzz schema golden
+.PHONY: help build test test-tools testenv bench bench-scale fuzz schema golden
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -19,8 +19,12 @@ test: test-tools ## run every test, against the real local test cluster, Prometh
 testenv: test-tools ## start the local test cluster and keep it up until Ctrl-C
 	$(GO) run ./testenv/cmd/testenv
 
-bench: ## run the benchmarks
+bench: ## run the Go benchmarks of the pieces
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+BENCH_N ?= 100,1000,5000
+bench-scale: build test-tools ## measure sluice with 100, 1,000 and 5,000 releases on the local test cluster (BENCH_N=...)
+	$(GO) run ./cmd/sluice-bench -n $(BENCH_N) -sluice $(BIN)/sluice -json bench/results.json
 
 fuzz: ## fuzz the release spec parser for a minute
 	$(GO) test ./specs -run '^$$' -fuzz FuzzParse -fuzztime 60s

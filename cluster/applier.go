@@ -78,19 +78,28 @@ type Applier struct {
 	fieldManager string
 	log          *slog.Logger
 	pruneKinds   []schema.GroupKind
+	// cache, once WatchLive has synced, serves reads of the prune kinds.
+	cache *liveCache
 }
 
+// Default client-side rate limit of an Applier whose rest.Config sets
+// none. client-go's own default (5 requests/s) would make a cold start of
+// a thousand releases take many minutes; the API server's priority and
+// fairness protects it from a burst this size.
+const (
+	DefaultQPS   = 200
+	DefaultBurst = 400
+)
+
 // New returns an Applier that talks to the cluster cfg points at. When cfg
-// sets no client-side rate limit, a higher one than client-go's default of
-// 5 requests/s is used, since the API server's priority and fairness
-// already protects it and applying many releases is otherwise throttled.
+// sets no client-side rate limit, DefaultQPS and DefaultBurst are used.
 func New(cfg *rest.Config, opts Options) (*Applier, error) {
 	if cfg == nil {
 		return nil, errors.New("new applier: nil rest config")
 	}
 	cfg = rest.CopyConfig(cfg)
 	if cfg.QPS == 0 && cfg.RateLimiter == nil {
-		cfg.QPS, cfg.Burst = 50, 100
+		cfg.QPS, cfg.Burst = DefaultQPS, DefaultBurst
 	}
 	httpClient, err := rest.HTTPClientFor(cfg)
 	if err != nil {
@@ -207,11 +216,12 @@ func (a *Applier) Apply(ctx context.Context, set Set, opts ApplyOptions) (*Resul
 		return res, fmt.Errorf("release %s: %w", release, err)
 	}
 	r := &run{
-		release:    release,
-		owner:      labels.SelectorFromSet(set.Owner),
-		namespaces: namespacesOf(items, set.Owner),
-		opts:       opts,
-		res:        res,
+		release:     release,
+		owner:       labels.SelectorFromSet(set.Owner),
+		ownerLabels: set.Owner,
+		namespaces:  namespacesOf(items, set.Owner),
+		opts:        opts,
+		res:         res,
 	}
 	// Namespaces and CRDs go first in a round of their own: the server can
 	// neither validate nor map objects whose namespace or kind does not
@@ -240,8 +250,9 @@ func (a *Applier) Apply(ctx context.Context, set Set, opts ApplyOptions) (*Resul
 
 // run is one Apply in progress.
 type run struct {
-	release string // namespace/name, for messages
-	owner   labels.Selector
+	release     string // namespace/name, for messages
+	owner       labels.Selector
+	ownerLabels map[string]string
 	// namespaces are searched for the release's namespaced objects; nil
 	// means all.
 	namespaces []string
@@ -441,7 +452,14 @@ func (a *Applier) readLive(ctx context.Context, r *run, kinds []*meta.RESTMappin
 		items     []unstructured.Unstructured
 	}
 	var jobs []*job
+	live := map[objKey]*unstructured.Unstructured{}
 	for _, m := range kinds {
+		if cached, ok := a.cache.objects(m.GroupVersionKind.GroupKind(), r.ownerLabels, r.owner, r.namespaces); ok {
+			for _, u := range cached {
+				live[keyOf(u)] = u
+			}
+			continue
+		}
 		if m.Scope.Name() != meta.RESTScopeNameNamespace || r.namespaces == nil {
 			jobs = append(jobs, &job{mapping: m, namespace: metav1.NamespaceAll})
 			continue
@@ -457,7 +475,6 @@ func (a *Applier) readLive(ctx context.Context, r *run, kinds []*meta.RESTMappin
 	})...); err != nil {
 		return nil, err
 	}
-	live := map[objKey]*unstructured.Unstructured{}
 	for _, j := range jobs {
 		for i := range j.items {
 			u := &j.items[i]
@@ -517,14 +534,24 @@ func (a *Applier) classify(ctx context.Context, release string, it *item, live m
 	cur, ok := live[it.key]
 	if !ok {
 		// Not labelled as ours: it may still exist, unlabelled or owned by
-		// another release.
-		got, err := a.dyn.Resource(it.mapping.Resource).Namespace(it.ref.Namespace).Get(ctx, it.ref.Name, metav1.GetOptions{})
-		switch {
-		case apierrors.IsNotFound(err):
+		// another release. The cache holds every release's objects, so
+		// only an object without Sluice's labels can hide from it; applying
+		// takes that one over just the same.
+		got, cached := a.cache.get(it.key.gk, it.ref.Namespace, it.ref.Name)
+		if cached && got == nil {
 			it.action = actCreate
 			return nil
-		case err != nil:
-			return &ObjectError{Object: it.ref, Op: "read", Err: err}
+		}
+		if !cached {
+			var err error
+			got, err = a.dyn.Resource(it.mapping.Resource).Namespace(it.ref.Namespace).Get(ctx, it.ref.Name, metav1.GetOptions{})
+			switch {
+			case apierrors.IsNotFound(err):
+				it.action = actCreate
+				return nil
+			case err != nil:
+				return &ObjectError{Object: it.ref, Op: "read", Err: err}
+			}
 		}
 		cur = got
 		have, want := cur.GetLabels(), it.obj.GetLabels()
@@ -605,7 +632,10 @@ func (a *Applier) apply(ctx context.Context, it *item, dryRun bool) error {
 	if dryRun {
 		opts.DryRun = []string{metav1.DryRunAll}
 	}
-	_, err := a.dyn.Resource(it.mapping.Resource).Namespace(it.ref.Namespace).Apply(ctx, it.ref.Name, it.obj, opts)
+	got, err := a.dyn.Resource(it.mapping.Resource).Namespace(it.ref.Namespace).Apply(ctx, it.ref.Name, it.obj, opts)
+	if err == nil && !dryRun {
+		a.cache.stored(it.key.gk, got)
+	}
 	return err
 }
 
@@ -619,7 +649,10 @@ func (a *Applier) delete(ctx context.Context, p *prune, dryRun bool) error {
 	}
 	err := a.dyn.Resource(p.resource).Namespace(p.ref.Namespace).Delete(ctx, p.ref.Name, opts)
 	if apierrors.IsNotFound(err) {
-		return nil
+		err = nil
+	}
+	if err == nil && !dryRun {
+		a.cache.deleted(schema.GroupKind{Group: p.ref.Group, Kind: p.ref.Kind}, p.ref.Namespace, p.ref.Name)
 	}
 	return err
 }

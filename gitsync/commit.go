@@ -160,7 +160,12 @@ func (r *Repo) Commit(ctx context.Context, c Change) (CommitResult, error) {
 			r.log.Debug("git commit skipped: no change", "base", base.String())
 			return res, nil
 		}
-		pushErr := r.push(ctx, t, target, commit, base, exists)
+		var pushErr error
+		if exists {
+			pushErr = r.pushOnto(ctx, t, target, commit, base)
+		} else {
+			pushErr = r.push(ctx, t, target, commit, base, exists)
+		}
 		if pushErr == nil {
 			return r.pushed(ctx, res, commit, base), nil
 		}

@@ -20,6 +20,9 @@ const (
 	TrailerRelease = "Sluice-Release"
 	TrailerStep    = "Sluice-Step"
 	TrailerAction  = "Sluice-Action"
+	// TrailerSubject carries one release's own subject line in a commit
+	// that records several releases at once.
+	TrailerSubject = "Sluice-Subject"
 )
 
 var trailerKeyRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]*$`)
@@ -107,6 +110,25 @@ func TrailerValue(trailers []Trailer, key string) string {
 		}
 	}
 	return v
+}
+
+// TrailerGroups splits trailers into groups that each start at a trailer
+// named key (case-insensitive); trailers before the first such one are
+// dropped. A commit recording several releases carries one group per
+// release, each starting with its Sluice-Release trailer; read each group
+// with TrailerValue.
+func TrailerGroups(trailers []Trailer, key string) [][]Trailer {
+	var out [][]Trailer
+	for _, t := range trailers {
+		if strings.EqualFold(t.Key, key) {
+			out = append(out, []Trailer{t})
+			continue
+		}
+		if len(out) > 0 {
+			out[len(out)-1] = append(out[len(out)-1], t)
+		}
+	}
+	return out
 }
 
 // GateFigure is one gate's measured value, for commit messages.

@@ -139,3 +139,35 @@ func TestFormatMessage(t *testing.T) {
 		t.Error("empty trailer value accepted")
 	}
 }
+
+func TestTrailerGroups(t *testing.T) {
+	tr := []gitsync.Trailer{
+		{Key: "Signed-off-by", Value: "someone"},
+		{Key: gitsync.TrailerRelease, Value: "ns/a"}, {Key: gitsync.TrailerAction, Value: "steady"},
+		{Key: "sluice-release", Value: "ns/b"}, {Key: gitsync.TrailerAction, Value: "start"}, {Key: gitsync.TrailerStep, Value: "deploy"},
+	}
+	tests := []struct {
+		name string
+		in   []gitsync.Trailer
+		want [][2]string // release, action of each group
+	}{
+		{name: "none", in: nil, want: nil},
+		{name: "no key", in: tr[:1], want: nil},
+		{name: "one", in: tr[:3], want: [][2]string{{"ns/a", "steady"}}},
+		{name: "two", in: tr, want: [][2]string{{"ns/a", "steady"}, {"ns/b", "start"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			groups := gitsync.TrailerGroups(tt.in, gitsync.TrailerRelease)
+			if len(groups) != len(tt.want) {
+				t.Fatalf("%d groups, want %d: %v", len(groups), len(tt.want), groups)
+			}
+			for i, g := range groups {
+				got := [2]string{gitsync.TrailerValue(g, gitsync.TrailerRelease), gitsync.TrailerValue(g, gitsync.TrailerAction)}
+				if got != tt.want[i] {
+					t.Errorf("group %d = %v, want %v", i, got, tt.want[i])
+				}
+			}
+		})
+	}
+}

@@ -59,6 +59,10 @@ type Config struct {
 	// ReapplyInterval re-applies an unchanged step, which corrects drift;
 	// default 5m.
 	ReapplyInterval time.Duration
+	// CommitLinger is how long Run gathers releases' status records into
+	// one commit after the first; default DefaultCommitLinger. A batch is
+	// pushed at once when every worker waits on it.
+	CommitLinger time.Duration
 	// Observer is told about syncs, reconciles, gate evaluations and
 	// transitions (metrics, Kubernetes Events); default none.
 	Observer Observer
@@ -76,7 +80,17 @@ type Reconciler struct {
 	queue    workqueue.TypedRateLimitingInterface[string]
 	trigger  chan struct{}
 
+	// batch gathers status commits while Run runs; nil otherwise.
+	batch *batcher
+
+	// refreshMu lets one worker at a time build a snapshot; it guards
+	// listings and listed too.
+	refreshMu sync.Mutex
+	listings  map[string]listing // directory -> its YAML files, by tree hash
+	listed    bool               // listings describe the last snapshot
+
 	mu     sync.Mutex
+	pass   *pass
 	snap   *snapshot
 	parsed map[string]parsedFile   // spec file path -> parse result, by blob
 	memo   map[string]*releaseMemo // release ID -> what is not worth a commit
@@ -88,6 +102,7 @@ type Reconciler struct {
 type releaseMemo struct {
 	stepKey   string // revision/step the fields below belong to
 	applied   string // hash of the applied render
+	renderKey string // renderer key of the applied render
 	appliedAt time.Time
 	passed    int
 	noData    int // checks in a row without data
@@ -121,6 +136,9 @@ func New(cfg Config) (*Reconciler, error) {
 	}
 	if cfg.ReapplyInterval <= 0 {
 		cfg.ReapplyInterval = 5 * time.Minute
+	}
+	if cfg.CommitLinger <= 0 {
+		cfg.CommitLinger = DefaultCommitLinger
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
@@ -163,6 +181,25 @@ func (r *Reconciler) Ready() bool {
 // Run syncs and reconciles until ctx ends. Its first successful sync
 // queues every release, whatever a Follow before it has seen.
 func (r *Reconciler) Run(ctx context.Context) error {
+	// The batcher outlives the workers, which may wait on it while they
+	// drain.
+	batchCtx, stopBatch := context.WithCancel(context.WithoutCancel(ctx))
+	b := newBatcher(r.cfg.Repo, r.log, r.cfg.CommitLinger, r.cfg.Workers)
+	batched := make(chan struct{})
+	go func() {
+		defer close(batched)
+		b.run(batchCtx)
+	}()
+	r.mu.Lock()
+	r.batch = b
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.batch = nil
+		r.mu.Unlock()
+		stopBatch()
+		<-batched
+	}()
 	var wg sync.WaitGroup
 	for range r.cfg.Workers {
 		wg.Add(1)
@@ -237,6 +274,10 @@ func (r *Reconciler) sync(ctx context.Context) (gitsync.SyncResult, error) {
 // syncOnce fetches Git and, when the head moved or all is set, queues
 // every release.
 func (r *Reconciler) syncOnce(ctx context.Context, all bool) error {
+	start := time.Now()
+	r.mu.Lock()
+	prev := r.snap
+	r.mu.Unlock()
 	res, err := r.sync(ctx)
 	if err != nil {
 		return err
@@ -248,10 +289,64 @@ func (r *Reconciler) syncOnce(ctx context.Context, all bool) error {
 	if err != nil {
 		return err
 	}
+	p := &pass{head: snap.head.String()[:12], start: start, pending: make(map[string]bool, len(snap.releases))}
 	for id := range snap.releases {
+		p.pending[id] = true
+	}
+	p.total = len(p.pending)
+	r.mu.Lock()
+	r.pass = p
+	r.mu.Unlock()
+	// Releases whose spec changed go first: a person's push is applied
+	// without waiting for a pass over every other release.
+	var changed, rest []string
+	for id, e := range snap.releases {
+		if prev == nil || prev.releases[id] != e {
+			changed = append(changed, id)
+		} else {
+			rest = append(rest, id)
+		}
+	}
+	for _, id := range changed {
+		r.queue.Add(id)
+	}
+	for _, id := range rest {
 		r.queue.Add(id)
 	}
 	return nil
+}
+
+// pass is the reconcile of every release after a sync that moved the
+// head: its end is logged, which tells how long Sluice takes to look at
+// every release once.
+type pass struct {
+	head    string
+	start   time.Time
+	pending map[string]bool
+	total   int
+	errors  int
+}
+
+// reconciled counts one release's reconcile towards the current pass.
+func (r *Reconciler) reconciled(id string, err error) {
+	r.mu.Lock()
+	p := r.pass
+	if p == nil || !p.pending[id] {
+		r.mu.Unlock()
+		return
+	}
+	delete(p.pending, id)
+	if err != nil {
+		p.errors++
+	}
+	done := len(p.pending) == 0
+	if done {
+		r.pass = nil
+	}
+	r.mu.Unlock()
+	if done {
+		r.log.Info("reconcile pass done", "head", p.head, "releases", p.total, "errors", p.errors, "took", time.Since(p.start).Round(time.Microsecond))
+	}
 }
 
 func (r *Reconciler) processNext(ctx context.Context) bool {
@@ -261,6 +356,7 @@ func (r *Reconciler) processNext(ctx context.Context) bool {
 	}
 	defer r.queue.Done(id)
 	after, err := r.reconcile(ctx, id)
+	r.reconciled(id, err)
 	switch {
 	case ctx.Err() != nil:
 		r.queue.Forget(id)
@@ -386,12 +482,21 @@ func (r *Reconciler) commit(ctx context.Context, e *entry, st *Status, subject, 
 	if st.Message != "" {
 		body = "\n\n" + st.Message
 	}
-	res, err := r.cfg.Repo.Commit(ctx, gitsync.Change{
+	change := gitsync.Change{
 		Message:  subject + body,
 		Trailers: trailers,
 		Files:    map[string][]byte{StatusPath(r.cfg.StatusDir, e.namespace, e.name): data},
 		Edits:    edits,
-	})
+	}
+	r.mu.Lock()
+	b := r.batch
+	r.mu.Unlock()
+	var res gitsync.CommitResult
+	if b != nil {
+		res, err = b.commit(ctx, &commitReq{release: e.id, action: action, subject: subject, body: st.Message, change: change})
+	} else {
+		res, err = r.cfg.Repo.Commit(ctx, change)
+	}
 	if ctx.Err() == nil {
 		r.cfg.Observer.Committed(action, res.Retries, err)
 	}

@@ -2,8 +2,6 @@ package reconciler
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -461,18 +459,28 @@ func (rc *run) promote(ctx context.Context, step specs.Step) error {
 // recently (a periodic re-apply corrects drift).
 func (rc *run) apply(ctx context.Context, step specs.Step, revision string) (*renderer.Output, error) {
 	rel := rc.e.rel
+	memo := rc.memo
+	recent := rc.now.Sub(memo.appliedAt) < rc.r.cfg.ReapplyInterval
+	// Most reconciles find the step as it was applied: the fingerprint
+	// tells so without a kustomize build, and no rendered objects are
+	// kept in memory between reconciles.
+	fp, err := rc.r.renderer.Fingerprint(ctx, rc.snap.tree, rel, step)
+	if err != nil {
+		return nil, err
+	}
+	if recent && memo.applied != "" && memo.renderKey == fp.Key {
+		return fp, nil
+	}
 	out, err := rc.r.renderer.Render(ctx, rc.snap.tree, rel, step)
 	if err != nil {
 		return nil, err
 	}
-	y, err := out.YAML()
+	hash, err := out.Digest()
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256(y)
-	hash := hex.EncodeToString(sum[:])
-	memo := rc.memo
-	if memo.applied == hash && rc.now.Sub(memo.appliedAt) < rc.r.cfg.ReapplyInterval {
+	if memo.applied == hash && recent {
+		memo.renderKey = out.Key
 		return out, nil
 	}
 	res, err := rc.r.cfg.Cluster.Apply(ctx, cluster.Set{Owner: out.Owner, Objects: out.Objects}, cluster.ApplyOptions{})
@@ -483,7 +491,7 @@ func (rc *run) apply(ctx context.Context, step specs.Step, revision string) (*re
 		rc.r.log.Info("applied", "release", rel.ID(), "step", step.Name, "revision", shortRev(revision),
 			"created", len(res.Created), "updated", len(res.Updated), "pruned", len(res.Pruned), "drift", len(res.Drift))
 	}
-	memo.applied, memo.appliedAt = hash, rc.now
+	memo.applied, memo.appliedAt, memo.renderKey = hash, rc.now, out.Key
 	return out, nil
 }
 

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"path"
-	"sort"
 	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing"
@@ -57,21 +55,51 @@ func (r *Reconciler) refresh(ctx context.Context) (*snapshot, error) {
 		return s, nil
 	}
 	r.mu.Unlock()
+	// One worker builds the snapshot of a new head; the others, which
+	// all notice the new head at once after a commit, wait and share it.
+	r.refreshMu.Lock()
+	defer r.refreshMu.Unlock()
+	// The head may have moved again while this worker waited.
+	if head, _, err = r.cfg.Repo.Head(); err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	prev := r.snap
+	r.mu.Unlock()
+	if prev != nil && prev.head == head {
+		return prev, nil
+	}
 	tree, err := r.cfg.Repo.Tree(ctx, head)
 	if err != nil {
 		return nil, fmt.Errorf("read tree %s: %w", head, err)
 	}
-	files, err := r.specFiles(tree)
+	files, changed, err := r.specFiles(tree)
+	built := false
+	defer func() {
+		if !built {
+			// The listings may be ahead of r.snap: rebuild from them all
+			// next time rather than trust them.
+			r.listed = false
+		}
+	}()
 	if err != nil {
 		return nil, err
 	}
-	snap := &snapshot{head: head, tree: tree, releases: map[string]*entry{}}
-	parsed := map[string]parsedFile{}
-	for _, f := range files {
-		blob, err := tree.Hash(f)
-		if err != nil {
-			return nil, err
+	snap := &snapshot{head: head, tree: tree}
+	if !changed && prev != nil {
+		built = true
+		snap.releases = prev.releases
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.snap == nil || r.snap.head != head {
+			r.snap = snap
 		}
+		return snap, nil
+	}
+	snap.releases = map[string]*entry{}
+	parsed := map[string]parsedFile{}
+	for _, sf := range files {
+		f, blob := sf.path, sf.blob
 		r.mu.Lock()
 		pf, ok := r.parsed[f]
 		r.mu.Unlock()
@@ -99,6 +127,7 @@ func (r *Reconciler) refresh(ctx context.Context) (*snapshot, error) {
 			snap.releases[e.id] = e
 		}
 	}
+	built = true
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.parsed = parsed
@@ -108,47 +137,6 @@ func (r *Reconciler) refresh(ctx context.Context) (*snapshot, error) {
 		r.snap = snap
 	}
 	return snap, nil
-}
-
-// specFiles lists the YAML files under the configured paths, outside the status dir.
-func (r *Reconciler) specFiles(tree *gitsync.Tree) ([]string, error) {
-	var files []string
-	for _, root := range r.cfg.Paths {
-		root = path.Clean(root)
-		err := fs.WalkDir(tree, root, func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				if errors.Is(err, fs.ErrNotExist) && p == root {
-					return fs.SkipAll
-				}
-				return err
-			}
-			if d.IsDir() {
-				if p == r.cfg.StatusDir || d.Name() == ".git" {
-					return fs.SkipDir
-				}
-				return nil
-			}
-			if ext := path.Ext(p); ext == ".yaml" || ext == ".yml" {
-				files = append(files, p)
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("list %s: %w", root, err)
-		}
-	}
-	sort.Strings(files)
-	return slicesCompact(files), nil
-}
-
-func slicesCompact(s []string) []string {
-	out := s[:0]
-	for i, v := range s {
-		if i == 0 || v != s[i-1] {
-			out = append(out, v)
-		}
-	}
-	return out
 }
 
 // parseEntries parses a file's releases. A file that is not a release spec

@@ -7,10 +7,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"maps"
 	"path"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -48,6 +50,38 @@ type Output struct {
 	Workloads map[string]string
 	// Revisions maps each live version to its content revision.
 	Revisions map[string]string
+	// Key identifies everything the render depends on (the release's
+	// definition, the step, the content its versions read): renders with
+	// equal keys are equal.
+	Key string
+
+	// digest memoizes Digest.
+	digest *digestMemo
+}
+
+type digestMemo struct {
+	once sync.Once
+	sum  string
+	err  error
+}
+
+// Digest is a hash of the step's YAML: equal digests mean equal manifests.
+// It is computed once per Output.
+func (o *Output) Digest() (string, error) {
+	if o.digest == nil {
+		return o.computeDigest()
+	}
+	o.digest.once.Do(func() { o.digest.sum, o.digest.err = o.computeDigest() })
+	return o.digest.sum, o.digest.err
+}
+
+func (o *Output) computeDigest() (string, error) {
+	y, err := o.YAML()
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(y)
+	return hex.EncodeToString(sum[:]), nil
 }
 
 // YAML is the step as multi-document YAML.
@@ -77,14 +111,19 @@ var versionScoped = map[string]bool{
 
 // Renderer renders steps. It remembers what each version's source builds
 // to, keyed by the content it read, so rendering the next step of a release
-// does not rebuild its sources twice. It is safe for concurrent use.
+// does not rebuild its sources twice, and Fingerprint tells without a build
+// whether a step would render differently. It is safe for concurrent use.
 type Renderer struct {
 	mu  sync.Mutex
 	inv map[string]*inventory // release ID + version + version spec -> last inventory
+	// builds holds one token per kustomize build running.
+	builds chan struct{}
 }
 
 // New returns a Renderer with an empty cache.
-func New() *Renderer { return &Renderer{inv: map[string]*inventory{}} }
+func New() *Renderer {
+	return &Renderer{inv: map[string]*inventory{}, builds: make(chan struct{}, runtime.GOMAXPROCS(0))}
+}
 
 // Render builds the manifests of a step with a fresh Renderer; see Renderer.Render.
 func Render(ctx context.Context, repo fs.FS, rel *specs.Release, step specs.Step) (*Output, error) {
@@ -108,16 +147,13 @@ func Revision(ctx context.Context, repo fs.FS, rel *specs.Release, version strin
 // primary version; and Sluice's DestinationRule and VirtualServices. The
 // release namespace and the ownership labels apply to all of it.
 func (rd *Renderer) Render(ctx context.Context, repo fs.FS, rel *specs.Release, step specs.Step) (*Output, error) {
-	if err := ctx.Err(); err != nil {
+	lfs := newLayeredFS(repo)
+	out, invs, err := rd.prepare(ctx, lfs, rel, step)
+	if err != nil {
 		return nil, err
 	}
-	lfs := newLayeredFS(repo)
 	base := path.Join(genDir, rel.Metadata.Namespace, rel.Metadata.Name)
-
 	live := step.Versions
-	if len(live) == 0 {
-		return nil, fmt.Errorf("render %s step %s: the step has no versions", rel.ID(), step.Name)
-	}
 	primary := live[0]
 	if step.Kind == specs.KindPromote {
 		primary = rel.Spec.Candidate
@@ -130,29 +166,13 @@ func (rd *Renderer) Render(ctx context.Context, repo fs.FS, rel *specs.Release, 
 		subsets = []string{rel.Spec.Stable, rel.Spec.Candidate}
 	}
 
-	out := &Output{
-		Release:   rel.ID(),
-		Step:      step,
-		Owner:     Owner(rel),
-		Workloads: map[string]string{},
-		Revisions: map[string]string{},
-	}
 	root := &types.Kustomization{
 		TypeMeta:  types.TypeMeta{APIVersion: types.KustomizationVersion, Kind: types.KustomizationKind},
 		Namespace: rel.Metadata.Namespace,
 		Labels:    []types.Label{{Pairs: out.Owner}},
 	}
-	for _, v := range live {
-		ver := rel.Version(v)
-		if ver == nil {
-			return nil, fmt.Errorf("render %s step %s: version %q is not in spec.versions", rel.ID(), step.Name, v)
-		}
-		inv, err := rd.inventory(lfs, base, rel, ver)
-		if err != nil {
-			return nil, fmt.Errorf("render %s version %s: %w", rel.ID(), v, err)
-		}
-		out.Workloads[v] = inv.deployment + "-" + v
-		out.Revisions[v] = inv.revision
+	for i, v := range live {
+		ver, inv := rel.Version(v), invs[i]
 
 		dir := base + "/version-" + v
 		k := versionKustomization(dir, rel, ver)
@@ -187,7 +207,7 @@ func (rd *Renderer) Render(ctx context.Context, repo fs.FS, rel *specs.Release, 
 		return nil, err
 	}
 
-	rm, err := build(lfs, base)
+	rm, err := rd.build(ctx, lfs, base)
 	if err != nil {
 		return nil, fmt.Errorf("render %s step %s: %w", rel.ID(), step.Name, err)
 	}
@@ -207,6 +227,73 @@ func (rd *Renderer) Render(ctx context.Context, repo fs.FS, rel *specs.Release, 
 	return out, nil
 }
 
+// Fingerprint is what Render would return, without the objects and
+// without a kustomize build: Key, Workloads and Revisions are set. Equal
+// keys mean equal renders, so a caller that remembers the key of what it
+// applied need not render an unchanged step again; keeping no rendered
+// objects keeps memory flat however many releases there are.
+func (rd *Renderer) Fingerprint(ctx context.Context, repo fs.FS, rel *specs.Release, step specs.Step) (*Output, error) {
+	out, _, err := rd.prepare(ctx, newLayeredFS(repo), rel, step)
+	return out, err
+}
+
+// prepare takes the inventory of each live version and the step's key.
+func (rd *Renderer) prepare(ctx context.Context, lfs *layeredFS, rel *specs.Release, step specs.Step) (*Output, []*inventory, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	base := path.Join(genDir, rel.Metadata.Namespace, rel.Metadata.Name)
+	live := step.Versions
+	if len(live) == 0 {
+		return nil, nil, fmt.Errorf("render %s step %s: the step has no versions", rel.ID(), step.Name)
+	}
+	out := &Output{
+		Release:   rel.ID(),
+		Step:      step,
+		Owner:     Owner(rel),
+		Workloads: map[string]string{},
+		Revisions: map[string]string{},
+		digest:    &digestMemo{},
+	}
+	invs := make([]*inventory, len(live))
+	for i, v := range live {
+		ver := rel.Version(v)
+		if ver == nil {
+			return nil, nil, fmt.Errorf("render %s step %s: version %q is not in spec.versions", rel.ID(), step.Name, v)
+		}
+		inv, err := rd.inventory(ctx, lfs, base, rel, ver)
+		if err != nil {
+			return nil, nil, fmt.Errorf("render %s version %s: %w", rel.ID(), v, err)
+		}
+		invs[i] = inv
+		out.Workloads[v] = inv.deployment + "-" + v
+		out.Revisions[v] = inv.revision
+	}
+	key, err := renderKey(rel, step, invs)
+	if err != nil {
+		return nil, nil, fmt.Errorf("render %s step %s: %w", rel.ID(), step.Name, err)
+	}
+	out.Key = key
+	return out, invs, nil
+}
+
+// renderKey identifies everything a step's render depends on: the
+// release's definition, the step, and the content its versions read
+// (their inventories' revisions).
+func renderKey(rel *specs.Release, step specs.Step, invs []*inventory) (string, error) {
+	h := sha256.New()
+	enc := json.NewEncoder(h)
+	for _, v := range []any{rel.Metadata, rel.Spec, step} {
+		if err := enc.Encode(v); err != nil {
+			return "", fmt.Errorf("render key: %w", err)
+		}
+	}
+	for _, inv := range invs {
+		fmt.Fprintf(h, "%s\x00", inv.revision)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
 // Revision is the content revision of a version: a hash of its definition in
 // the spec and of every repository file its build reads. Sluice's own
 // commits change neither, so they never look like a new candidate.
@@ -218,7 +305,7 @@ func (rd *Renderer) Revision(ctx context.Context, repo fs.FS, rel *specs.Release
 	if ver == nil {
 		return "", fmt.Errorf("revision of %s: version %q is not in spec.versions", rel.ID(), version)
 	}
-	inv, err := rd.inventory(newLayeredFS(repo), path.Join(genDir, rel.Metadata.Namespace, rel.Metadata.Name), rel, ver)
+	inv, err := rd.inventory(ctx, newLayeredFS(repo), path.Join(genDir, rel.Metadata.Namespace, rel.Metadata.Name), rel, ver)
 	if err != nil {
 		return "", fmt.Errorf("revision of %s version %s: %w", rel.ID(), version, err)
 	}
@@ -246,7 +333,7 @@ func versionTransformers(v string) []string {
 // resources it has (so a step can split shared from per-version ones),
 // its Deployment and containers, and the files it read (its revision). A
 // cached inventory is reused while every file it read is unchanged.
-func (rd *Renderer) inventory(lfs *layeredFS, base string, rel *specs.Release, ver *specs.Version) (*inventory, error) {
+func (rd *Renderer) inventory(ctx context.Context, lfs *layeredFS, base string, rel *specs.Release, ver *specs.Version) (*inventory, error) {
 	spec, err := yaml.Marshal(ver)
 	if err != nil {
 		return nil, fmt.Errorf("marshal version: %w", err)
@@ -258,7 +345,7 @@ func (rd *Renderer) inventory(lfs *layeredFS, base string, rel *specs.Release, v
 	if cached != nil && cached.current(lfs) {
 		return cached, nil
 	}
-	inv, err := takeInventory(lfs, base, rel, ver, spec)
+	inv, err := rd.takeInventory(ctx, lfs, base, rel, ver, spec)
 	if err != nil {
 		return nil, err
 	}
@@ -276,9 +363,38 @@ type inventory struct {
 	containers []string
 	revision   string
 	files      map[string][sha256.Size]byte
+	// contentID names the files read by their Git object hashes, when the
+	// repository is a Git tree: checking it reads no file.
+	contentID string
+}
+
+// contentIDer is a repository that identifies files' content without
+// reading it, as gitsync.Tree does with Git object hashes.
+type contentIDer interface {
+	ContentID(paths ...string) (string, error)
+}
+
+// contentIDOf is the content ID of files, "" when the repository has none.
+func contentIDOf(lfs *layeredFS, files map[string][sha256.Size]byte) string {
+	ider, ok := lfs.repo.(contentIDer)
+	if !ok || len(files) == 0 {
+		return ""
+	}
+	paths := make([]string, 0, len(files))
+	for f := range files {
+		paths = append(paths, f)
+	}
+	id, err := ider.ContentID(paths...)
+	if err != nil {
+		return ""
+	}
+	return id
 }
 
 func (inv *inventory) current(lfs *layeredFS) bool {
+	if inv.contentID != "" {
+		return contentIDOf(lfs, inv.files) == inv.contentID
+	}
 	for f, sum := range inv.files {
 		data, err := lfs.ReadFile("/" + f)
 		if err != nil || sha256.Sum256(data) != sum {
@@ -288,7 +404,7 @@ func (inv *inventory) current(lfs *layeredFS) bool {
 	return true
 }
 
-func takeInventory(lfs *layeredFS, base string, rel *specs.Release, ver *specs.Version, spec []byte) (*inventory, error) {
+func (rd *Renderer) takeInventory(ctx context.Context, lfs *layeredFS, base string, rel *specs.Release, ver *specs.Version, spec []byte) (*inventory, error) {
 	src := rel.SourceOf(ver)
 	if err := checkSources(lfs, src); err != nil {
 		return nil, err
@@ -298,7 +414,7 @@ func takeInventory(lfs *layeredFS, base string, rel *specs.Release, ver *specs.V
 		return nil, err
 	}
 	lfs.resetRead()
-	rm, err := build(lfs, dir)
+	rm, err := rd.build(ctx, lfs, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -315,6 +431,7 @@ func takeInventory(lfs *layeredFS, base string, rel *specs.Release, ver *specs.V
 		h.Write(data)
 	}
 	inv.revision = hex.EncodeToString(h.Sum(nil))[:16]
+	inv.contentID = contentIDOf(lfs, inv.files)
 
 	var deployments []string
 	for _, r := range rm.Resources() {
@@ -409,7 +526,15 @@ func addKustomization(lfs *layeredFS, dir string, k *types.Kustomization) error 
 	return nil
 }
 
-func build(lfs *layeredFS, dir string) (resmap.ResMap, error) {
+// build runs kustomize. Builds are CPU-bound and allocate a lot: running
+// more at once than there are CPUs only adds memory, so they queue for one.
+func (rd *Renderer) build(ctx context.Context, lfs *layeredFS, dir string) (resmap.ResMap, error) {
+	select {
+	case rd.builds <- struct{}{}:
+		defer func() { <-rd.builds }()
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 	opts := krusty.MakeDefaultOptions()
 	opts.LoadRestrictions = types.LoadRestrictionsRootOnly
 	opts.PluginConfig = types.DisabledPluginConfig()

@@ -226,6 +226,43 @@ func TestStatusAndHistory(t *testing.T) {
 		!strings.Contains(lines[2], "start") {
 		t.Errorf("history, newest first:\n%s", out)
 	}
+
+	// A batched commit records several releases, one trailer group each.
+	_, err = repo.Commit(ctx, gitsync.Change{Message: "sluice: 2 releases (1 advance, 1 steady)\n\n- catalog: dark-launch -> 10% (available)\n- web: steady at v3",
+		Trailers: []gitsync.Trailer{
+			{Key: gitsync.TrailerRelease, Value: "istioinaction/catalog"}, {Key: gitsync.TrailerAction, Value: "advance"}, {Key: gitsync.TrailerStep, Value: "canary-10"},
+			{Key: gitsync.TrailerSubject, Value: "catalog: dark-launch -> 10% (available)"},
+			{Key: gitsync.TrailerRelease, Value: "shop/web"}, {Key: gitsync.TrailerAction, Value: "steady"}, {Key: gitsync.TrailerStep, Value: "stable"},
+			{Key: gitsync.TrailerSubject, Value: "web: steady at v3"},
+		},
+		Files: map[string][]byte{reconciler.StatusPath(reconciler.DefaultStatusDir, "shop", "web"): []byte("release: shop/web\n")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		release string
+		want    [][]string // per line after the header: substrings
+	}{
+		{"catalog", [][]string{{"advance", "canary-10", "catalog: dark-launch -> 10% (available)"}, {"advance", "dark-launch"}, {"start", "deploy"}}},
+		{"shop/web", [][]string{{"steady", "stable", "web: steady at v3"}}},
+	} {
+		out, _, err := sluice(ctx, "history", tt.release, bare)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(out), "\n")[1:]
+		if len(lines) != len(tt.want) {
+			t.Errorf("history %s after a batched commit: %d transitions, want %d:\n%s", tt.release, len(lines), len(tt.want), out)
+			continue
+		}
+		for i, parts := range tt.want {
+			for _, p := range parts {
+				if !strings.Contains(lines[i], p) {
+					t.Errorf("history %s line %d lacks %q:\n%s", tt.release, i+1, p, out)
+				}
+			}
+		}
+	}
 	if out, _, err = sluice(ctx, "history", "other", bare); err != nil || !strings.Contains(out, "No transitions recorded for other.") {
 		t.Errorf("history of an unknown release: %v %q", err, out)
 	}

@@ -194,16 +194,22 @@ to the cluster.`,
 			}
 			var events []event
 			err = repo.Log(cmd.Context(), func(c *object.Commit) error {
-				tr := gitsync.ParseTrailers(c.Message)
-				rel := gitsync.TrailerValue(tr, gitsync.TrailerRelease)
-				if rel == "" || (rel != want && !strings.HasSuffix(rel, "/"+want)) {
-					return nil
-				}
-				subject, _, _ := strings.Cut(c.Message, "\n")
-				events = append(events, event{When: c.Committer.When, Commit: c.Hash.String()[:12], Release: rel,
-					Action: gitsync.TrailerValue(tr, gitsync.TrailerAction), Step: gitsync.TrailerValue(tr, gitsync.TrailerStep), Subject: subject})
-				if limit > 0 && len(events) >= limit {
-					return gitsync.ErrStopLog
+				// A commit records one release, or several at once (one
+				// trailer group each, with the release's own subject).
+				for _, tr := range gitsync.TrailerGroups(gitsync.ParseTrailers(c.Message), gitsync.TrailerRelease) {
+					rel := gitsync.TrailerValue(tr, gitsync.TrailerRelease)
+					if rel == "" || (rel != want && !strings.HasSuffix(rel, "/"+want)) {
+						continue
+					}
+					subject := gitsync.TrailerValue(tr, gitsync.TrailerSubject)
+					if subject == "" {
+						subject, _, _ = strings.Cut(c.Message, "\n")
+					}
+					events = append(events, event{When: c.Committer.When, Commit: c.Hash.String()[:12], Release: rel,
+						Action: gitsync.TrailerValue(tr, gitsync.TrailerAction), Step: gitsync.TrailerValue(tr, gitsync.TrailerStep), Subject: subject})
+					if limit > 0 && len(events) >= limit {
+						return gitsync.ErrStopLog
+					}
 				}
 				return nil
 			})

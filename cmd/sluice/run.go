@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"strings"
 	"sync"
@@ -83,6 +84,11 @@ type runFlags struct {
 	renewDeadline           time.Duration
 	retryPeriod             time.Duration
 	advertise               string
+	kubeQPS                 float64
+	kubeBurst               int
+	watchLive               bool
+	commitLinger            time.Duration
+	pprofListen             string
 }
 
 func newRunCommand() *cobra.Command {
@@ -127,9 +133,17 @@ given on the command line wins.`,
 	f.StringSliceVar(&fl.paths, "path", []string{"."}, "repository directories holding release specs (repeatable)")
 	f.StringVar(&fl.statusDir, "status-dir", reconciler.DefaultStatusDir, "repository directory for Sluice's status files")
 	f.DurationVar(&fl.interval, "interval", time.Minute, "how often to fetch Git")
-	f.IntVar(&fl.workers, "workers", 4, "releases reconciled in parallel")
+	// Workers mostly wait on Git and the API server (kustomize builds are
+	// bounded by the CPUs apart), and every worker waiting on a status
+	// commit joins the same batch, so more workers mean fewer pushes.
+	f.IntVar(&fl.workers, "workers", 16, "releases reconciled in parallel")
 	f.DurationVar(&fl.progress, "progress-deadline", 10*time.Minute, "how long a step's Deployments may take to become available before a rollback")
 	f.DurationVar(&fl.reapply, "reapply-interval", 5*time.Minute, "how often an unchanged step is applied again, which corrects drift")
+	f.Float64Var(&fl.kubeQPS, "kube-qps", cluster.DefaultQPS, "requests per second Sluice may send the API server (client-side limit)")
+	f.IntVar(&fl.kubeBurst, "kube-burst", cluster.DefaultBurst, "requests Sluice may send the API server in a burst above --kube-qps")
+	f.BoolVar(&fl.watchLive, "watch-live-objects", true, "watch the objects Sluice manages and read them from memory, instead of listing them at every apply")
+	f.DurationVar(&fl.commitLinger, "commit-linger", reconciler.DefaultCommitLinger, "how long status records of releases that move together are gathered into one commit")
+	f.StringVar(&fl.pprofListen, "pprof-listen", "", "address to serve Go's net/http/pprof profiles on (e.g. 127.0.0.1:6060); empty disables")
 	f.StringVar(&fl.promURL, "prometheus-url", "", "Prometheus for the metric gates")
 	f.StringVar(&fl.promToken, "prometheus-token-file", "", "file holding a bearer token for Prometheus, read at every query")
 	f.StringVar(&fl.promCA, "prometheus-ca-file", "", "CA bundle for an HTTPS Prometheus")
@@ -226,6 +240,17 @@ func runController(ctx context.Context, stderr io.Writer, fl *runFlags) error {
 	if err != nil {
 		return err
 	}
+	if fl.kubeQPS <= 0 || fl.kubeBurst <= 0 {
+		return fmt.Errorf("--kube-qps %g and --kube-burst %d: want both above 0", fl.kubeQPS, fl.kubeBurst)
+	}
+	restCfg.QPS, restCfg.Burst = float32(fl.kubeQPS), fl.kubeBurst
+	if fl.pprofListen != "" {
+		stop, err := servePprof(fl.pprofListen, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	applier, err := cluster.New(restCfg, cluster.Options{Log: log.With("component", "cluster")})
 	if err != nil {
 		return err
@@ -261,8 +286,9 @@ func runController(ctx context.Context, stderr io.Writer, fl *runFlags) error {
 		Repo: repo, Cluster: applier, Gates: g,
 		Paths: fl.paths, StatusDir: fl.statusDir, SyncInterval: fl.interval, Workers: fl.workers,
 		AllowedNamespaces: fl.namespaces, ProgressDeadline: fl.progress, ReapplyInterval: fl.reapply,
-		Observer: reconciler.Observers{metrics, observe.NewEvents(kube.EventsV1(), identity, log.With("component", "events"))},
-		Log:      log,
+		CommitLinger: fl.commitLinger,
+		Observer:     reconciler.Observers{metrics, observe.NewEvents(kube.EventsV1(), identity, log.With("component", "events"))},
+		Log:          log,
 	})
 	if err != nil {
 		return err
@@ -286,9 +312,23 @@ func runController(ctx context.Context, stderr io.Writer, fl *runFlags) error {
 		return errors.New("--webhook-secret-file needs --listen")
 	}
 	log.Info("sluice started", "git", repo.URL(), "branch", fl.git.branch, "paths", fl.paths, "interval", fl.interval, "leader_elect", fl.leaderElect)
+	// The leader reads the objects it manages from watches: an unchanged
+	// release then costs no API request. Without the watches (RBAC that
+	// grants no watch, say) each apply lists them instead.
+	lead := func(ctx context.Context) error {
+		if fl.watchLive {
+			start := time.Now()
+			if err := applier.WatchLive(ctx); err != nil {
+				log.Warn("not watching live objects; every apply lists them", "err", err)
+			} else {
+				log.Info("watching live objects", "synced_in", time.Since(start).Round(time.Millisecond))
+			}
+		}
+		return rec.Run(ctx)
+	}
 	if !fl.leaderElect {
 		metrics.SetLeader(true)
-		return rec.Run(ctx)
+		return lead(ctx)
 	}
 
 	// A standby keeps its clone in sync, so it is ready and takes over warm.
@@ -310,7 +350,7 @@ func runController(ctx context.Context, stderr io.Writer, fl *runFlags) error {
 		<-followed
 		metrics.SetLeader(true)
 		defer metrics.SetLeader(false)
-		return rec.Run(ctx)
+		return lead(ctx)
 	})
 	if errors.Is(err, leader.ErrLost) {
 		// Exit, so that a restart comes back as a standby with nothing
@@ -396,3 +436,22 @@ func kubeConfig(path, context string) (*rest.Config, error) {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// servePprof serves Go's profiles on their own listener, apart from the
+// admin address, so they are never exposed by accident.
+func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--pprof-listen %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	log.Info("serving pprof", "addr", ln.Addr().String())
+	return func() { _ = srv.Close() }, nil
+}

@@ -1,0 +1,145 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"sluice.dev/sluice/renderer"
+	"sluice.dev/sluice/specs"
+)
+
+// TestGenerate writes a small repository and checks that every release in
+// it is a valid spec whose steady step and candidate's first step render.
+func TestGenerate(t *testing.T) {
+	ctx := context.Background()
+	spec := RepoSpec{Releases: 7, Namespaces: 3}
+	bare := filepath.Join(t.TempDir(), "remote.git")
+	if err := Generate(ctx, bare, spec); err != nil {
+		t.Fatal(err)
+	}
+	work := filepath.Join(t.TempDir(), "work")
+	if out, err := exec.Command("git", "clone", "-q", bare, work).CombinedOutput(); err != nil {
+		t.Fatalf("git clone: %v\n%s", err, out)
+	}
+	root, err := os.OpenRoot(work)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	list := spec.List()
+	if len(list) != 7 || list[4].Namespace != "bench-01" || list[4].Name != "app-00004" {
+		t.Fatalf("List() = %v, want 7 releases, the fifth bench-01/app-00004", list)
+	}
+	for _, r := range list {
+		for _, candidate := range []string{"", "v2"} {
+			data := []byte(ReleaseSpec(r, candidate))
+			if candidate == "" {
+				var err error
+				if data, err = os.ReadFile(filepath.Join(work, r.File)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			rels, err := specs.Parse(r.File, data)
+			if err != nil {
+				t.Fatalf("%s (candidate %q): %v", r.File, candidate, err)
+			}
+			steps, err := specs.Plan(rels[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := renderer.Render(ctx, root.FS(), rels[0], steps[0])
+			if err != nil {
+				t.Fatalf("%s (candidate %q): render %s: %v", r.File, candidate, steps[0].Name, err)
+			}
+			if want := r.Name + "-v1"; out.Workloads["v1"] != want {
+				t.Errorf("%s: v1 workload %q, want %q", r.ID(), out.Workloads["v1"], want)
+			}
+		}
+	}
+	n, err := CommitCount(ctx, bare)
+	if err != nil || n != 1 {
+		t.Fatalf("CommitCount = %d, %v; want 1", n, err)
+	}
+	head, err := Commit(ctx, bare, "a note", map[string][]byte{"NOTE.md": []byte("hello\n"), "README.md": nil})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := CommitCount(ctx, bare); n != 2 {
+		t.Errorf("after Commit: %d commits, want 2", n)
+	}
+	out, err := exec.Command("git", "-C", bare, "ls-tree", "--name-only", head).CombinedOutput()
+	if err != nil {
+		t.Fatalf("git ls-tree: %v\n%s", err, out)
+	}
+	if got := strings.Fields(string(out)); strings.Join(got, " ") != "NOTE.md apps releases" {
+		t.Errorf("top of the tree after Commit = %v, want NOTE.md apps releases", got)
+	}
+}
+
+// TestRunSmall runs the whole harness on a few releases: the real sluice
+// binary against a fresh test cluster. It checks the harness measures
+// what it claims and that Sluice's no-change pass writes nothing.
+func TestRunSmall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a test cluster and builds sluice")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "sluice")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/sluice").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	const n = 20
+	res, err := Run(ctx, Config{RepoSpec: RepoSpec{Releases: n, Namespaces: 4}, Sluice: bin, Dir: filepath.Join(dir, "run"), Passes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Cold.WallMillis <= 0 || res.Cold.Commits < 1 || res.Cold.Commits > n {
+		t.Errorf("cold start: %.0f ms, %d commits; want a time and 1 to %d commits", res.Cold.WallMillis, res.Cold.Commits, n)
+	}
+	if res.Cold.API.Writes < int64(n) {
+		t.Errorf("cold start: %d API writes, want at least one per release", res.Cold.API.Writes)
+	}
+	if len(res.Steady) != 1 || len(res.Changed) != 1 {
+		t.Fatalf("%d no-change passes and %d changed releases measured, want 1 each", len(res.Steady), len(res.Changed))
+	}
+	p := res.Steady[0]
+	if p.API.Writes != 0 || p.GitPushes != 0 || p.GitFetches < 1 {
+		t.Errorf("no-change pass: %d API writes, %d pushes, %d fetches; want no write, no push, a fetch", p.API.Writes, p.GitPushes, p.GitFetches)
+	}
+	if c := res.Changed[0]; c.GitPushes < 1 || c.API.Writes < 1 {
+		t.Errorf("changed release: %d pushes, %d API writes; want its record pushed and its step applied", c.GitPushes, c.API.Writes)
+	}
+	if res.PeakRSSMiB <= 0 || res.Machine.CPUs <= 0 {
+		t.Errorf("peak RSS %.0f MiB, %d CPUs; want both measured", res.PeakRSSMiB, res.Machine.CPUs)
+	}
+	if _, err := json.Marshal(res); err != nil {
+		t.Fatal(err)
+	}
+	var table strings.Builder
+	if err := WriteTable(&table, []*Result{res}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(table.String(), fmt.Sprint(n)) {
+		t.Errorf("table does not show the run:\n%s", table.String())
+	}
+	t.Logf("\n%s", table.String())
+}
+
+// BenchmarkGenerate writes a repository of 1,000 releases.
+func BenchmarkGenerate(b *testing.B) {
+	ctx := context.Background()
+	for i := 0; b.Loop(); i++ {
+		if err := Generate(ctx, filepath.Join(b.TempDir(), fmt.Sprint(i)), RepoSpec{Releases: 1000}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

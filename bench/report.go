@@ -1,0 +1,153 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+)
+
+// Phase is what one measured phase cost Sluice.
+type Phase struct {
+	// WallMillis is the phase's wall time as the harness saw it.
+	WallMillis float64 `json:"wall_ms"`
+	// SluiceMillis is the pass's time as sluice logged it (no-change
+	// passes only).
+	SluiceMillis float64 `json:"sluice_ms,omitempty"`
+	// CPUMillis is sluice's user+system CPU time.
+	CPUMillis float64 `json:"cpu_ms"`
+	// API are sluice's requests to the API server.
+	API apiCounts `json:"api"`
+	// GitFetches counts fetches (ref advertisements), GitPushes pushes.
+	GitFetches int64 `json:"git_fetches"`
+	GitPushes  int64 `json:"git_pushes"`
+	// Commits are the commits the branch gained (Sluice's and the
+	// person's).
+	Commits     int   `json:"commits"`
+	PromQueries int64 `json:"prometheus_queries"`
+}
+
+// Machine is where the figures come from.
+type Machine struct {
+	CPUs      int    `json:"cpus"`
+	Model     string `json:"cpu_model"`
+	MemoryGiB int    `json:"memory_gib"`
+	GoVersion string `json:"go"`
+}
+
+// ReadMachine describes this machine from /proc.
+func ReadMachine() Machine {
+	m := Machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version()}
+	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.SplitSeq(string(data), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.Model = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if data, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb int
+		for line := range strings.SplitSeq(string(data), "\n") {
+			if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+				fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
+			}
+		}
+		m.MemoryGiB = (kb + (1 << 19)) >> 20
+	}
+	return m
+}
+
+// Result is one harness run.
+type Result struct {
+	Releases   int     `json:"releases"`
+	Namespaces int     `json:"namespaces"`
+	Replicas   int     `json:"replicas"`
+	Workers    int     `json:"workers,omitempty"`
+	Machine    Machine `json:"machine"`
+	Date       string  `json:"date"`
+
+	// Cold is from sluice's start until every release's first step was
+	// applied; its CPU time counts from the process's start.
+	Cold Phase `json:"cold_start"`
+	// Steady are passes over every release after a commit that changes
+	// none of them.
+	Steady []Phase `json:"no_change_passes"`
+	// Changed are single releases given a candidate, from the sync to
+	// the candidate's Deployment applied.
+	Changed []Phase `json:"one_release_changed"`
+
+	RSSAfterColdMiB float64 `json:"rss_after_cold_mib"`
+	RSSEndMiB       float64 `json:"rss_end_mib"`
+	// PeakRSSMiB is the process's high-water mark (VmHWM) over the run.
+	PeakRSSMiB float64 `json:"peak_rss_mib"`
+
+	// Medians of the samples, for the table.
+	SteadyMedianMillis  float64 `json:"no_change_pass_median_ms"`
+	ChangedMedianMillis float64 `json:"one_release_changed_median_ms"`
+	ChangedMaxMillis    float64 `json:"one_release_changed_max_ms"`
+}
+
+func (r *Result) summarize() {
+	var s, c []float64
+	for _, p := range r.Steady {
+		s = append(s, p.WallMillis)
+	}
+	for _, p := range r.Changed {
+		c = append(c, p.WallMillis)
+		r.ChangedMaxMillis = max(r.ChangedMaxMillis, p.WallMillis)
+	}
+	r.SteadyMedianMillis = median(s)
+	r.ChangedMedianMillis = median(c)
+}
+
+// steadyMedian is the no-change pass with the median wall time.
+func (r *Result) steadyMedian() Phase {
+	for _, p := range r.Steady {
+		if p.WallMillis == r.SteadyMedianMillis {
+			return p
+		}
+	}
+	return Phase{}
+}
+
+func ms(v float64) string {
+	switch {
+	case v >= 10000:
+		return fmt.Sprintf("%.1f s", v/1000)
+	case v >= 1000:
+		return fmt.Sprintf("%.2f s", v/1000)
+	}
+	return fmt.Sprintf("%.0f ms", v)
+}
+
+// WriteTable prints the results as a table, one row per run.
+func WriteTable(w io.Writer, results []*Result) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "releases\tcold start\tcold CPU\tcold API req (writes)\tcold commits (pushes)\tno-change pass\tpass CPU\tpass API req (writes)\tpass fetches\tpass Prom queries\tone changed (median/max)\tpeak RSS\t")
+	for _, r := range results {
+		p := r.steadyMedian()
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d (%d)\t%d (%d)\t%s\t%s\t%d (%d)\t%d\t%d\t%s / %s\t%.0f MiB\t\n",
+			r.Releases, ms(r.Cold.WallMillis), ms(r.Cold.CPUMillis), r.Cold.API.Total, r.Cold.API.Writes,
+			r.Cold.Commits, r.Cold.GitPushes,
+			ms(p.WallMillis), ms(p.CPUMillis), p.API.Total, p.API.Writes, p.GitFetches, p.PromQueries,
+			ms(r.ChangedMedianMillis), ms(r.ChangedMaxMillis), r.PeakRSSMiB)
+	}
+	return tw.Flush()
+}
+
+// WriteMarkdown writes the results as a Markdown table.
+func WriteMarkdown(w io.Writer, results []*Result) {
+	fmt.Fprintln(w, "| releases | cold start | cold CPU | cold API requests (writes) | cold commits (pushes) | no-change pass | pass CPU | pass API requests (writes) | pass Git fetches | pass Prometheus queries | one release changed (median / max) | peak RSS |")
+	fmt.Fprintln(w, "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	for _, r := range results {
+		p := r.steadyMedian()
+		fmt.Fprintf(w, "| %d | %s | %s | %d (%d) | %d (%d) | %s | %s | %d (%d) | %d | %d | %s / %s | %.0f MiB |\n",
+			r.Releases, ms(r.Cold.WallMillis), ms(r.Cold.CPUMillis), r.Cold.API.Total, r.Cold.API.Writes,
+			r.Cold.Commits, r.Cold.GitPushes,
+			ms(p.WallMillis), ms(p.CPUMillis), p.API.Total, p.API.Writes, p.GitFetches, p.PromQueries,
+			ms(r.ChangedMedianMillis), ms(r.ChangedMaxMillis), r.PeakRSSMiB)
+	}
+}

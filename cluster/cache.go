@@ -1,0 +1,199 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/tools/cache"
+
+	"sluice.dev/sluice/specs"
+)
+
+// liveCache mirrors, through watches, every object of the prune kinds that
+// carries Sluice's managed-by label. With it an Apply reads the live state
+// of its release from memory: an unchanged step costs no request at all,
+// and a new one only its writes, instead of a LIST per kind and a GET per
+// new object. Writes update the cache at once, so the next Apply does not
+// wait for the watch to catch up.
+type liveCache struct {
+	kinds map[schema.GroupKind]cache.SharedIndexInformer
+}
+
+// releaseIndex indexes cached objects by release-namespace/release.
+const releaseIndex = "sluice-release"
+
+func releaseKey(lbls map[string]string) string {
+	return lbls[LabelReleaseNamespace] + "/" + lbls[LabelRelease]
+}
+
+// WatchLive starts watching the Applier's prune kinds (objects labelled
+// managed-by=sluice, in every namespace) and waits until the watches have
+// synced; from then on Apply reads live objects of those kinds from the
+// watches' cache. Without it, each Apply LISTs them. It needs list and
+// watch on those kinds cluster-wide; the watches end with ctx.
+func (a *Applier) WatchLive(ctx context.Context) error {
+	if a.cache != nil {
+		return errors.New("watch live objects: already watching")
+	}
+	factory := dynamicinformer.NewFilteredDynamicSharedInformerFactory(a.dyn, 0, metav1.NamespaceAll, func(o *metav1.ListOptions) {
+		o.LabelSelector = LabelManagedBy + "=" + specs.ManagedByValue
+	})
+	c := &liveCache{kinds: map[schema.GroupKind]cache.SharedIndexInformer{}}
+	for _, gk := range a.pruneKinds {
+		m, err := a.mapper.RESTMappingWithContext(ctx, gk)
+		if meta.IsNoMatchError(err) {
+			continue // nothing of a kind the server does not serve
+		}
+		if err != nil {
+			return fmt.Errorf("watch live objects: map %s to a resource: %w", gk, err)
+		}
+		inf := factory.ForResource(m.Resource).Informer()
+		gvk := m.GroupVersionKind
+		// Only what Apply compares is kept: managed fields are most of a
+		// live object's size, and list items may lack apiVersion and kind.
+		if err := inf.SetTransform(func(obj any) (any, error) {
+			if u, ok := obj.(*unstructured.Unstructured); ok {
+				u.SetManagedFields(nil)
+				u.SetGroupVersionKind(gvk)
+			}
+			return obj, nil
+		}); err != nil {
+			return fmt.Errorf("watch live objects: %w", err)
+		}
+		if err := inf.AddIndexers(cache.Indexers{releaseIndex: func(obj any) ([]string, error) {
+			u, ok := obj.(*unstructured.Unstructured)
+			if !ok {
+				return nil, nil
+			}
+			return []string{releaseKey(u.GetLabels())}, nil
+		}}); err != nil {
+			return fmt.Errorf("watch live objects: %w", err)
+		}
+		c.kinds[gk] = inf
+	}
+	factory.Start(ctx.Done())
+	synced := factory.WaitForCacheSync(ctx.Done())
+	for gvr, ok := range synced {
+		if !ok {
+			return fmt.Errorf("watch live objects: %s did not sync: %w", gvr.Resource, context.Cause(ctx))
+		}
+	}
+	a.cache = c
+	return nil
+}
+
+// objects returns the cached objects of one kind that carry every owner
+// label, in the given namespaces (nil: all); ok is false when the kind is
+// not cached.
+func (c *liveCache) objects(gk schema.GroupKind, owner map[string]string, sel labels.Selector, namespaces []string) (out []*unstructured.Unstructured, ok bool) {
+	if c == nil {
+		return nil, false
+	}
+	inf := c.kinds[gk]
+	if inf == nil {
+		return nil, false
+	}
+	items, err := inf.GetIndexer().ByIndex(releaseIndex, releaseKey(owner))
+	if err != nil {
+		return nil, false
+	}
+	for _, it := range items {
+		u, isU := it.(*unstructured.Unstructured)
+		if !isU || !sel.Matches(labels.Set(u.GetLabels())) {
+			continue
+		}
+		if namespaces != nil && u.GetNamespace() != "" && !contains(namespaces, u.GetNamespace()) {
+			continue
+		}
+		out = append(out, u)
+	}
+	return out, true
+}
+
+// get returns the cached object of a kind by namespace and name, whichever
+// release it belongs to; cached is false when the kind is not cached.
+func (c *liveCache) get(gk schema.GroupKind, namespace, name string) (u *unstructured.Unstructured, cached bool) {
+	if c == nil {
+		return nil, false
+	}
+	inf := c.kinds[gk]
+	if inf == nil {
+		return nil, false
+	}
+	key := name
+	if namespace != "" {
+		key = namespace + "/" + name
+	}
+	obj, exists, err := inf.GetIndexer().GetByKey(key)
+	if err != nil || !exists {
+		return nil, true
+	}
+	u, _ = obj.(*unstructured.Unstructured)
+	return u, true
+}
+
+// stored records what a write returned, so that reads before the watch
+// delivers it see it.
+func (c *liveCache) stored(gk schema.GroupKind, u *unstructured.Unstructured) {
+	if c == nil || u == nil {
+		return
+	}
+	inf := c.kinds[gk]
+	if inf == nil {
+		return
+	}
+	u = u.DeepCopy()
+	u.SetManagedFields(nil)
+	if u.GetLabels()[LabelManagedBy] != specs.ManagedByValue {
+		_ = inf.GetIndexer().Delete(u)
+		return
+	}
+	// An older copy must not replace a newer one the watch already gave.
+	if cur, ok := c.get(gk, u.GetNamespace(), u.GetName()); ok && cur != nil && newer(cur, u) {
+		return
+	}
+	_ = inf.GetIndexer().Update(u)
+}
+
+// deleted forgets a pruned object.
+func (c *liveCache) deleted(gk schema.GroupKind, namespace, name string) {
+	if c == nil {
+		return
+	}
+	if inf := c.kinds[gk]; inf != nil {
+		u := &unstructured.Unstructured{}
+		u.SetNamespace(namespace)
+		u.SetName(name)
+		_ = inf.GetIndexer().Delete(u)
+	}
+}
+
+// newer reports whether a's resourceVersion is past b's. Resource versions
+// are opaque to clients but etcd's are increasing integers; anything else
+// counts as not newer.
+func newer(a, b *unstructured.Unstructured) bool {
+	var x, y uint64
+	if _, err := fmt.Sscan(a.GetResourceVersion(), &x); err != nil {
+		return false
+	}
+	if _, err := fmt.Sscan(b.GetResourceVersion(), &y); err != nil {
+		return false
+	}
+	return x > y
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

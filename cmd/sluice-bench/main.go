@@ -1,0 +1,126 @@
+// Command sluice-bench measures Sluice at scale: for each N it generates a
+// Git repository of N releases, starts the local test cluster and
+// Prometheus, runs the sluice binary and measures cold start, no-change
+// passes, single changed releases, memory and commits. It prints a table
+// and writes the results as JSON (and, with -markdown, a Markdown table).
+//
+//	go build -o bin/sluice ./cmd/sluice
+//	go run ./cmd/sluice-bench -n 100,1000,5000 -json bench.json
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"sluice.dev/sluice/bench"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "sluice-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var (
+		sizes      = flag.String("n", "100,1000,5000", "comma-separated release counts to measure")
+		sluice     = flag.String("sluice", "bin/sluice", "the sluice binary")
+		jsonOut    = flag.String("json", "bench-results.json", "write the results here as JSON")
+		markdown   = flag.String("markdown", "", "also write the results as a Markdown table here")
+		namespaces = flag.Int("namespaces", 10, "namespaces the releases are spread over")
+		replicas   = flag.Int("replicas", 0, "replicas of each app's Deployment")
+		workers    = flag.Int("workers", 0, "sluice's --workers (0: its default)")
+		passes     = flag.Int("passes", 3, "no-change passes and changed releases measured per size")
+		dir        = flag.String("dir", "", "working directory (default: a new temporary one, removed at the end)")
+		keep       = flag.Bool("keep", false, "keep the working directory")
+		extra      = flag.String("sluice-args", "", "extra space-separated arguments for `sluice run`")
+	)
+	flag.Parse()
+	var ns []int
+	for s := range strings.SplitSeq(*sizes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n <= 0 {
+			return fmt.Errorf("-n %q: want positive release counts such as 100,1000", *sizes)
+		}
+		ns = append(ns, n)
+	}
+	bin, err := filepath.Abs(*sluice)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(bin); err != nil {
+		return fmt.Errorf("-sluice %s: %w (build it with `make build`)", *sluice, err)
+	}
+	root := *dir
+	if root == "" {
+		if root, err = os.MkdirTemp("", "sluice-bench-"); err != nil {
+			return err
+		}
+		if !*keep {
+			defer os.RemoveAll(root)
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+
+	var results []*bench.Result
+	var errs []error
+	for _, n := range ns {
+		d := filepath.Join(root, fmt.Sprintf("n%d", n))
+		log.Info("measuring", "releases", n, "dir", d)
+		res, err := bench.Run(ctx, bench.Config{
+			RepoSpec:   bench.RepoSpec{Releases: n, Namespaces: *namespaces, Replicas: *replicas},
+			Sluice:     bin,
+			Dir:        d,
+			Workers:    *workers,
+			Passes:     *passes,
+			SluiceArgs: strings.Fields(*extra),
+			Log:        log,
+		})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%d releases: %w", n, err))
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		results = append(results, res)
+	}
+	if len(results) > 0 {
+		fmt.Println()
+		if err := bench.WriteTable(os.Stdout, results); err != nil {
+			return err
+		}
+		data, err := json.MarshalIndent(results, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(*jsonOut, append(data, '\n'), 0o644); err != nil {
+			return err
+		}
+		fmt.Println("\nresults written to", *jsonOut)
+		if *markdown != "" {
+			f, err := os.Create(*markdown)
+			if err != nil {
+				return err
+			}
+			bench.WriteMarkdown(f, results)
+			if err := f.Close(); err != nil {
+				return err
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
