@@ -454,29 +454,41 @@ func (h *harness) waitPass(ctx context.Context, offset int64, head string, recon
 // reconciles reads sluice's count of reconciles from its metrics; -1 when
 // it cannot.
 func (h *harness) reconciles(ctx context.Context) float64 {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+h.admin+"/metrics", nil)
-	if err != nil {
+	n, matched, ok := sumMetric(ctx, "http://"+h.admin+"/metrics", func(line string) bool {
+		return strings.HasPrefix(line, "sluice_reconcile_duration_seconds_count")
+	})
+	if !ok || !matched {
 		return -1
+	}
+	return n
+}
+
+// sumMetric adds up the samples of a Prometheus text exposition whose lines
+// match; matched says whether any did, ok whether the endpoint answered.
+func sumMetric(ctx context.Context, url string, match func(line string) bool) (sum float64, matched, ok bool) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, false, false
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return -1
+		return 0, false, false
 	}
 	defer resp.Body.Close()
-	n := -1.0
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, "sluice_reconcile_duration_seconds_count") {
+		if !match(line) {
 			continue
 		}
 		f := strings.Fields(line)
 		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
-			n = max(n, 0) + v
+			sum += v
+			matched = true
 		}
 	}
-	return n
+	return sum, matched, true
 }
 
 func (h *harness) logSize() int64 {
@@ -578,31 +590,12 @@ func (s sample) since(before sample, wall time.Duration) Phase {
 // promQueries is how many queries Prometheus has answered, from its own
 // metrics; -1 when they cannot be read.
 func promQueries(ctx context.Context, base string) int64 {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
-	if err != nil {
+	n, _, ok := sumMetric(ctx, base+"/metrics", func(line string) bool {
+		return strings.HasPrefix(line, "prometheus_http_requests_total{") &&
+			(strings.Contains(line, `handler="/api/v1/query"`) || strings.Contains(line, `handler="/api/v1/query_range"`))
+	})
+	if !ok {
 		return -1
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return -1
-	}
-	defer resp.Body.Close()
-	var n float64
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, "prometheus_http_requests_total{") {
-			continue
-		}
-		if !strings.Contains(line, `handler="/api/v1/query"`) && !strings.Contains(line, `handler="/api/v1/query_range"`) {
-			continue
-		}
-		f := strings.Fields(line)
-		v, err := strconv.ParseFloat(f[len(f)-1], 64)
-		if err == nil {
-			n += v
-		}
 	}
 	return int64(n)
 }
