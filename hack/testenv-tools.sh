@@ -4,7 +4,9 @@
 #   - etcd and Prometheus from Debian (apt: etcd-server, prometheus);
 #   - kube-apiserver, kube-controller-manager, kube-scheduler built from source
 #     (hack/build-k8s.sh) into ${XDG_CACHE_HOME:-$HOME/.cache}/sluice/k8s/vX.Y.Z/;
-#   - kwok into ${XDG_CACHE_HOME:-$HOME/.cache}/sluice/kwok/vX.Y.Z/.
+#   - kwok into ${XDG_CACHE_HOME:-$HOME/.cache}/sluice/kwok/vX.Y.Z/;
+#   - a Gitea server for the forge tests (hack/build-gitea.sh) into
+#     ${XDG_CACHE_HOME:-$HOME/.cache}/sluice/gitea/vX.Y.Z/.
 # The kwok version is read from testenv/tools.go so the Go code and this
 # script cannot drift apart.
 set -euo pipefail
@@ -50,5 +52,6 @@ install_kwok() {
 
 install_apt
 "$repo_root/hack/build-k8s.sh"
+"$repo_root/hack/build-gitea.sh"
 install_kwok
 echo "testenv-tools: done"

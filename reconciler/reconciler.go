@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 
 	"sluice.dev/sluice/cluster"
+	"sluice.dev/sluice/forge"
 	"sluice.dev/sluice/gates"
 	"sluice.dev/sluice/gitsync"
 	"sluice.dev/sluice/renderer"
@@ -63,6 +64,10 @@ type Config struct {
 	// one commit after the first; default DefaultCommitLinger. A batch is
 	// pushed at once when every worker waits on it.
 	CommitLinger time.Duration
+	// Forge, when set, gets the releases' commit statuses and approval
+	// pull requests (stages with approval: pullRequest); without it such a
+	// stage waits, saying it needs one.
+	Forge forge.Provider
 	// Observer is told about syncs, reconciles, gate evaluations and
 	// transitions (metrics, Kubernetes Events); default none.
 	Observer Observer
@@ -111,6 +116,10 @@ type releaseMemo struct {
 	// eventTarget is the VirtualService Events go to, kept from the last
 	// valid spec so that an invalid one can still be reported there.
 	eventTarget string
+	// forgeStatus is the commit status last set on the forge.
+	forgeStatus string
+	// stepSeen is when this process first saw the current step.
+	stepSeen time.Time
 }
 
 // New checks cfg and returns a Reconciler.
@@ -420,6 +429,7 @@ func (r *Reconciler) reconcile(ctx context.Context, id string) (time.Duration, e
 	rc := &run{r: r, snap: snap, e: e, st: st, now: r.cfg.Now().UTC().Truncate(time.Second), memo: r.memoFor(id)}
 	after, err := rc.step(ctx)
 	if ctx.Err() == nil {
+		rc.reportStatus(ctx)
 		r.cfg.Observer.Reconciled(id, time.Since(start), rc.st, err)
 	}
 	r.log.Debug("reconciled", "release", id, "head", snap.head.String()[:12], "phase", phaseOf(rc.st), "step", stepOf(rc.st), "next", after, "err", err)
@@ -464,29 +474,9 @@ func (r *Reconciler) eventTarget(e *entry) string {
 
 // commit records a status (and at promotion the spec edit) in Git.
 func (r *Reconciler) commit(ctx context.Context, e *entry, st *Status, subject, action string, edits []gitsync.Edit) error {
-	data, err := st.Marshal()
+	change, err := r.change(e, st, subject, action, edits)
 	if err != nil {
 		return err
-	}
-	trailers := []gitsync.Trailer{
-		{Key: gitsync.TrailerRelease, Value: e.id},
-		{Key: gitsync.TrailerAction, Value: action},
-	}
-	if st.Step != "" {
-		trailers = append(trailers, gitsync.Trailer{Key: gitsync.TrailerStep, Value: st.Step})
-	}
-	if st.Revision != "" {
-		trailers = append(trailers, gitsync.Trailer{Key: "Sluice-Revision", Value: st.Revision})
-	}
-	body := ""
-	if st.Message != "" {
-		body = "\n\n" + st.Message
-	}
-	change := gitsync.Change{
-		Message:  subject + body,
-		Trailers: trailers,
-		Files:    map[string][]byte{StatusPath(r.cfg.StatusDir, e.namespace, e.name): data},
-		Edits:    edits,
 	}
 	r.mu.Lock()
 	b := r.batch
@@ -564,4 +554,33 @@ func stepOf(st *Status) string {
 		return ""
 	}
 	return st.Step
+}
+
+// change is the commit that records st: the status file (and edits), with
+// a subject, the status message as body, and trailers tools can parse.
+func (r *Reconciler) change(e *entry, st *Status, subject, action string, edits []gitsync.Edit) (gitsync.Change, error) {
+	data, err := st.Marshal()
+	if err != nil {
+		return gitsync.Change{}, err
+	}
+	trailers := []gitsync.Trailer{
+		{Key: gitsync.TrailerRelease, Value: e.id},
+		{Key: gitsync.TrailerAction, Value: action},
+	}
+	if st.Step != "" {
+		trailers = append(trailers, gitsync.Trailer{Key: gitsync.TrailerStep, Value: st.Step})
+	}
+	if st.Revision != "" {
+		trailers = append(trailers, gitsync.Trailer{Key: "Sluice-Revision", Value: st.Revision})
+	}
+	body := ""
+	if st.Message != "" {
+		body = "\n\n" + st.Message
+	}
+	return gitsync.Change{
+		Message:  subject + body,
+		Trailers: trailers,
+		Files:    map[string][]byte{StatusPath(r.cfg.StatusDir, e.namespace, e.name): data},
+		Edits:    edits,
+	}, nil
 }

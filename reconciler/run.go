@@ -118,6 +118,7 @@ func (rc *run) steady(ctx context.Context) (time.Duration, error) {
 		if err := rc.r.commit(ctx, rc.e, s, subject, "steady", nil); err != nil {
 			return 0, err
 		}
+		rc.retirePullRequest(ctx, st, "The candidate was withdrawn from the release spec; this approval is moot.")
 		rc.st = s
 	}
 	if _, err := rc.apply(ctx, specs.SteadyStep(rel), "stable"); err != nil {
@@ -145,10 +146,12 @@ func (rc *run) start(ctx context.Context, steps []specs.Step, rev string) (time.
 		Release: rc.e.id, SpecFile: rc.e.file, Phase: PhaseProgressing, Since: rc.now,
 		Stable: rel.Spec.Stable, Candidate: rel.Spec.Candidate, Revision: rev,
 		Step: first.Name, StepIndex: 0, Weight: first.Weight,
+		Commit: rc.snap.head.String(),
 	}
 	if err := rc.r.commit(ctx, rc.e, s, subject, action, nil); err != nil {
 		return 0, err
 	}
+	rc.retirePullRequest(ctx, rc.st, fmt.Sprintf("Sluice started candidate %s again from its first step; this approval is moot.", rel.Spec.Candidate))
 	rc.st = s
 	rc.resetMemo(s)
 	if _, err := rc.apply(ctx, first, s.Revision); err != nil {
@@ -216,7 +219,7 @@ func (rc *run) progress(ctx context.Context, steps []specs.Step, i int) (time.Du
 		if ok {
 			continue
 		}
-		if rc.now.Sub(st.Since) > rc.r.cfg.ProgressDeadline {
+		if rc.now.Sub(rc.stepStart()) > rc.r.cfg.ProgressDeadline {
 			return 0, rc.rollback(ctx, step, nil, fmt.Sprintf("%s not available after %s: %s", out.Workloads[v], rc.r.cfg.ProgressDeadline, reason))
 		}
 		return availabilityPoll, nil
@@ -248,6 +251,9 @@ func (rc *run) progress(ctx context.Context, steps []specs.Step, i int) (time.Du
 	}
 	memo.lastCheck = rc.now
 	memo.lastErr = ""
+	if done, d, err := rc.watchPullRequest(ctx, steps, i, values); done {
+		return d, err
+	}
 	if verdict == verdictNoData {
 		memo.noData++
 		if memo.noData <= step.Gates.Threshold {
@@ -381,8 +387,14 @@ func (rc *run) advance(ctx context.Context, steps []specs.Step, i int, values []
 			return d, err
 		}
 	}
+	// A pull request approves the whole stage: it is asked for once,
+	// before the stage's first step.
+	if next.Approval == specs.ApprovalPullRequest && next.Stage != cur.Stage && !rel.Approved(next.Stage) {
+		return rc.awaitPullRequest(ctx, steps, i, values)
+	}
 	s.Phase, s.Since = PhaseProgressing, rc.now
 	s.Step, s.StepIndex, s.Weight = next.Name, i+1, next.Weight
+	s.PullRequest = nil
 	figures := gateSummary(values)
 	if figures == "" {
 		figures = "available"
@@ -391,6 +403,7 @@ func (rc *run) advance(ctx context.Context, steps []specs.Step, i int, values []
 	if err := rc.r.commit(ctx, rc.e, s, subject, "advance", nil); err != nil {
 		return 0, err
 	}
+	rc.retirePullRequest(ctx, rc.st, fmt.Sprintf("%s was approved in spec.approvals; Sluice advanced without this pull request.", next.Stage))
 	rc.st = s
 	rc.resetMemo(s)
 	if _, err := rc.apply(ctx, next, s.Revision); err != nil {
@@ -429,10 +442,12 @@ func (rc *run) rollback(ctx context.Context, at specs.Step, values []GateValue, 
 		reason = f + ", " + why
 	}
 	s.Message = fmt.Sprintf("rolled back at %s: %s", at.Name, reason)
+	s.PullRequest = nil
 	subject := fmt.Sprintf("%s: rolled back at %s (%s)", rel.Metadata.Name, stepLabel(at), reason)
 	if err := rc.r.commit(ctx, rc.e, s, subject, "rollback", nil); err != nil {
 		return err
 	}
+	rc.retirePullRequest(ctx, rc.st, fmt.Sprintf("Sluice rolled the release back at %s: %s.", at.Name, reason))
 	rc.st = s
 	rc.resetMemo(s)
 	_, err := rc.apply(ctx, specs.RollbackStep(rel), s.Revision)
@@ -446,6 +461,7 @@ func (rc *run) promote(ctx context.Context, step specs.Step) error {
 	s := rc.next()
 	s.Phase, s.Since = PhasePromoted, rc.now
 	s.Stable, s.Weight = rel.Spec.Candidate, 100
+	s.PullRequest = nil
 	subject := fmt.Sprintf("%s: promoted %s (%s retired)", rel.Metadata.Name, rel.Spec.Candidate, rel.Spec.Stable)
 	edit := gitsync.Edit{Path: rc.e.file, Apply: promoteEdit(rel.Metadata.Namespace, rel.Metadata.Name, rel.Spec.Candidate)}
 	if err := rc.r.commit(ctx, rc.e, s, subject, "promote", []gitsync.Edit{edit}); err != nil {
@@ -510,4 +526,5 @@ func (rc *run) resetMemo(st *Status) {
 	m := rc.memo
 	m.stepKey = memoKey(st)
 	m.passed, m.noData, m.lastCheck, m.lastErr = 0, 0, time.Time{}, ""
+	m.stepSeen = rc.now
 }

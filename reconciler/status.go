@@ -2,6 +2,8 @@ package reconciler
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"path"
 	"time"
@@ -56,8 +58,14 @@ type Status struct {
 	// Gates are the values of the last evaluation that was recorded.
 	Gates []GateValue `yaml:"gates,omitempty" json:"gates,omitempty"`
 	// Retry is spec.retry as it was when the release was rolled back.
-	Retry   string `yaml:"retry,omitempty" json:"retry,omitempty"`
-	Message string `yaml:"message,omitempty" json:"message,omitempty"`
+	Retry string `yaml:"retry,omitempty" json:"retry,omitempty"`
+	// Commit introduced the candidate: the head Sluice synced when it first
+	// saw the revision. The forge shows the release's outcome on it.
+	Commit string `yaml:"commit,omitempty" json:"commit,omitempty"`
+	// PullRequest is the approval pull request the release waits on
+	// (Waiting), or the one whose merge approved the current step.
+	PullRequest *PullRequestRef `yaml:"pullRequest,omitempty" json:"pullRequest,omitempty"`
+	Message     string          `yaml:"message,omitempty" json:"message,omitempty"`
 }
 
 // GateValue is one gate's value at an evaluation.
@@ -81,9 +89,8 @@ func StatusPath(dir, namespace, name string) string {
 // Marshal writes the status as YAML with a header comment.
 func (s *Status) Marshal() ([]byte, error) {
 	s.APIVersion, s.Kind = "sluice.dev/v1alpha1", statusKind
-	var buf bytes.Buffer
-	buf.WriteString(statusHeader)
-	enc := yaml.NewEncoder(&buf)
+	var body bytes.Buffer
+	enc := yaml.NewEncoder(&body)
 	enc.SetIndent(2)
 	if err := enc.Encode(s); err != nil {
 		return nil, fmt.Errorf("marshal status of %s: %w", s.Release, err)
@@ -91,6 +98,15 @@ func (s *Status) Marshal() ([]byte, error) {
 	if err := enc.Close(); err != nil {
 		return nil, fmt.Errorf("marshal status of %s: %w", s.Release, err)
 	}
+	// Every different record differs on this line, so when an approval
+	// pull request's record and a newer one on the watched branch both
+	// come from the same base, merging them is a conflict, never a line by
+	// line mixture of the two.
+	sum := sha256.Sum256(body.Bytes())
+	var buf bytes.Buffer
+	buf.WriteString(statusHeader)
+	fmt.Fprintf(&buf, "# record %s\n", hex.EncodeToString(sum[:8]))
+	buf.Write(body.Bytes())
 	return buf.Bytes(), nil
 }
 

@@ -207,14 +207,17 @@ type Stage struct {
 	Promote    *PromoteStage    `json:"promote,omitempty" yaml:"promote,omitempty"`
 	// Analysis overrides spec.analysis for this stage's steps.
 	Analysis *AnalysisOverride `json:"analysis,omitempty" yaml:"analysis,omitempty"`
-	// Approval, when "manual", holds the stage until a person records an
-	// approval in spec.approvals.
-	Approval string `json:"approval,omitempty" yaml:"approval,omitempty"`
+	// Approval holds the stage before its first step until a person
+	// approves it: "manual" waits for an entry in spec.approvals;
+	// "pullRequest" opens a pull request on the forge whose merge approves
+	// the step and whose closing rolls the release back.
+	Approval string `json:"approval,omitempty" yaml:"approval,omitempty" jsonschema:"enum=manual,enum=pullRequest"`
 }
 
 // Approval kinds.
 const (
-	ApprovalManual = "manual"
+	ApprovalManual      = "manual"
+	ApprovalPullRequest = "pullRequest"
 )
 
 // DeployStage runs the candidate beside the stable version with no traffic.

@@ -241,8 +241,11 @@ func (v *validator) stages() {
 				v.fail(p+".analysis.skipMetrics", "cannot be combined with metrics")
 			}
 		}
-		if st.Approval != "" && st.Approval != ApprovalManual {
-			v.fail(p+".approval", "must be %q, got %q", ApprovalManual, st.Approval)
+		if st.Approval != "" && st.Approval != ApprovalManual && st.Approval != ApprovalPullRequest {
+			v.fail(p+".approval", "must be %q or %q, got %q", ApprovalManual, ApprovalPullRequest, st.Approval)
+		}
+		if st.Approval != "" && st.Deploy != nil {
+			v.fail(p+".approval", "the deploy stage is the first step and cannot wait for an approval")
 		}
 	}
 }

@@ -129,6 +129,10 @@ func TestValidationRules(t *testing.T) {
 			[]string{"release.yaml:37: spec.stages[1].darkLaunch.match[0].headers.x-istio-cohort.regex: is not a valid RE2 expression: error parsing regexp: missing closing ): `(`"}},
 		{"no routes", "  routes:\n    - name: mesh\n      gateways: [mesh]\n      hosts: [catalog]\n", "",
 			[]string{`release.yaml:6: spec.routes: list at least one routing context, e.g. {name: mesh, gateways: [mesh], hosts: [catalog]}`}},
+		{"unknown approval", "    - name: canary\n", "    - name: canary\n      approval: mergeRequest\n",
+			[]string{`release.yaml:39: spec.stages[2].approval: must be "manual" or "pullRequest", got "mergeRequest"`}},
+		{"approval on deploy", "    - name: deploy\n", "    - name: deploy\n      approval: pullRequest\n",
+			[]string{`release.yaml:31: spec.stages[0].approval: the deploy stage is the first step and cannot wait for an approval`}},
 		{"invalid yaml", "  stable: v1\n", "  stable: [v1\n",
 			[]string{`release.yaml:15: invalid YAML: did not find expected ',' or ']'`}},
 	}

@@ -22,6 +22,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"sluice.dev/sluice/cluster"
+	"sluice.dev/sluice/forge"
 	"sluice.dev/sluice/gates"
 	"sluice.dev/sluice/gitsync"
 	"sluice.dev/sluice/leader"
@@ -88,6 +89,8 @@ type runFlags struct {
 	kubeBurst               int
 	watchLive               bool
 	commitLinger            time.Duration
+	forge, forgeURL         string
+	forgeRepo, forgeToken   string
 	pprofListen             string
 }
 
@@ -144,6 +147,10 @@ given on the command line wins.`,
 	f.BoolVar(&fl.watchLive, "watch-live-objects", true, "watch the objects Sluice manages and read them from memory, instead of listing them at every apply")
 	f.DurationVar(&fl.commitLinger, "commit-linger", reconciler.DefaultCommitLinger, "how long status records of releases that move together are gathered into one commit")
 	f.StringVar(&fl.pprofListen, "pprof-listen", "", "address to serve Go's net/http/pprof profiles on (e.g. 127.0.0.1:6060); empty disables")
+	f.StringVar(&fl.forge, "forge", "", "the forge hosting --git-url, for commit statuses and approval pull requests: gitea, github or gitlab; empty disables")
+	f.StringVar(&fl.forgeURL, "forge-url", "", "the forge's address: Gitea's or GitLab's root URL, GitHub's API URL (empty: api.github.com; a GitHub Enterprise Server's address gets /api/v3/)")
+	f.StringVar(&fl.forgeRepo, "forge-repo", "", "the repository on the forge, owner/name (default: from --git-url)")
+	f.StringVar(&fl.forgeToken, "forge-token-file", "", "file holding the forge's API token, read at every call")
 	f.StringVar(&fl.promURL, "prometheus-url", "", "Prometheus for the metric gates")
 	f.StringVar(&fl.promToken, "prometheus-token-file", "", "file holding a bearer token for Prometheus, read at every query")
 	f.StringVar(&fl.promCA, "prometheus-ca-file", "", "CA bundle for an HTTPS Prometheus")
@@ -267,6 +274,10 @@ func runController(ctx context.Context, stderr io.Writer, fl *runFlags) error {
 		}
 		g = ev
 	}
+	fp, err := newForge(fl)
+	if err != nil {
+		return err
+	}
 	host := os.Getenv("POD_NAME")
 	if host == "" {
 		if host, err = os.Hostname(); err != nil {
@@ -286,9 +297,9 @@ func runController(ctx context.Context, stderr io.Writer, fl *runFlags) error {
 		Repo: repo, Cluster: applier, Gates: g,
 		Paths: fl.paths, StatusDir: fl.statusDir, SyncInterval: fl.interval, Workers: fl.workers,
 		AllowedNamespaces: fl.namespaces, ProgressDeadline: fl.progress, ReapplyInterval: fl.reapply,
-		CommitLinger: fl.commitLinger,
-		Observer:     reconciler.Observers{metrics, observe.NewEvents(kube.EventsV1(), identity, log.With("component", "events"))},
-		Log:          log,
+		CommitLinger: fl.commitLinger, Forge: fp,
+		Observer: reconciler.Observers{metrics, observe.NewEvents(kube.EventsV1(), identity, log.With("component", "events"))},
+		Log:      log,
 	})
 	if err != nil {
 		return err
@@ -454,4 +465,22 @@ func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
 	go func() { _ = srv.Serve(ln) }()
 	log.Info("serving pprof", "addr", ln.Addr().String())
 	return func() { _ = srv.Close() }, nil
+}
+
+// newForge is the forge of --forge, or nil without it.
+func newForge(fl *runFlags) (forge.Provider, error) {
+	if fl.forge == "" {
+		if fl.forgeURL != "" || fl.forgeToken != "" || fl.forgeRepo != "" {
+			return nil, errors.New("--forge-url, --forge-repo and --forge-token-file need --forge (gitea, github or gitlab)")
+		}
+		return nil, nil
+	}
+	repo := fl.forgeRepo
+	if repo == "" {
+		var err error
+		if repo, err = forge.RepoFromGitURL(fl.git.url); err != nil {
+			return nil, err
+		}
+	}
+	return forge.New(forge.Config{Provider: fl.forge, URL: fl.forgeURL, Repo: repo, TokenFile: fl.forgeToken})
 }

@@ -19,9 +19,11 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"math/big"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -71,6 +73,14 @@ type Options struct {
 	// LeaderElection, when set, runs every sluice replica with
 	// --leader-elect on this Lease.
 	LeaderElection *LeaderElection
+	// Gitea, when set, is the Git remote and the forge: the stack creates
+	// a repository on it, the person pushes there as GiteaAdmin, and sluice
+	// runs with --forge gitea and GiteaAdmin's token (also its Git
+	// password). With WebhookSecret, each replica gets Gitea's push webhook.
+	Gitea *testenv.Gitea
+	// Approvals set stages' approval (stage name: manual or pullRequest)
+	// in the seeded release spec.
+	Approvals map[string]string
 	// Log receives the stack's own progress lines; default discard.
 	Log *slog.Logger
 }
@@ -101,7 +111,10 @@ type Stack struct {
 	GitCAFile string
 	// Person is a clone where a person edits and pushes.
 	Person string
-	Mesh   *meshsim.Simulator
+	// Gitea is Options.Gitea; GiteaRepo the repository's name on it.
+	Gitea     *testenv.Gitea
+	GiteaRepo string
+	Mesh      *meshsim.Simulator
 	// GitRefused counts requests the remote turned away for bad or
 	// missing credentials.
 	GitRefused atomic.Int64
@@ -133,7 +146,7 @@ func Start(ctx context.Context, dir string, opts Options) (*Stack, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Stack{opts: opts, Env: opts.Env, Dir: dir, Namespace: opts.Namespace, replicas: map[string]*replica{}}
+	s := &Stack{opts: opts, Env: opts.Env, Dir: dir, Namespace: opts.Namespace, replicas: map[string]*replica{}, Gitea: opts.Gitea}
 	if err := s.Env.CreateNamespace(ctx, opts.Namespace); err != nil {
 		return nil, err
 	}
@@ -169,13 +182,34 @@ func Start(ctx context.Context, dir string, opts Options) (*Stack, error) {
 // seed writes the example, at v1 with no candidate and with the stack's
 // intervals, into a person's clone and pushes it to a new bare remote.
 func (s *Stack) seed(ctx context.Context) error {
-	s.Bare = filepath.Join(s.Dir, "remote", "releases.git")
 	s.Person = filepath.Join(s.Dir, "person")
-	if err := os.MkdirAll(s.Bare, 0o755); err != nil {
-		return err
-	}
-	if _, err := s.git1(ctx, s.Bare, "init", "--bare", "--initial-branch=main"); err != nil {
-		return err
+	origin := ""
+	if g := s.Gitea; g != nil {
+		// One repository per stack, so stacks can share a Gitea.
+		s.GiteaRepo = "releases-" + s.Namespace
+		clone, err := g.CreateRepo(ctx, s.GiteaRepo)
+		if err != nil {
+			return err
+		}
+		s.Remote = clone
+		// Gitea keeps the repository as a bare one on disk: the stack's
+		// reads (Log, ReadRemote) go there directly.
+		s.Bare = filepath.Join(g.Dir(), "repos", strings.ToLower(testenv.GiteaAdmin), strings.ToLower(s.GiteaRepo)+".git")
+		u, err := url.Parse(clone)
+		if err != nil {
+			return err
+		}
+		u.User = url.UserPassword(testenv.GiteaAdmin, g.Password)
+		origin = u.String()
+	} else {
+		s.Bare = filepath.Join(s.Dir, "remote", "releases.git")
+		if err := os.MkdirAll(s.Bare, 0o755); err != nil {
+			return err
+		}
+		if _, err := s.git1(ctx, s.Bare, "init", "--bare", "--initial-branch=main"); err != nil {
+			return err
+		}
+		origin = s.Bare
 	}
 	if err := copyDir(s.opts.Example, s.Person); err != nil {
 		return err
@@ -196,6 +230,13 @@ func (s *Stack) seed(ctx context.Context) error {
 	if s.opts.Threshold > 0 {
 		text = strings.Replace(text, "threshold: 5", fmt.Sprintf("threshold: %d", s.opts.Threshold), 1)
 	}
+	for _, stage := range slices.Sorted(maps.Keys(s.opts.Approvals)) {
+		item := "    - name: " + stage + "\n"
+		if !strings.Contains(text, item) {
+			return fmt.Errorf("approval for stage %q: the example has no such stage", stage)
+		}
+		text = strings.Replace(text, item, item+"      approval: "+s.opts.Approvals[stage]+"\n", 1)
+	}
 	if err := os.WriteFile(filepath.Join(s.Person, ReleaseFile), []byte(text), 0o644); err != nil {
 		return err
 	}
@@ -203,7 +244,7 @@ func (s *Stack) seed(ctx context.Context) error {
 		{"init", "--initial-branch=main"},
 		{"add", "-A"},
 		{"commit", "-q", "-m", "catalog at v1"},
-		{"remote", "add", "origin", s.Bare},
+		{"remote", "add", "origin", origin},
 		{"push", "-q", "origin", "main"},
 	} {
 		if _, err := s.git1(ctx, s.Person, args...); err != nil {
@@ -303,6 +344,9 @@ func (s *Stack) AddVersion(ctx context.Context, version string) (string, error) 
 // serveGit serves the bare remote over smart HTTP, or over HTTPS with
 // basic auth when the options name a user.
 func (s *Stack) serveGit() error {
+	if s.Gitea != nil {
+		return nil // Gitea serves it
+	}
 	root := filepath.Join(s.Dir, "remote")
 	if s.opts.GitUser == "" {
 		srv, err := gitserve.Start(root)
@@ -399,6 +443,13 @@ func (s *Stack) StartReplica(ctx context.Context, name string) error {
 	r := &replica{cmd: cmd, log: logFile, adminAddr: addr, waitErr: make(chan error, 1)}
 	go func() { r.waitErr <- cmd.Wait() }()
 	s.replicas[name] = r
+	if s.Gitea != nil && s.opts.WebhookSecret != "" {
+		// Each replica listens on a new port; hooks to stopped ones fail
+		// harmlessly.
+		if err := s.Gitea.AddPushWebhook(ctx, s.GiteaRepo, "http://"+addr+"/hooks/git", s.opts.WebhookSecret); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -424,6 +475,17 @@ func (s *Stack) sluiceArgs(addr string) ([]string, error) {
 			return nil, err
 		}
 		args = append(args, "--git-username-file", user, "--git-password-file", pass, "--git-ca-file", s.GitCAFile)
+	}
+	if g := s.Gitea; g != nil {
+		user, tok := filepath.Join(secrets, "gitea-username"), filepath.Join(secrets, "gitea-token")
+		if err := writeSecretFile(user, []byte(testenv.GiteaAdmin+"\n")); err != nil {
+			return nil, err
+		}
+		if err := writeSecretFile(tok, []byte(g.Token+"\n")); err != nil {
+			return nil, err
+		}
+		args = append(args, "--git-username-file", user, "--git-password-file", tok,
+			"--forge", "gitea", "--forge-url", g.URL, "--forge-token-file", tok)
 	}
 	if s.opts.WebhookSecret != "" {
 		file := filepath.Join(secrets, "webhook-secret")
