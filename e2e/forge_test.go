@@ -112,17 +112,22 @@ func (fs *forgeStack) waitPullRequest(t *testing.T) *reconciler.Status {
 	})
 }
 
+// pushAndWaitPullRequest has the person push candidate v2 and waits for
+// the approval pull request; it returns the person's commit and the status.
+func (fs *forgeStack) pushAndWaitPullRequest(t *testing.T) (string, *reconciler.Status) {
+	t.Helper()
+	sha, err := fs.PushCandidate(t.Context(), "v2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(sha), fs.waitPullRequest(t)
+}
+
 func TestForgeApprovalMerged(t *testing.T) {
 	t.Parallel()
 	fs := startForgeStack(t, "forge-merge", 0)
 	ctx := t.Context()
-	sha, err := fs.PushCandidate(ctx, "v2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sha = strings.TrimSpace(sha)
-
-	st := fs.waitPullRequest(t)
+	sha, st := fs.pushAndWaitPullRequest(t)
 	if st.Commit != sha {
 		t.Errorf("status records commit %q, want the person's %s", st.Commit, sha)
 	}
@@ -182,12 +187,7 @@ func TestForgeApprovalClosed(t *testing.T) {
 	t.Parallel()
 	fs := startForgeStack(t, "forge-close", 0)
 	ctx := t.Context()
-	sha, err := fs.PushCandidate(ctx, "v2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sha = strings.TrimSpace(sha)
-	st := fs.waitPullRequest(t)
+	sha, st := fs.pushAndWaitPullRequest(t)
 	fs.waitCommitStatus(t, sha, gitea.StatusPending)
 
 	closed := gitea.StateClosed
@@ -229,12 +229,7 @@ func mustRouteStable(t *testing.T, ns string) {
 func TestForgeGatesFailWhilePullRequestOpen(t *testing.T) {
 	t.Parallel()
 	fs := startForgeStack(t, "forge-gates", 2)
-	ctx := t.Context()
-	sha, err := fs.PushCandidate(ctx, "v2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := fs.waitPullRequest(t)
+	sha, st := fs.pushAndWaitPullRequest(t)
 	if err := fs.Mesh.SetVersion("v2", 0.5, 20*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +237,7 @@ func TestForgeGatesFailWhilePullRequestOpen(t *testing.T) {
 	if !strings.Contains(rb.Message, "success-rate") {
 		t.Errorf("rollback message = %q, want the failing gate", rb.Message)
 	}
-	fs.waitCommitStatus(t, strings.TrimSpace(sha), gitea.StatusFailure)
+	fs.waitCommitStatus(t, sha, gitea.StatusFailure)
 	pr, _, err := fs.admin.GetPullRequest(testenv.GiteaAdmin, fs.GiteaRepo, st.PullRequest.Number)
 	if err != nil {
 		t.Fatal(err)
@@ -264,10 +259,7 @@ func TestForgeRestartOpensNoDuplicate(t *testing.T) {
 	t.Parallel()
 	fs := startForgeStack(t, "forge-restart", 0)
 	ctx := t.Context()
-	if _, err := fs.PushCandidate(ctx, "v2"); err != nil {
-		t.Fatal(err)
-	}
-	st := fs.waitPullRequest(t)
+	_, st := fs.pushAndWaitPullRequest(t)
 	body := fs.pulls(t, gitea.StateOpen)[0].Body
 
 	if err := fs.KillSluice(); err != nil {
