@@ -17,14 +17,14 @@ test: test-tools ## run every test, against the real local test cluster, Prometh
 	$(GO) test -count=1 -timeout 30m ./...
 
 testenv: test-tools ## start the local test cluster and keep it up until Ctrl-C
-	$(GO) run ./testenv/cmd/testenv
+	$(GO) run ./internal/testenv/cmd/testenv
 
 bench: ## run the Go benchmarks of the pieces
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 BENCH_N ?= 100,1000,5000
 bench-scale: build test-tools ## measure sluice with 100, 1,000 and 5,000 releases on the local test cluster (BENCH_N=...)
-	$(GO) run ./cmd/sluice-bench -n $(BENCH_N) -sluice $(BIN)/sluice -json bench/results.json
+	$(GO) run ./cmd/sluice-bench -n $(BENCH_N) -sluice $(BIN)/sluice -json internal/bench/results.json
 
 fuzz: ## fuzz the release spec parser for a minute
 	$(GO) test ./specs -run '^$$' -fuzz FuzzParse -fuzztime 60s

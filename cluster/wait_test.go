@@ -7,7 +7,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
-	"sluice.dev/sluice/testenv"
+	"sluice.dev/sluice/internal/testenv"
 )
 
 // TestWaitAvailable waits for a Deployment kwok makes ready, and fails

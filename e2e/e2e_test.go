@@ -23,8 +23,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"sluice.dev/sluice/internal/stack"
+	"sluice.dev/sluice/internal/testenv"
 	"sluice.dev/sluice/reconciler"
-	"sluice.dev/sluice/testenv"
 )
 
 var env *testenv.Env

@@ -11,8 +11,8 @@ import (
 	"code.gitea.io/sdk/gitea"
 
 	"sluice.dev/sluice/internal/stack"
+	"sluice.dev/sluice/internal/testenv"
 	"sluice.dev/sluice/reconciler"
-	"sluice.dev/sluice/testenv"
 )
 
 // forgeStack runs the catalog release with a real Gitea as the Git remote

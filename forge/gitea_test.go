@@ -13,7 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"sluice.dev/sluice/forge"
-	"sluice.dev/sluice/testenv"
+	"sluice.dev/sluice/internal/testenv"
 )
 
 // startGitea runs a real Gitea with one repository, sluice-admin/releases,

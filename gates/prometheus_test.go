@@ -18,8 +18,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"sluice.dev/sluice/gates"
+	"sluice.dev/sluice/internal/testenv"
 	"sluice.dev/sluice/specs"
-	"sluice.dev/sluice/testenv"
 )
 
 var (

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"sluice.dev/sluice/gitsync"
-	"sluice.dev/sluice/gitsync/internal/gitserver"
+	"sluice.dev/sluice/internal/gitserver"
 )
 
 // setVersion is the Edit Sluice makes at promotion: it rewrites only the

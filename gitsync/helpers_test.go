@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"sluice.dev/sluice/gitsync"
-	"sluice.dev/sluice/gitsync/internal/gitserver"
+	"sluice.dev/sluice/internal/gitserver"
 )
 
 // seedFiles is a small release repository: a spec and the sources it

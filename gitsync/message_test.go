@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"sluice.dev/sluice/gitsync"
-	"sluice.dev/sluice/gitsync/internal/gitserver"
+	"sluice.dev/sluice/internal/gitserver"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata/")

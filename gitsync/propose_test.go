@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"sluice.dev/sluice/gitsync"
-	"sluice.dev/sluice/gitsync/internal/gitserver"
+	"sluice.dev/sluice/internal/gitserver"
 )
 
 func TestPropose(t *testing.T) {

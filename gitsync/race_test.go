@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"sluice.dev/sluice/gitsync"
-	"sluice.dev/sluice/gitsync/internal/gitserver"
+	"sluice.dev/sluice/internal/gitserver"
 )
 
 // TestRaceWithPersonPushing has a person (the git CLI) push commits to the

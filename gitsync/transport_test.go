@@ -11,7 +11,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"sluice.dev/sluice/gitsync"
-	"sluice.dev/sluice/gitsync/internal/gitserver"
+	"sluice.dev/sluice/internal/gitserver"
 )
 
 // Secrets used by the transport tests; every test greps errors and logs

@@ -14,7 +14,7 @@
 # STATIC_ROOT_PATH, so they are copied beside the binary: the cache is
 # complete even after `go clean -modcache`.
 #
-# The version is read from testenv/gitea.go (GiteaVersion) so the Go code and
+# The version is read from internal/testenv/gitea.go (GiteaVersion) so the Go code and
 # this script cannot drift apart. Nothing is built when the cache already
 # holds a binary that reports that version.
 #
@@ -25,9 +25,9 @@ force=false
 if [[ "${1:-}" == "-f" ]]; then force=true; fi
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-version=$(sed -n 's/^.*GiteaVersion[[:space:]]*=[[:space:]]*"\(v[^"]*\)".*/\1/p' "$repo_root/testenv/gitea.go")
+version=$(sed -n 's/^.*GiteaVersion[[:space:]]*=[[:space:]]*"\(v[^"]*\)".*/\1/p' "$repo_root/internal/testenv/gitea.go")
 if [[ -z "$version" ]]; then
-	echo "build-gitea: cannot read GiteaVersion from testenv/gitea.go" >&2
+	echo "build-gitea: cannot read GiteaVersion from internal/testenv/gitea.go" >&2
 	exit 1
 fi
 

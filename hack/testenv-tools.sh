@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs everything sluice.dev/sluice/testenv needs on a fresh Debian
+# Installs everything sluice.dev/sluice/internal/testenv needs on a fresh Debian
 # machine, and does nothing for the parts already present:
 #   - etcd and Prometheus from Debian (apt: etcd-server, prometheus);
 #   - kube-apiserver, kube-controller-manager, kube-scheduler built from source
@@ -7,7 +7,7 @@
 #   - kwok into ${XDG_CACHE_HOME:-$HOME/.cache}/sluice/kwok/vX.Y.Z/;
 #   - a Gitea server for the forge tests (hack/build-gitea.sh) into
 #     ${XDG_CACHE_HOME:-$HOME/.cache}/sluice/gitea/vX.Y.Z/.
-# The kwok version is read from testenv/tools.go so the Go code and this
+# The kwok version is read from internal/testenv/tools.go so the Go code and this
 # script cannot drift apart.
 set -euo pipefail
 
@@ -31,9 +31,9 @@ install_apt() {
 
 install_kwok() {
 	local version
-	version=$(sed -n 's/^.*KwokVersion[[:space:]]*=[[:space:]]*"\(v[^"]*\)".*/\1/p' "$repo_root/testenv/tools.go")
+	version=$(sed -n 's/^.*KwokVersion[[:space:]]*=[[:space:]]*"\(v[^"]*\)".*/\1/p' "$repo_root/internal/testenv/tools.go")
 	if [[ -z "$version" ]]; then
-		echo "testenv-tools: cannot read KwokVersion from testenv/tools.go" >&2
+		echo "testenv-tools: cannot read KwokVersion from internal/testenv/tools.go" >&2
 		exit 1
 	fi
 	local dir="$cache_root/kwok/$version"

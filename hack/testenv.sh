@@ -6,4 +6,4 @@ set -euo pipefail
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 "$repo_root/hack/testenv-tools.sh"
 cd "$repo_root"
-exec go run ./testenv/cmd/testenv "$@"
+exec go run ./internal/testenv/cmd/testenv "$@"

@@ -14,7 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
-	"sluice.dev/sluice/testenv"
+	"sluice.dev/sluice/internal/testenv"
 )
 
 var env *testenv.Env

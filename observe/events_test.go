@@ -9,8 +9,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"sluice.dev/sluice/internal/testenv"
 	"sluice.dev/sluice/reconciler"
-	"sluice.dev/sluice/testenv"
 )
 
 var env *testenv.Env

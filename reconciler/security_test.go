@@ -17,9 +17,9 @@ import (
 
 	"sluice.dev/sluice/cluster"
 	"sluice.dev/sluice/gitsync"
+	"sluice.dev/sluice/internal/testenv"
 	"sluice.dev/sluice/observe"
 	"sluice.dev/sluice/reconciler"
-	"sluice.dev/sluice/testenv"
 )
 
 var env *testenv.Env

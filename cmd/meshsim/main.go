@@ -27,7 +27,7 @@ import (
 
 	"k8s.io/client-go/tools/clientcmd"
 
-	"sluice.dev/sluice/meshsim"
+	"sluice.dev/sluice/internal/meshsim"
 )
 
 func main() {

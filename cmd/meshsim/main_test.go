@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"sluice.dev/sluice/testenv"
+	"sluice.dev/sluice/internal/testenv"
 )
 
 var env *testenv.Env

@@ -22,7 +22,7 @@ import (
 	"strings"
 	"syscall"
 
-	"sluice.dev/sluice/bench"
+	"sluice.dev/sluice/internal/bench"
 )
 
 func main() {

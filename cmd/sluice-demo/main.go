@@ -20,8 +20,8 @@ import (
 	"time"
 
 	"sluice.dev/sluice/internal/stack"
+	"sluice.dev/sluice/internal/testenv"
 	"sluice.dev/sluice/reconciler"
-	"sluice.dev/sluice/testenv"
 )
 
 func main() {

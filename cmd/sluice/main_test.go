@@ -15,8 +15,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"sluice.dev/sluice/gitsync"
+	"sluice.dev/sluice/internal/testenv"
 	"sluice.dev/sluice/reconciler"
-	"sluice.dev/sluice/testenv"
 )
 
 var (

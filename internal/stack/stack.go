@@ -38,9 +38,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"sluice.dev/sluice/internal/gitserve"
-	"sluice.dev/sluice/meshsim"
-	"sluice.dev/sluice/testenv"
+	"sluice.dev/sluice/internal/gitserver"
+	"sluice.dev/sluice/internal/meshsim"
+	"sluice.dev/sluice/internal/testenv"
 )
 
 // Options tune a Stack.
@@ -349,7 +349,7 @@ func (s *Stack) serveGit() error {
 	}
 	root := filepath.Join(s.Dir, "remote")
 	if s.opts.GitUser == "" {
-		srv, err := gitserve.Start(root)
+		srv, err := gitserver.Start(root)
 		if err != nil {
 			return err
 		}
@@ -368,7 +368,7 @@ func (s *Stack) serveGit() error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	srv := &http.Server{Handler: gitserve.Handler(root, s.opts.GitUser, s.opts.GitPassword, &s.GitRefused), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: gitserver.Handler(root, s.opts.GitUser, s.opts.GitPassword, &s.GitRefused), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	s.gitClose = srv.Close
 	s.Remote = "https://" + ln.Addr().String() + "/releases.git"

@@ -15,7 +15,7 @@ import (
 
 	"k8s.io/client-go/rest"
 
-	"sluice.dev/sluice/internal/gitserve"
+	"sluice.dev/sluice/internal/gitserver"
 )
 
 // gitServer serves the bare repositories under a root over smart HTTP and
@@ -34,7 +34,7 @@ func startGitServer(root string) (*gitServer, error) {
 		return nil, fmt.Errorf("git server: listen: %w", err)
 	}
 	g := &gitServer{URL: "http://" + ln.Addr().String()}
-	backend := gitserve.Handler(root, "", "", nil)
+	backend := gitserver.Handler(root, "", "", nil)
 	g.srv = &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case strings.HasSuffix(r.URL.Path, "/info/refs") && r.URL.Query().Get("service") == "git-upload-pack":

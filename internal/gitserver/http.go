@@ -12,8 +12,6 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"testing"
-
-	"sluice.dev/sluice/internal/gitserve"
 )
 
 // HTTPServer is git's smart HTTP protocol served by git-http-backend through
@@ -44,7 +42,7 @@ func StartHTTP(t testing.TB, root, user, pass string, useTLS bool) *HTTPServer {
 	t.Helper()
 	RequireHTTPBackend(t)
 	s := &HTTPServer{}
-	backend := gitserve.Handler(root, user, pass, &s.Refused)
+	backend := Handler(root, user, pass, &s.Refused)
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.Requests.Add(1)
 		backend.ServeHTTP(w, r)

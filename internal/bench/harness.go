@@ -27,8 +27,8 @@ import (
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
 
+	"sluice.dev/sluice/internal/testenv"
 	"sluice.dev/sluice/specs"
-	"sluice.dev/sluice/testenv"
 )
 
 // Config configures one run of the harness.

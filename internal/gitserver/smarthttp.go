@@ -1,6 +1,6 @@
-// Package gitserve serves bare Git repositories over git's smart HTTP
+// smart HTTP: serves bare Git repositories over git's smart HTTP
 // protocol with Debian's git-http-backend, for tests and the demo.
-package gitserve
+package gitserver
 
 import (
 	"context"

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"sluice.dev/sluice/testenv"
+	"sluice.dev/sluice/internal/testenv"
 )
 
 func TestGiteaMissingBinary(t *testing.T) {

@@ -6,14 +6,14 @@ import (
 	"testing"
 	"time"
 
-	"sluice.dev/sluice/testenv"
+	"sluice.dev/sluice/internal/testenv"
 )
 
 // BenchmarkStart measures a warm start (binaries built, module cache filled)
 // to a fully usable env, and reports the components' memory once started.
 // Goal: under 15s on 2 cores. Run with:
 //
-//	go test ./testenv/ -run '^$' -bench Start -benchtime 3x
+//	go test ./internal/testenv/ -run '^$' -bench Start -benchtime 3x
 func BenchmarkStart(b *testing.B) {
 	for _, prom := range []bool{false, true} {
 		name := "without-prometheus"

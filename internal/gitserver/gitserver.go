@@ -15,13 +15,11 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"sluice.dev/sluice/internal/gitserve"
 )
 
 // Paths of the Debian binaries the servers need.
 const (
-	HTTPBackend = gitserve.Backend
+	HTTPBackend = Backend
 	SSHD        = "/usr/sbin/sshd"
 )
 

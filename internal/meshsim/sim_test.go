@@ -25,9 +25,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"sluice.dev/sluice/gates"
-	"sluice.dev/sluice/meshsim"
+	"sluice.dev/sluice/internal/meshsim"
+	"sluice.dev/sluice/internal/testenv"
 	"sluice.dev/sluice/specs"
-	"sluice.dev/sluice/testenv"
 )
 
 var env *testenv.Env

@@ -2,7 +2,7 @@
 // sluice.dev/sluice/testenv), prints how to reach it, and keeps it running
 // until interrupted.
 //
-//	go run ./testenv/cmd/testenv [-prometheus=false] [-nodes 3] [-debug]
+//	go run ./internal/testenv/cmd/testenv [-prometheus=false] [-nodes 3] [-debug]
 package main
 
 import (
@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"sluice.dev/sluice/testenv"
+	"sluice.dev/sluice/internal/testenv"
 )
 
 func main() {
