@@ -9,7 +9,7 @@ import (
 
 	"sluice.dev/sluice/gates"
 	"sluice.dev/sluice/internal/stack"
-	"sluice.dev/sluice/reconciler"
+	"sluice.dev/sluice/record"
 	"sluice.dev/sluice/specs"
 )
 
@@ -66,7 +66,7 @@ func BenchmarkBreachToRollback(b *testing.B) {
 		if err := s.TriggerSync(ctx); err != nil {
 			b.Fatal(err)
 		}
-		waitStatus(b, s, releaseTimeout, "step canary-10", func(st *reconciler.Status) bool { return st.Step == "canary-10" })
+		waitStatus(b, s, releaseTimeout, "step canary-10", func(st *record.Status) bool { return st.Step == "canary-10" })
 		if err := s.Mesh.SetVersion("v2", 0.5, 20*time.Millisecond); err != nil {
 			b.Fatal(err)
 		}

@@ -30,6 +30,7 @@ import (
 	"sluice.dev/sluice/leader"
 	"sluice.dev/sluice/observe"
 	"sluice.dev/sluice/reconciler"
+	"sluice.dev/sluice/record"
 	"sluice.dev/sluice/specs"
 )
 
@@ -237,12 +238,12 @@ func serviceAccountRelease(t *testing.T) {
 		}
 	}()
 
-	waitPhase(t, s, reconciler.PhaseSteady, time.Minute)
+	waitPhase(t, s, record.PhaseSteady, time.Minute)
 	if _, err := s.PushCandidate(ctx, "v2"); err != nil {
 		t.Fatal(err)
 	}
 	rec.Trigger()
-	waitPhase(t, s, reconciler.PhasePromoted, releaseTimeout)
+	waitPhase(t, s, record.PhasePromoted, releaseTimeout)
 	checkGoodRelease(t, transitions(sluiceSubjects(t, s)), "v1", "v2")
 	waitDeployments(t, s.Namespace, "catalog-v2")
 

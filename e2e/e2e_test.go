@@ -24,7 +24,7 @@ import (
 
 	"sluice.dev/sluice/internal/stack"
 	"sluice.dev/sluice/internal/testenv"
-	"sluice.dev/sluice/reconciler"
+	"sluice.dev/sluice/record"
 )
 
 var env *testenv.Env
@@ -79,7 +79,7 @@ func newStackThreshold(t testing.TB, namespace string, threshold int) *stack.Sta
 	if err := s.StartSluice(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	waitPhase(t, s, reconciler.PhaseSteady, time.Minute)
+	waitPhase(t, s, record.PhaseSteady, time.Minute)
 	return s
 }
 
@@ -114,17 +114,17 @@ func tail(s string, lines int) string {
 }
 
 // status reads the release's status file from the remote's main branch.
-func status(ctx context.Context, s *stack.Stack) (*reconciler.Status, error) {
-	data, err := s.ReadRemote(ctx, reconciler.StatusPath(reconciler.DefaultStatusDir, s.Namespace, "catalog"))
+func status(ctx context.Context, s *stack.Stack) (*record.Status, error) {
+	data, err := s.ReadRemote(ctx, record.StatusPath(record.DefaultStatusDir, s.Namespace, "catalog"))
 	if err != nil {
 		return nil, err
 	}
-	return reconciler.ParseStatus([]byte(data))
+	return record.ParseStatus([]byte(data))
 }
 
-func waitStatus(t testing.TB, s *stack.Stack, timeout time.Duration, what string, cond func(*reconciler.Status) bool) *reconciler.Status {
+func waitStatus(t testing.TB, s *stack.Stack, timeout time.Duration, what string, cond func(*record.Status) bool) *record.Status {
 	t.Helper()
-	var last *reconciler.Status
+	var last *record.Status
 	err := stack.WaitFor(t.Context(), timeout, 250*time.Millisecond, what, func(ctx context.Context) (bool, error) {
 		st, err := status(ctx, s)
 		if err != nil {
@@ -139,9 +139,9 @@ func waitStatus(t testing.TB, s *stack.Stack, timeout time.Duration, what string
 	return last
 }
 
-func waitPhase(t testing.TB, s *stack.Stack, phase reconciler.Phase, timeout time.Duration) *reconciler.Status {
+func waitPhase(t testing.TB, s *stack.Stack, phase record.Phase, timeout time.Duration) *record.Status {
 	t.Helper()
-	return waitStatus(t, s, timeout, "phase "+string(phase), func(st *reconciler.Status) bool { return st.Phase == phase })
+	return waitStatus(t, s, timeout, "phase "+string(phase), func(st *record.Status) bool { return st.Phase == phase })
 }
 
 func pushCandidate(t testing.TB, s *stack.Stack, version string) {
@@ -266,7 +266,7 @@ func checkGoodRelease(t *testing.T, subjects []string, from, to string) {
 func TestPrometheusStoppedMidStep(t *testing.T) {
 	s := newStack(t, "e2e-prometheus")
 	pushCandidate(t, s, "v2")
-	waitStatus(t, s, releaseTimeout, "step canary-10", func(st *reconciler.Status) bool { return st.Step == "canary-10" })
+	waitStatus(t, s, releaseTimeout, "step canary-10", func(st *record.Status) bool { return st.Step == "canary-10" })
 	ctx := t.Context()
 	const failed = "Prometheus failed; holding the step"
 	if err := env.StopPrometheus(ctx); err != nil {
@@ -290,13 +290,13 @@ func TestPrometheusStoppedMidStep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if held.Step != before.Step || held.Phase != reconciler.PhaseProgressing || held.FailedChecks != before.FailedChecks {
+	if held.Step != before.Step || held.Phase != record.PhaseProgressing || held.FailedChecks != before.FailedChecks {
 		t.Fatalf("without Prometheus the release moved:\nbefore %+v\nafter  %+v", before, held)
 	}
 	if err := env.StartPrometheus(ctx); err != nil {
 		t.Fatal(err)
 	}
-	final := waitPhase(t, s, reconciler.PhasePromoted, releaseTimeout)
+	final := waitPhase(t, s, record.PhasePromoted, releaseTimeout)
 	if final.FailedChecks >= 5 {
 		t.Errorf("failed checks %d reached the threshold", final.FailedChecks)
 	}
@@ -338,7 +338,7 @@ func TestGoodReleaseWithPersonPushing(t *testing.T) {
 			mu.Unlock()
 		}
 	}()
-	final := waitPhase(t, s, reconciler.PhasePromoted, releaseTimeout)
+	final := waitPhase(t, s, record.PhasePromoted, releaseTimeout)
 	close(stop)
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -388,7 +388,7 @@ func TestBadReleaseRolledBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	pushCandidate(t, s, "v2")
-	final := waitPhase(t, s, reconciler.PhaseRolledBack, releaseTimeout)
+	final := waitPhase(t, s, record.PhaseRolledBack, releaseTimeout)
 	if final.FailedChecks != 5 {
 		t.Errorf("rolled back after %d failed checks, want 5", final.FailedChecks)
 	}
@@ -423,14 +423,14 @@ func TestKilledMidRelease(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, "e2e-kill")
 	pushCandidate(t, s, "v2")
-	waitStatus(t, s, releaseTimeout, "step canary-20", func(st *reconciler.Status) bool { return st.Step == "canary-20" })
+	waitStatus(t, s, releaseTimeout, "step canary-20", func(st *record.Status) bool { return st.Step == "canary-20" })
 	if err := s.KillSluice(); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.StartSluice(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	waitPhase(t, s, reconciler.PhasePromoted, releaseTimeout)
+	waitPhase(t, s, record.PhasePromoted, releaseTimeout)
 	checkGoodRelease(t, transitions(sluiceSubjects(t, s)), "v1", "v2")
 	waitDeployments(t, s.Namespace, "catalog-v2")
 }
@@ -441,16 +441,16 @@ func TestNewCandidateAbandonsTheOld(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, "e2e-v3")
 	pushCandidate(t, s, "v2")
-	waitStatus(t, s, releaseTimeout, "step canary-30", func(st *reconciler.Status) bool { return st.Step == "canary-30" })
+	waitStatus(t, s, releaseTimeout, "step canary-30", func(st *record.Status) bool { return st.Step == "canary-30" })
 	if _, err := s.AddVersion(t.Context(), "v3"); err != nil {
 		t.Fatal(err)
 	}
 	pushCandidate(t, s, "v3")
-	st := waitStatus(t, s, releaseTimeout, "candidate v3", func(st *reconciler.Status) bool { return st.Candidate == "v3" })
+	st := waitStatus(t, s, releaseTimeout, "candidate v3", func(st *record.Status) bool { return st.Candidate == "v3" })
 	if st.Step != "deploy" && st.StepIndex > 1 {
 		t.Errorf("v3 did not start from deploy: %+v", st)
 	}
-	final := waitPhase(t, s, reconciler.PhasePromoted, releaseTimeout)
+	final := waitPhase(t, s, record.PhasePromoted, releaseTimeout)
 	if final.Stable != "v3" {
 		t.Errorf("promoted %q, want v3", final.Stable)
 	}

@@ -12,7 +12,7 @@ import (
 
 	"sluice.dev/sluice/internal/stack"
 	"sluice.dev/sluice/internal/testenv"
-	"sluice.dev/sluice/reconciler"
+	"sluice.dev/sluice/record"
 )
 
 // forgeStack runs the catalog release with a real Gitea as the Git remote
@@ -61,7 +61,7 @@ func startForgeStack(t *testing.T, namespace string, threshold int) *forgeStack 
 	if err := s.StartSluice(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitPhase(t, s, reconciler.PhaseSteady, time.Minute)
+	waitPhase(t, s, record.PhaseSteady, time.Minute)
 	return fs
 }
 
@@ -82,7 +82,7 @@ func (fs *forgeStack) commitStatus(ctx context.Context, sha string) (gitea.Statu
 		return "", "", err
 	}
 	for _, s := range st.Statuses {
-		if s.Context == reconciler.StatusContext(fs.Namespace+"/catalog") {
+		if s.Context == record.StatusContext(fs.Namespace+"/catalog") {
 			return s.State, s.Description, nil
 		}
 	}
@@ -105,16 +105,16 @@ func (fs *forgeStack) waitCommitStatus(t *testing.T, sha string, want gitea.Stat
 
 // waitPullRequest waits for the release to wait on an approval pull
 // request, and returns its record.
-func (fs *forgeStack) waitPullRequest(t *testing.T) *reconciler.Status {
+func (fs *forgeStack) waitPullRequest(t *testing.T) *record.Status {
 	t.Helper()
-	return waitStatus(t, fs.Stack, releaseTimeout, "an approval pull request", func(st *reconciler.Status) bool {
-		return st.Phase == reconciler.PhaseWaiting && st.PullRequest != nil
+	return waitStatus(t, fs.Stack, releaseTimeout, "an approval pull request", func(st *record.Status) bool {
+		return st.Phase == record.PhaseWaiting && st.PullRequest != nil
 	})
 }
 
 // pushAndWaitPullRequest has the person push candidate v2 and waits for
 // the approval pull request; it returns the person's commit and the status.
-func (fs *forgeStack) pushAndWaitPullRequest(t *testing.T) (string, *reconciler.Status) {
+func (fs *forgeStack) pushAndWaitPullRequest(t *testing.T) (string, *record.Status) {
 	t.Helper()
 	sha, err := fs.PushCandidate(t.Context(), "v2")
 	if err != nil {
@@ -161,7 +161,7 @@ func TestForgeApprovalMerged(t *testing.T) {
 	}); err != nil || !merged {
 		t.Fatalf("merge #%d: %v", pr.Index, err)
 	}
-	waitPhase(t, fs.Stack, reconciler.PhasePromoted, releaseTimeout)
+	waitPhase(t, fs.Stack, record.PhasePromoted, releaseTimeout)
 	fs.waitCommitStatus(t, sha, gitea.StatusSuccess)
 
 	log, err := fs.Log(ctx)
@@ -194,7 +194,7 @@ func TestForgeApprovalClosed(t *testing.T) {
 	if _, _, err := fs.alice.EditPullRequest(testenv.GiteaAdmin, fs.GiteaRepo, st.PullRequest.Number, gitea.EditPullRequestOption{State: &closed}); err != nil {
 		t.Fatal(err)
 	}
-	rb := waitPhase(t, fs.Stack, reconciler.PhaseRolledBack, releaseTimeout)
+	rb := waitPhase(t, fs.Stack, record.PhaseRolledBack, releaseTimeout)
 	if !strings.Contains(rb.Message, fmt.Sprintf("pull request #%d closed by alice", st.PullRequest.Number)) {
 		t.Errorf("rollback message = %q, want who closed it", rb.Message)
 	}
@@ -233,7 +233,7 @@ func TestForgeGatesFailWhilePullRequestOpen(t *testing.T) {
 	if err := fs.Mesh.SetVersion("v2", 0.5, 20*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
-	rb := waitPhase(t, fs.Stack, reconciler.PhaseRolledBack, releaseTimeout)
+	rb := waitPhase(t, fs.Stack, record.PhaseRolledBack, releaseTimeout)
 	if !strings.Contains(rb.Message, "success-rate") {
 		t.Errorf("rollback message = %q, want the failing gate", rb.Message)
 	}
@@ -310,7 +310,7 @@ func TestForgeRestartOpensNoDuplicate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if now.PullRequest == nil || now.PullRequest.Number != st.PullRequest.Number || now.Phase != reconciler.PhaseWaiting {
+	if now.PullRequest == nil || now.PullRequest.Number != st.PullRequest.Number || now.Phase != record.PhaseWaiting {
 		t.Errorf("after a restart the record is %+v", now)
 	}
 }

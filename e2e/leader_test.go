@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"sluice.dev/sluice/internal/stack"
-	"sluice.dev/sluice/reconciler"
+	"sluice.dev/sluice/record"
 )
 
 // Short Lease settings keep the test quick; Sluice's defaults are 15s/10s/2s.
@@ -61,7 +61,7 @@ func TestLeaderKilledMidRelease(t *testing.T) {
 	if err := s.StartReplica(ctx, "b"); err != nil {
 		t.Fatal(err)
 	}
-	waitPhase(t, s, reconciler.PhaseSteady, time.Minute)
+	waitPhase(t, s, record.PhaseSteady, time.Minute)
 	// The standby is ready once it has synced Git.
 	err := stack.WaitFor(ctx, time.Minute, 100*time.Millisecond, "b ready", func(ctx context.Context) (bool, error) {
 		code, _, err := get(ctx, s.AdminURL("b")+"/readyz")
@@ -77,7 +77,7 @@ func TestLeaderKilledMidRelease(t *testing.T) {
 	if err := s.TriggerSyncOn(ctx, "b"); err != nil {
 		t.Fatal(err)
 	}
-	waitStatus(t, s, releaseTimeout, "step canary-20", func(st *reconciler.Status) bool { return st.Step == "canary-20" })
+	waitStatus(t, s, releaseTimeout, "step canary-20", func(st *record.Status) bool { return st.Step == "canary-20" })
 
 	if err := s.KillReplica("a"); err != nil {
 		t.Fatal(err)
@@ -86,7 +86,7 @@ func TestLeaderKilledMidRelease(t *testing.T) {
 	waitLeader(t, s, "b")
 	t.Logf("b took over %s after a was killed (lease duration %s, retry period %s)", time.Since(killed).Round(10*time.Millisecond), le.LeaseDuration, le.RetryPeriod)
 
-	waitPhase(t, s, reconciler.PhasePromoted, releaseTimeout)
+	waitPhase(t, s, record.PhasePromoted, releaseTimeout)
 	checkGoodRelease(t, transitions(sluiceSubjects(t, s)), "v1", "v2")
 	waitDeployments(t, s.Namespace, "catalog-v2")
 

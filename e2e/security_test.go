@@ -23,7 +23,7 @@ import (
 
 	"sluice.dev/sluice/internal/stack"
 	"sluice.dev/sluice/observe"
-	"sluice.dev/sluice/reconciler"
+	"sluice.dev/sluice/record"
 	"sluice.dev/sluice/server"
 )
 
@@ -80,7 +80,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 	if err := s.StartSluice(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitPhase(t, s, reconciler.PhaseSteady, time.Minute)
+	waitPhase(t, s, record.PhaseSteady, time.Minute)
 	if _, err := s.PushCandidate(ctx, "v2"); err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 	if err != nil || code != http.StatusAccepted {
 		t.Fatalf("signed delivery: %d %v, want 202", code, err)
 	}
-	waitPhase(t, s, reconciler.PhasePromoted, releaseTimeout)
+	waitPhase(t, s, record.PhasePromoted, releaseTimeout)
 	checkGoodRelease(t, transitions(sluiceSubjects(t, s)), "v1", "v2")
 
 	// Everything Sluice wrote.

@@ -57,35 +57,6 @@ func NewEvents(client eventsclient.EventsGetter, instance string, log *slog.Logg
 	return &Events{client: client, instance: instance, log: log, now: time.Now}
 }
 
-// Reason is the Event reason of a transition's action.
-func Reason(action string) (reason, eventType string) {
-	switch action {
-	case "start":
-		return "Started", corev1.EventTypeNormal
-	case "abandon":
-		return "Abandoned", corev1.EventTypeNormal
-	case "retry":
-		return "Retried", corev1.EventTypeNormal
-	case "advance":
-		return "Advanced", corev1.EventTypeNormal
-	case "check":
-		return "CheckFailed", corev1.EventTypeWarning
-	case "wait":
-		return "Waiting", corev1.EventTypeNormal
-	case "rollback":
-		return "RolledBack", corev1.EventTypeWarning
-	case "promote":
-		return "Promoted", corev1.EventTypeNormal
-	case "steady":
-		return "Steady", corev1.EventTypeNormal
-	case "resume":
-		return "Resumed", corev1.EventTypeNormal
-	case "invalid":
-		return "Invalid", corev1.EventTypeWarning
-	}
-	return "Transition", corev1.EventTypeNormal
-}
-
 // Transition implements reconciler.Observer: it creates the Event, and
 // logs (never returns) a failure.
 func (e *Events) Transition(ctx context.Context, t reconciler.Transition) {
@@ -96,7 +67,7 @@ func (e *Events) Transition(ctx context.Context, t reconciler.Transition) {
 	ctx, cancel := context.WithTimeout(ctx, eventTimeout)
 	defer cancel()
 	now := e.now()
-	reason, typ := Reason(t.Action)
+	reason, typ := t.Action.Reason()
 	ev := &eventsv1.Event{
 		ObjectMeta: metav1.ObjectMeta{
 			// Unique per VirtualService and instant, as client-go's recorder names them.
@@ -108,7 +79,7 @@ func (e *Events) Transition(ctx context.Context, t reconciler.Transition) {
 		EventTime:           metav1.NewMicroTime(now),
 		ReportingController: ReportingController,
 		ReportingInstance:   e.instance,
-		Action:              t.Action,
+		Action:              string(t.Action),
 		Reason:              reason,
 		Type:                typ,
 		Note:                truncate(t.Subject, maxNote),

@@ -5,7 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -86,25 +85,6 @@ func TestEvents(t *testing.T) {
 	}
 	if len(core.Items) != 4 || core.Items[0].InvolvedObject.Kind != "VirtualService" || core.Items[0].Type == "" {
 		t.Errorf("core/v1 Events: %d, first %+v", len(core.Items), core.Items)
-	}
-}
-
-func TestReason(t *testing.T) {
-	tests := []struct{ action, reason, typ string }{
-		{"start", "Started", corev1.EventTypeNormal},
-		{"advance", "Advanced", corev1.EventTypeNormal},
-		{"check", "CheckFailed", corev1.EventTypeWarning},
-		{"rollback", "RolledBack", corev1.EventTypeWarning},
-		{"promote", "Promoted", corev1.EventTypeNormal},
-		{"wait", "Waiting", corev1.EventTypeNormal},
-		{"invalid", "Invalid", corev1.EventTypeWarning},
-		{"abandon", "Abandoned", corev1.EventTypeNormal},
-		{"something-new", "Transition", corev1.EventTypeNormal},
-	}
-	for _, tc := range tests {
-		if r, typ := Reason(tc.action); r != tc.reason || typ != tc.typ {
-			t.Errorf("Reason(%q) = %s %s, want %s %s", tc.action, r, typ, tc.reason, tc.typ)
-		}
 	}
 }
 

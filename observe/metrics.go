@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"sluice.dev/sluice/reconciler"
+	"sluice.dev/sluice/record"
 )
 
 // Metrics exports Sluice's metrics on its own registry. It implements
@@ -119,7 +120,7 @@ func (m *Metrics) GitSynced(elapsed time.Duration, err error) {
 }
 
 // Reconciled implements reconciler.Observer.
-func (m *Metrics) Reconciled(release string, elapsed time.Duration, st *reconciler.Status, err error) {
+func (m *Metrics) Reconciled(release string, elapsed time.Duration, st *record.Status, err error) {
 	result := "ok"
 	if err != nil {
 		result = "error"
@@ -134,7 +135,7 @@ func (m *Metrics) Reconciled(release string, elapsed time.Duration, st *reconcil
 func (m *Metrics) Removed(release string) { m.state.remove(release) }
 
 // GatesEvaluated implements reconciler.Observer.
-func (m *Metrics) GatesEvaluated(release string, values []reconciler.GateValue) {
+func (m *Metrics) GatesEvaluated(release string, values []record.GateValue) {
 	ns, name := splitID(release)
 	for _, g := range values {
 		result := "pass"
@@ -150,7 +151,7 @@ func (m *Metrics) GatesEvaluated(release string, values []reconciler.GateValue) 
 }
 
 // Committed implements reconciler.Observer.
-func (m *Metrics) Committed(_ string, retries int, err error) {
+func (m *Metrics) Committed(_ record.Action, retries int, err error) {
 	m.pushRetries.Add(float64(retries))
 	if err != nil {
 		m.commitErrors.Inc()
@@ -159,9 +160,9 @@ func (m *Metrics) Committed(_ string, retries int, err error) {
 
 // Transition implements reconciler.Observer.
 func (m *Metrics) Transition(_ context.Context, t reconciler.Transition) {
-	m.commits.WithLabelValues(t.Action).Inc()
-	m.transitions.WithLabelValues(t.Namespace, t.Name, t.Action).Inc()
-	if t.Action == "rollback" {
+	m.commits.WithLabelValues(string(t.Action)).Inc()
+	m.transitions.WithLabelValues(t.Namespace, t.Name, string(t.Action)).Inc()
+	if t.Action == record.ActionRollback {
 		m.rollbacks.WithLabelValues(t.Namespace, t.Name).Inc()
 	}
 	if t.Status != nil {
@@ -190,14 +191,14 @@ type releaseState struct {
 
 type releaseSnapshot struct {
 	namespace, name string
-	phase           reconciler.Phase
+	phase           record.Phase
 	step            string
 	stepIndex       int
 	weight          int32
 	failedChecks    int
 	stable          string
 	candidate       string
-	gates           []reconciler.GateValue
+	gates           []record.GateValue
 }
 
 func newReleaseState() *releaseState {
@@ -225,14 +226,14 @@ func newReleaseState() *releaseState {
 }
 
 // allPhases lists every phase, so sluice_releases shows zeros too.
-func allPhases() []reconciler.Phase {
-	return []reconciler.Phase{
-		reconciler.PhaseSteady, reconciler.PhaseProgressing, reconciler.PhaseWaiting,
-		reconciler.PhasePromoted, reconciler.PhaseRolledBack, reconciler.PhaseInvalid,
+func allPhases() []record.Phase {
+	return []record.Phase{
+		record.PhaseSteady, record.PhaseProgressing, record.PhaseWaiting,
+		record.PhasePromoted, record.PhaseRolledBack, record.PhaseInvalid,
 	}
 }
 
-func (s *releaseState) setStatus(id string, st *reconciler.Status) {
+func (s *releaseState) setStatus(id string, st *record.Status) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := s.get(id)
@@ -243,7 +244,7 @@ func (s *releaseState) setStatus(id string, st *reconciler.Status) {
 	}
 }
 
-func (s *releaseState) setGates(id string, values []reconciler.GateValue) {
+func (s *releaseState) setGates(id string, values []record.GateValue) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.get(id).gates = slices.Clone(values)
@@ -277,7 +278,7 @@ func (s *releaseState) Describe(ch chan<- *prometheus.Desc) {
 func (s *releaseState) Collect(ch chan<- prometheus.Metric) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	count := map[reconciler.Phase]int{}
+	count := map[record.Phase]int{}
 	for _, r := range s.releases {
 		if r.phase == "" {
 			continue // gates seen before any status: not counted yet

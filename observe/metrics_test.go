@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 
 	"sluice.dev/sluice/reconciler"
+	"sluice.dev/sluice/record"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
@@ -29,35 +30,35 @@ func TestMetrics(t *testing.T) {
 	const id = "istioinaction/catalog"
 	m.GitSynced(20*time.Millisecond, nil)
 	m.GitSynced(time.Second, errors.New("fetch: connection refused"))
-	m.Reconciled("shop/cart", 5*time.Millisecond, &reconciler.Status{Release: "shop/cart", Phase: reconciler.PhaseSteady, Stable: "v7", Step: "stable"}, nil)
-	m.Reconciled("shop/invalid", 5*time.Millisecond, &reconciler.Status{Release: "shop/invalid", Phase: reconciler.PhaseInvalid}, nil)
+	m.Reconciled("shop/cart", 5*time.Millisecond, &record.Status{Release: "shop/cart", Phase: record.PhaseSteady, Stable: "v7", Step: "stable"}, nil)
+	m.Reconciled("shop/invalid", 5*time.Millisecond, &record.Status{Release: "shop/invalid", Phase: record.PhaseInvalid}, nil)
 
-	start := &reconciler.Status{Release: id, Phase: reconciler.PhaseProgressing, Stable: "v1", Candidate: "v2", Step: "deploy"}
+	start := &record.Status{Release: id, Phase: record.PhaseProgressing, Stable: "v1", Candidate: "v2", Step: "deploy"}
 	m.Committed("start", 0, nil)
 	m.Transition(ctx, reconciler.Transition{Release: id, Namespace: "istioinaction", Name: "catalog", Action: "start", Status: start})
 	m.Reconciled(id, 30*time.Millisecond, start, nil)
 
-	pass := []reconciler.GateValue{
+	pass := []record.GateValue{
 		{Metric: "request-success-rate", Value: f(100), Min: f(99), Passed: true},
 		{Metric: "request-duration", Value: f(49.5), Max: f(500), Passed: true},
 	}
 	m.GatesEvaluated(id, pass)
-	canary := &reconciler.Status{Release: id, Phase: reconciler.PhaseProgressing, Stable: "v1", Candidate: "v2", Step: "canary-20", StepIndex: 3, Weight: 20, Gates: pass}
+	canary := &record.Status{Release: id, Phase: record.PhaseProgressing, Stable: "v1", Candidate: "v2", Step: "canary-20", StepIndex: 3, Weight: 20, Gates: pass}
 	m.Committed("advance", 2, nil) // lost two races to a person's pushes
 	m.Transition(ctx, reconciler.Transition{Release: id, Namespace: "istioinaction", Name: "catalog", Action: "advance", Status: canary})
 
-	fail := []reconciler.GateValue{
+	fail := []record.GateValue{
 		{Metric: "request-success-rate", Value: f(90), Min: f(99), Passed: false},
 		{Metric: "request-duration", Passed: false}, // no data
 	}
 	m.GatesEvaluated(id, fail)
 	m.Committed("rollback", 0, errors.New("push: remote hung up"))
 	m.Committed("rollback", 0, nil)
-	rolled := &reconciler.Status{Release: id, Phase: reconciler.PhaseRolledBack, Stable: "v1", Candidate: "v2", Step: "rollback", StepIndex: 3, FailedChecks: 1, Gates: fail}
+	rolled := &record.Status{Release: id, Phase: record.PhaseRolledBack, Stable: "v1", Candidate: "v2", Step: "rollback", StepIndex: 3, FailedChecks: 1, Gates: fail}
 	m.Transition(ctx, reconciler.Transition{Release: id, Namespace: "istioinaction", Name: "catalog", Action: "rollback", Status: rolled})
 	m.Reconciled(id, 40*time.Millisecond, rolled, errors.New("apply: conflict"))
 
-	m.Reconciled("shop/gone", time.Millisecond, &reconciler.Status{Release: "shop/gone", Phase: reconciler.PhasePromoted}, nil)
+	m.Reconciled("shop/gone", time.Millisecond, &record.Status{Release: "shop/gone", Phase: record.PhasePromoted}, nil)
 	m.Removed("shop/gone")
 	m.SetLeader(true)
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"sluice.dev/sluice/gitsync"
+	"sluice.dev/sluice/record"
 )
 
 // Defaults of the commit batcher.
@@ -40,7 +41,7 @@ type batcher struct {
 type commitReq struct {
 	ctx     context.Context
 	release string
-	action  string
+	action  record.Action
 	subject string
 	body    string
 	change  gitsync.Change
@@ -146,7 +147,7 @@ func (b *batcher) flush(ctx context.Context, batch []*commitReq) {
 // `sluice history` shows.
 func mergeChanges(batch []*commitReq) gitsync.Change {
 	merged := gitsync.Change{Files: map[string][]byte{}}
-	actions := map[string]int{}
+	actions := map[record.Action]int{}
 	var body strings.Builder
 	for _, r := range batch {
 		actions[r.action]++
@@ -159,7 +160,7 @@ func mergeChanges(batch []*commitReq) gitsync.Change {
 			}
 		}
 		merged.Trailers = append(merged.Trailers, r.change.Trailers...)
-		merged.Trailers = append(merged.Trailers, gitsync.Trailer{Key: gitsync.TrailerSubject, Value: r.subject})
+		merged.Trailers = append(merged.Trailers, gitsync.Trailer{Key: record.TrailerSubject, Value: r.subject})
 	}
 	counts := make([]string, 0, len(actions))
 	for _, a := range slices.Sorted(maps.Keys(actions)) {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"sluice.dev/sluice/gitsync"
+	"sluice.dev/sluice/record"
 )
 
 // batchRepo is a bare remote with one commit and a synced Repo on it.
@@ -65,10 +66,10 @@ func remoteLog(t *testing.T, bare string) []string {
 
 func statusReq(id, action, subject string) *commitReq {
 	ns, name, _ := strings.Cut(id, "/")
-	return &commitReq{release: id, action: action, subject: subject, change: gitsync.Change{
+	return &commitReq{release: id, action: record.Action(action), subject: subject, change: gitsync.Change{
 		Message:  subject,
 		Trailers: []gitsync.Trailer{{Key: gitsync.TrailerRelease, Value: id}, {Key: gitsync.TrailerAction, Value: action}},
-		Files:    map[string][]byte{StatusPath(DefaultStatusDir, ns, name): []byte("release: " + id + "\n")},
+		Files:    map[string][]byte{record.StatusPath(record.DefaultStatusDir, ns, name): []byte("release: " + id + "\n")},
 	}}
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"sluice.dev/sluice/cluster"
 	"sluice.dev/sluice/gitsync"
+	"sluice.dev/sluice/record"
 )
 
 // TestSpecFilesListing: the listing of spec files follows the repository
@@ -29,7 +30,7 @@ func TestSpecFilesListing(t *testing.T) {
 	}{
 		{name: "first", files: map[string][]byte{"releases/a/x.yaml": []byte("a"), "apps/x/base/kustomization.yaml": []byte("k"), "apps/x/README": []byte("r")},
 			changed: true, want: "apps/x/base/kustomization.yaml,releases/a/x.yaml"},
-		{name: "status only", files: map[string][]byte{StatusPath(DefaultStatusDir, "a", "x"): []byte("phase: Steady\n")}, changed: false},
+		{name: "status only", files: map[string][]byte{record.StatusPath(record.DefaultStatusDir, "a", "x"): []byte("phase: Steady\n")}, changed: false},
 		{name: "not yaml", files: map[string][]byte{"apps/x/README": []byte("r2")}, changed: false},
 		{name: "new release", files: map[string][]byte{"releases/b/y.yml": []byte("b")}, changed: true,
 			want: "apps/x/base/kustomization.yaml,releases/a/x.yaml,releases/b/y.yml"},

@@ -3,6 +3,8 @@ package reconciler
 import (
 	"context"
 	"time"
+
+	"sluice.dev/sluice/record"
 )
 
 // Observer is told what the reconciler does, for metrics and Kubernetes
@@ -15,14 +17,14 @@ type Observer interface {
 	GitSynced(elapsed time.Duration, err error)
 	// Reconciled reports one reconcile of a release and the status it left
 	// recorded (nil when nothing is recorded yet).
-	Reconciled(release string, elapsed time.Duration, st *Status, err error)
+	Reconciled(release string, elapsed time.Duration, st *record.Status, err error)
 	// Removed reports a release that is no longer in Git.
 	Removed(release string)
 	// GatesEvaluated reports one evaluation of a step's gates.
-	GatesEvaluated(release string, values []GateValue)
+	GatesEvaluated(release string, values []record.GateValue)
 	// Committed reports one attempt to record a transition: the pushes it
 	// lost to concurrent pushers, and its error.
-	Committed(action string, retries int, err error)
+	Committed(action record.Action, retries int, err error)
 	// Transition reports a transition pushed to Git.
 	Transition(ctx context.Context, t Transition)
 }
@@ -31,14 +33,13 @@ type Observer interface {
 type Transition struct {
 	// Release is namespace/name.
 	Release, Namespace, Name string
-	// Action is the commit's Sluice-Action trailer: start, abandon, retry,
-	// advance, check, wait, rollback, promote, steady, resume or invalid.
-	Action string
+	// Action is the commit's Sluice-Action trailer.
+	Action record.Action
 	// Subject is the commit's subject line.
 	Subject string
 	// Commit is the pushed commit's hash.
 	Commit string
-	Status *Status
+	Status *record.Status
 	// VirtualService names the release's mesh route's VirtualService (or
 	// its first route's), where Events about the release go; empty when
 	// unknown (an invalid spec never seen valid) or when the release's
@@ -53,16 +54,16 @@ type NopObserver struct{}
 func (NopObserver) GitSynced(time.Duration, error) {}
 
 // Reconciled does nothing.
-func (NopObserver) Reconciled(string, time.Duration, *Status, error) {}
+func (NopObserver) Reconciled(string, time.Duration, *record.Status, error) {}
 
 // Removed does nothing.
 func (NopObserver) Removed(string) {}
 
 // GatesEvaluated does nothing.
-func (NopObserver) GatesEvaluated(string, []GateValue) {}
+func (NopObserver) GatesEvaluated(string, []record.GateValue) {}
 
 // Committed does nothing.
-func (NopObserver) Committed(string, int, error) {}
+func (NopObserver) Committed(record.Action, int, error) {}
 
 // Transition does nothing.
 func (NopObserver) Transition(context.Context, Transition) {}
@@ -78,7 +79,7 @@ func (o Observers) GitSynced(d time.Duration, err error) {
 }
 
 // Reconciled tells every observer.
-func (o Observers) Reconciled(release string, d time.Duration, st *Status, err error) {
+func (o Observers) Reconciled(release string, d time.Duration, st *record.Status, err error) {
 	for _, x := range o {
 		x.Reconciled(release, d, st, err)
 	}
@@ -92,14 +93,14 @@ func (o Observers) Removed(release string) {
 }
 
 // GatesEvaluated tells every observer.
-func (o Observers) GatesEvaluated(release string, values []GateValue) {
+func (o Observers) GatesEvaluated(release string, values []record.GateValue) {
 	for _, x := range o {
 		x.GatesEvaluated(release, values)
 	}
 }
 
 // Committed tells every observer.
-func (o Observers) Committed(action string, retries int, err error) {
+func (o Observers) Committed(action record.Action, retries int, err error) {
 	for _, x := range o {
 		x.Committed(action, retries, err)
 	}

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"path"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 	"sluice.dev/sluice/forge"
 	"sluice.dev/sluice/gates"
 	"sluice.dev/sluice/gitsync"
+	"sluice.dev/sluice/record"
 	"sluice.dev/sluice/renderer"
 	"sluice.dev/sluice/specs"
 )
@@ -46,7 +46,7 @@ type Config struct {
 	// Paths are the repository directories searched for release specs;
 	// default the whole repository.
 	Paths []string
-	// StatusDir holds Sluice's status files; default DefaultStatusDir.
+	// StatusDir holds Sluice's status files; default record.DefaultStatusDir.
 	StatusDir string
 	// SyncInterval is how often Git is fetched; default 1m. Trigger syncs at once.
 	SyncInterval time.Duration
@@ -102,24 +102,19 @@ type Reconciler struct {
 	ready  bool
 }
 
-// releaseMemo is what Sluice keeps in memory only: things that a restart
-// may safely forget (it re-applies, re-waits and re-checks).
+// releaseMemo is what Sluice keeps of a release in memory only: things
+// that a restart may safely forget (it re-applies, re-waits and re-checks).
 type releaseMemo struct {
-	stepKey   string // revision/step the fields below belong to
+	// counters are the state machine's (Memo).
+	counters  Memo
 	applied   string // hash of the applied render
 	renderKey string // renderer key of the applied render
 	appliedAt time.Time
-	passed    int
-	noData    int // checks in a row without data
-	lastCheck time.Time
-	lastErr   string
 	// eventTarget is the VirtualService Events go to, kept from the last
 	// valid spec so that an invalid one can still be reported there.
 	eventTarget string
 	// forgeStatus is the commit status last set on the forge.
 	forgeStatus string
-	// stepSeen is when this process first saw the current step.
-	stepSeen time.Time
 }
 
 // New checks cfg and returns a Reconciler.
@@ -131,7 +126,7 @@ func New(cfg Config) (*Reconciler, error) {
 		cfg.Paths = []string{"."}
 	}
 	if cfg.StatusDir == "" {
-		cfg.StatusDir = DefaultStatusDir
+		cfg.StatusDir = record.DefaultStatusDir
 	}
 	cfg.StatusDir = path.Clean(cfg.StatusDir)
 	if cfg.SyncInterval <= 0 {
@@ -421,13 +416,13 @@ func (r *Reconciler) reconcile(ctx context.Context, id string) (time.Duration, e
 		r.cfg.Observer.Removed(id)
 		return 0, nil // gone from Git: Sluice leaves the cluster as it is
 	}
-	st, err := snap.status(r.cfg.StatusDir, e.namespace, e.name)
+	st, err := record.Read(snap.tree, r.cfg.StatusDir, e.namespace, e.name)
 	if err != nil {
 		r.log.Warn("status file unreadable; starting from the spec", "release", id, "err", err)
 	}
 	// Records carry whole seconds: they are for people and for Git diffs.
 	rc := &run{r: r, snap: snap, e: e, st: st, now: r.cfg.Now().UTC().Truncate(time.Second), memo: r.memoFor(id)}
-	after, err := rc.step(ctx)
+	after, err := rc.reconcile(ctx)
 	if ctx.Err() == nil {
 		rc.reportStatus(ctx)
 		r.cfg.Observer.Reconciled(id, time.Since(start), rc.st, err)
@@ -472,9 +467,10 @@ func (r *Reconciler) eventTarget(e *entry) string {
 	return m.eventTarget
 }
 
-// commit records a status (and at promotion the spec edit) in Git.
-func (r *Reconciler) commit(ctx context.Context, e *entry, st *Status, subject, action string, edits []gitsync.Edit) error {
-	change, err := r.change(e, st, subject, action, edits)
+// commit records one transition (a status, and at promotion the spec
+// edit) in Git.
+func (r *Reconciler) commit(ctx context.Context, e *entry, en record.Entry) error {
+	change, err := record.Change(r.cfg.StatusDir, en)
 	if err != nil {
 		return err
 	}
@@ -483,21 +479,21 @@ func (r *Reconciler) commit(ctx context.Context, e *entry, st *Status, subject, 
 	r.mu.Unlock()
 	var res gitsync.CommitResult
 	if b != nil {
-		res, err = b.commit(ctx, &commitReq{release: e.id, action: action, subject: subject, body: st.Message, change: change})
+		res, err = b.commit(ctx, &commitReq{release: e.id, action: en.Action, subject: en.Subject, body: en.Status.Message, change: change})
 	} else {
 		res, err = r.cfg.Repo.Commit(ctx, change)
 	}
 	if ctx.Err() == nil {
-		r.cfg.Observer.Committed(action, res.Retries, err)
+		r.cfg.Observer.Committed(en.Action, res.Retries, err)
 	}
 	if err != nil {
-		return fmt.Errorf("record %s: %w", subject, err)
+		return fmt.Errorf("record %s: %w", en.Subject, err)
 	}
 	if !res.NoChange {
-		r.log.Info(subject, "release", e.id, "commit", res.Hash.String()[:12], "action", action)
+		r.log.Info(en.Subject, "release", e.id, "commit", res.Hash.String()[:12], "action", en.Action)
 		r.cfg.Observer.Transition(ctx, Transition{
 			Release: e.id, Namespace: e.namespace, Name: e.name,
-			Action: action, Subject: subject, Commit: res.Hash.String(), Status: st,
+			Action: en.Action, Subject: en.Subject, Commit: res.Hash.String(), Status: en.Status,
 			VirtualService: r.eventTarget(e),
 		})
 	}
@@ -517,70 +513,16 @@ func headTree(ctx context.Context, repo *gitsync.Repo) (plumbing.Hash, *gitsync.
 	return head, t, err
 }
 
-func stepLabel(s specs.Step) string {
-	if s.Kind == specs.KindWeighted {
-		return fmt.Sprintf("%d%%", s.Weight)
-	}
-	return s.Name
-}
-
-func gateSummary(vals []GateValue) string {
-	parts := make([]string, 0, len(vals))
-	for _, g := range vals {
-		parts = append(parts, g.String())
-	}
-	return strings.Join(parts, ", ")
-}
-
-// String reads like "success-rate 99.8 >= 99" or "p99 212ms <= 500ms",
-// as the gates write their results.
-func (g GateValue) String() string {
-	r := gates.Result{Metric: g.Metric, Min: g.Min, Max: g.Max, NoData: g.Value == nil}
-	if g.Value != nil {
-		r.Value = *g.Value
-	}
-	return r.String()
-}
-
-func phaseOf(st *Status) Phase {
+func phaseOf(st *record.Status) record.Phase {
 	if st == nil {
 		return ""
 	}
 	return st.Phase
 }
 
-func stepOf(st *Status) string {
+func stepOf(st *record.Status) string {
 	if st == nil {
 		return ""
 	}
 	return st.Step
-}
-
-// change is the commit that records st: the status file (and edits), with
-// a subject, the status message as body, and trailers tools can parse.
-func (r *Reconciler) change(e *entry, st *Status, subject, action string, edits []gitsync.Edit) (gitsync.Change, error) {
-	data, err := st.Marshal()
-	if err != nil {
-		return gitsync.Change{}, err
-	}
-	trailers := []gitsync.Trailer{
-		{Key: gitsync.TrailerRelease, Value: e.id},
-		{Key: gitsync.TrailerAction, Value: action},
-	}
-	if st.Step != "" {
-		trailers = append(trailers, gitsync.Trailer{Key: gitsync.TrailerStep, Value: st.Step})
-	}
-	if st.Revision != "" {
-		trailers = append(trailers, gitsync.Trailer{Key: "Sluice-Revision", Value: st.Revision})
-	}
-	body := ""
-	if st.Message != "" {
-		body = "\n\n" + st.Message
-	}
-	return gitsync.Change{
-		Message:  subject + body,
-		Trailers: trailers,
-		Files:    map[string][]byte{StatusPath(r.cfg.StatusDir, e.namespace, e.name): data},
-		Edits:    edits,
-	}, nil
 }

@@ -20,6 +20,7 @@ import (
 	"sluice.dev/sluice/internal/testenv"
 	"sluice.dev/sluice/observe"
 	"sluice.dev/sluice/reconciler"
+	"sluice.dev/sluice/record"
 )
 
 var env *testenv.Env
@@ -106,7 +107,7 @@ func TestRefusedReleases(t *testing.T) {
 		// specNS is the release's namespace; allowed are Sluice's allowed namespaces.
 		specNS, allowed string
 		edit            func(read func(string) string) map[string]string
-		wantPhase       reconciler.Phase
+		wantPhase       record.Phase
 		wantMessage     string
 		wantEvent       string // the Event's reason on the mesh VirtualService, "" for none
 	}{
@@ -115,14 +116,14 @@ func TestRefusedReleases(t *testing.T) {
 			edit: func(read func(string) string) map[string]string {
 				return map[string]string{"releases/catalog.yaml": noCandidate(read("releases/catalog.yaml"))}
 			},
-			wantPhase: reconciler.PhaseSteady, wantEvent: "Steady",
+			wantPhase: record.PhaseSteady, wantEvent: "Steady",
 		},
 		{
 			name: "namespace outside the allow-list", specNS: "refuse-denied", allowed: "refuse-other",
 			edit: func(read func(string) string) map[string]string {
 				return map[string]string{"releases/catalog.yaml": noCandidate(read("releases/catalog.yaml"))}
 			},
-			wantPhase:   reconciler.PhaseInvalid,
+			wantPhase:   record.PhaseInvalid,
 			wantMessage: `releases/catalog.yaml: metadata.namespace: "refuse-denied" is not in Sluice's allowed namespaces [refuse-other]`,
 		},
 		{
@@ -130,7 +131,7 @@ func TestRefusedReleases(t *testing.T) {
 			edit: func(read func(string) string) map[string]string {
 				return map[string]string{"releases/catalog.yaml": strings.Replace(read("releases/catalog.yaml"), "source: apps/catalog/overlays/v2", "source: ../outside", 1)}
 			},
-			wantPhase:   reconciler.PhaseInvalid,
+			wantPhase:   record.PhaseInvalid,
 			wantMessage: `releases/catalog.yaml:17: spec.versions[1].source: "../outside" leaves the repository`,
 		},
 		{
@@ -138,7 +139,7 @@ func TestRefusedReleases(t *testing.T) {
 			edit: func(read func(string) string) map[string]string {
 				return map[string]string{"releases/catalog.yaml": strings.Replace(read("releases/catalog.yaml"), "source: apps/catalog/overlays/v2", "source: /etc", 1)}
 			},
-			wantPhase:   reconciler.PhaseInvalid,
+			wantPhase:   record.PhaseInvalid,
 			wantMessage: `releases/catalog.yaml:17: spec.versions[1].source: "/etc" is absolute; give a path relative to the repository root`,
 		},
 		{
@@ -147,7 +148,7 @@ func TestRefusedReleases(t *testing.T) {
 				k := "apps/catalog/overlays/v2/kustomization.yaml"
 				return map[string]string{k: strings.Replace(read(k), "  - ../../base\n", "  - ../../base\n  - https://github.com/evil/repo//manifests\n", 1)}
 			},
-			wantPhase:   reconciler.PhaseInvalid,
+			wantPhase:   record.PhaseInvalid,
 			wantMessage: `apps/catalog/overlays/v2/kustomization.yaml: resource "https://github.com/evil/repo//manifests" is a remote base; Sluice renders only from the repository`,
 			wantEvent:   "Invalid",
 		},
@@ -197,8 +198,8 @@ func TestRefusedReleases(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			data := git(t, r.bare, "show", "main:"+reconciler.StatusPath(reconciler.DefaultStatusDir, tc.specNS, "catalog"))
-			st, err := reconciler.ParseStatus([]byte(data))
+			data := git(t, r.bare, "show", "main:"+record.StatusPath(record.DefaultStatusDir, tc.specNS, "catalog"))
+			st, err := record.ParseStatus([]byte(data))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -209,7 +210,7 @@ func TestRefusedReleases(t *testing.T) {
 				t.Errorf("message %q, want it to contain %q", st.Message, tc.wantMessage)
 			}
 			subjects := git(t, r.bare, "log", "--format=%s", "main")
-			if tc.wantPhase == reconciler.PhaseInvalid && !strings.HasPrefix(subjects, "catalog: invalid release spec, skipped\n") {
+			if tc.wantPhase == record.PhaseInvalid && !strings.HasPrefix(subjects, "catalog: invalid release spec, skipped\n") {
 				t.Errorf("last commit is not the Invalid record:\n%s", subjects)
 			}
 
@@ -223,9 +224,9 @@ func TestRefusedReleases(t *testing.T) {
 			}
 			applied := len(deps.Items) + len(vss.Items)
 			switch {
-			case tc.wantPhase == reconciler.PhaseInvalid && applied > 0:
+			case tc.wantPhase == record.PhaseInvalid && applied > 0:
 				t.Errorf("an Invalid release applied %d Deployments and VirtualServices", applied)
-			case tc.wantPhase != reconciler.PhaseInvalid && (len(deps.Items) != 1 || len(vss.Items) != 2):
+			case tc.wantPhase != record.PhaseInvalid && (len(deps.Items) != 1 || len(vss.Items) != 2):
 				t.Errorf("the valid release applied %d Deployments and %d VirtualServices, want 1 and 2", len(deps.Items), len(vss.Items))
 			}
 

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing"
@@ -209,20 +208,4 @@ func errorsFor(err error) error {
 		msg = strings.Join(lines[:20], "\n") + fmt.Sprintf("\n... and %d more", n-20)
 	}
 	return errors.New(msg)
-}
-
-// status reads a release's status file; nil when there is none.
-func (s *snapshot) status(dir, namespace, name string) (*Status, error) {
-	data, err := s.tree.ReadFile(StatusPath(dir, namespace, name))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	st, err := ParseStatus(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", StatusPath(dir, namespace, name), err)
-	}
-	return st, nil
 }

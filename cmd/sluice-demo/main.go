@@ -21,7 +21,7 @@ import (
 
 	"sluice.dev/sluice/internal/stack"
 	"sluice.dev/sluice/internal/testenv"
-	"sluice.dev/sluice/reconciler"
+	"sluice.dev/sluice/record"
 )
 
 func main() {
@@ -83,7 +83,7 @@ func run(ctx context.Context, sluice, example string, interval, window time.Dura
 	say("sluice is running (log: %s)", filepath.Join(dir, "sluice.log"))
 
 	seen := 0
-	if _, err := waitRecord(ctx, s, &seen, func(st *reconciler.Status) bool { return st.Phase == reconciler.PhaseSteady }); err != nil {
+	if _, err := waitRecord(ctx, s, &seen, func(st *record.Status) bool { return st.Phase == record.PhaseSteady }); err != nil {
 		return err
 	}
 	if bad {
@@ -99,8 +99,8 @@ func run(ctx context.Context, sluice, example string, interval, window time.Dura
 	if err := s.TriggerSync(ctx); err != nil {
 		return err
 	}
-	final, err := waitRecord(ctx, s, &seen, func(st *reconciler.Status) bool {
-		return st.Candidate == "v2" && (st.Phase == reconciler.PhasePromoted || st.Phase == reconciler.PhaseRolledBack)
+	final, err := waitRecord(ctx, s, &seen, func(st *record.Status) bool {
+		return st.Candidate == "v2" && (st.Phase == record.PhasePromoted || st.Phase == record.PhaseRolledBack)
 	})
 	if err != nil {
 		return err
@@ -123,8 +123,8 @@ func run(ctx context.Context, sluice, example string, interval, window time.Dura
 
 // waitRecord prints Sluice's commits as they land, with the mesh's split,
 // until the release's status satisfies done.
-func waitRecord(ctx context.Context, s *stack.Stack, seen *int, done func(*reconciler.Status) bool) (*reconciler.Status, error) {
-	var final *reconciler.Status
+func waitRecord(ctx context.Context, s *stack.Stack, seen *int, done func(*record.Status) bool) (*record.Status, error) {
+	var final *record.Status
 	lastRouting := ""
 	err := stack.WaitFor(ctx, 15*time.Minute, 500*time.Millisecond, "the release", func(ctx context.Context) (bool, error) {
 		log, err := s.Log(ctx)
@@ -145,11 +145,11 @@ func waitRecord(ctx context.Context, s *stack.Stack, seen *int, done func(*recon
 			say("mesh: %s", r)
 			lastRouting = r
 		}
-		data, err := s.ReadRemote(ctx, reconciler.StatusPath(reconciler.DefaultStatusDir, s.Namespace, "catalog"))
+		data, err := s.ReadRemote(ctx, record.StatusPath(record.DefaultStatusDir, s.Namespace, "catalog"))
 		if err != nil {
 			return false, nil // not recorded yet
 		}
-		st, err := reconciler.ParseStatus([]byte(data))
+		st, err := record.ParseStatus([]byte(data))
 		if err != nil {
 			return false, err
 		}

@@ -16,7 +16,7 @@ import (
 
 	"sluice.dev/sluice/gitsync"
 	"sluice.dev/sluice/internal/testenv"
-	"sluice.dev/sluice/reconciler"
+	"sluice.dev/sluice/record"
 )
 
 var (
@@ -193,16 +193,16 @@ func TestStatusAndHistory(t *testing.T) {
 		{"catalog: start v1 -> v2 at deploy", "start", "deploy"},
 		{"catalog: deploy -> dark-launch (available)", "advance", "dark-launch"},
 	} {
-		st := &reconciler.Status{Release: "istioinaction/catalog", SpecFile: "releases/catalog.yaml", Phase: reconciler.PhaseProgressing,
+		st := &record.Status{Release: "istioinaction/catalog", SpecFile: "releases/catalog.yaml", Phase: record.PhaseProgressing,
 			Stable: "v1", Candidate: "v2", Step: tr.step, Weight: 100, Since: time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC),
-			Gates: []reconciler.GateValue{{Metric: "request-success-rate", Value: &rate, Min: &rate, Passed: true}}}
+			Gates: []record.GateValue{{Metric: "request-success-rate", Value: &rate, Min: &rate, Passed: true}}}
 		data, err := st.Marshal()
 		if err != nil {
 			t.Fatal(err)
 		}
 		_, err = repo.Commit(ctx, gitsync.Change{Message: tr.subject,
 			Trailers: []gitsync.Trailer{{Key: gitsync.TrailerRelease, Value: "istioinaction/catalog"}, {Key: gitsync.TrailerAction, Value: tr.action}, {Key: gitsync.TrailerStep, Value: tr.step}},
-			Files:    map[string][]byte{reconciler.StatusPath(reconciler.DefaultStatusDir, "istioinaction", "catalog"): data}})
+			Files:    map[string][]byte{record.StatusPath(record.DefaultStatusDir, "istioinaction", "catalog"): data}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -235,7 +235,7 @@ func TestStatusAndHistory(t *testing.T) {
 			{Key: gitsync.TrailerRelease, Value: "shop/web"}, {Key: gitsync.TrailerAction, Value: "steady"}, {Key: gitsync.TrailerStep, Value: "stable"},
 			{Key: gitsync.TrailerSubject, Value: "web: steady at v3"},
 		},
-		Files: map[string][]byte{reconciler.StatusPath(reconciler.DefaultStatusDir, "shop", "web"): []byte("release: shop/web\n")}})
+		Files: map[string][]byte{record.StatusPath(record.DefaultStatusDir, "shop", "web"): []byte("release: shop/web\n")}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,22 +1,17 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"path"
 	"path/filepath"
-	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/spf13/cobra"
 
 	"sluice.dev/sluice/gitsync"
-	"sluice.dev/sluice/reconciler"
+	"sluice.dev/sluice/record"
 )
 
 // recordFlags name the repository whose record is read.
@@ -27,7 +22,7 @@ type recordFlags struct {
 
 func (f *recordFlags) register(cmd *cobra.Command) {
 	f.git.register(cmd)
-	cmd.Flags().StringVar(&f.statusDir, "status-dir", reconciler.DefaultStatusDir, "repository directory of Sluice's status files")
+	cmd.Flags().StringVar(&f.statusDir, "status-dir", record.DefaultStatusDir, "repository directory of Sluice's status files")
 }
 
 // open syncs the repository named by --git-url, or by REPO given as a URL
@@ -89,36 +84,14 @@ to the cluster.`,
 			if err != nil {
 				return err
 			}
-			var list []*reconciler.Status
-			err = fs.WalkDir(tree, rf.statusDir, func(p string, d fs.DirEntry, err error) error {
-				if err != nil {
-					if errors.Is(err, fs.ErrNotExist) && p == rf.statusDir {
-						return fs.SkipAll
-					}
-					return err
-				}
-				if d.IsDir() || path.Ext(p) != ".yaml" {
-					return nil
-				}
-				data, err := tree.ReadFile(p)
-				if err != nil {
-					return err
-				}
-				st, err := reconciler.ParseStatus(data)
-				if err != nil {
-					return fmt.Errorf("%s: %w", p, err)
-				}
-				list = append(list, st)
-				return nil
-			})
+			list, err := record.ReadAll(tree, rf.statusDir)
 			if err != nil {
 				return err
 			}
-			sort.Slice(list, func(i, j int) bool { return list[i].Release < list[j].Release })
 			switch output {
 			case "json":
 				if list == nil {
-					list = []*reconciler.Status{}
+					list = []*record.Status{}
 				}
 				return writeJSON(cmd.OutOrStdout(), list)
 			case "", "table":
@@ -132,7 +105,7 @@ to the cluster.`,
 	return cmd
 }
 
-func statusTable(w io.Writer, list []*reconciler.Status, now time.Time) error {
+func statusTable(w io.Writer, list []*record.Status, now time.Time) error {
 	if len(list) == 0 {
 		_, err := fmt.Fprintln(w, "No releases recorded yet.")
 		return err
@@ -141,7 +114,7 @@ func statusTable(w io.Writer, list []*reconciler.Status, now time.Time) error {
 	fmt.Fprintln(tw, "RELEASE\tPHASE\tVERSIONS\tSTEP\tWEIGHT\tGATES\tSINCE")
 	for _, s := range list {
 		versions := s.Stable
-		if s.Candidate != "" && s.Phase != reconciler.PhasePromoted {
+		if s.Candidate != "" && s.Phase != record.PhasePromoted {
 			versions += " -> " + s.Candidate
 		}
 		gates := make([]string, len(s.Gates))
@@ -184,41 +157,13 @@ to the cluster.`,
 			if err != nil {
 				return err
 			}
-			type event struct {
-				When    time.Time `json:"when"`
-				Commit  string    `json:"commit"`
-				Release string    `json:"release"`
-				Action  string    `json:"action"`
-				Step    string    `json:"step"`
-				Subject string    `json:"subject"`
-			}
-			var events []event
-			err = repo.Log(cmd.Context(), func(c *object.Commit) error {
-				// A commit records one release, or several at once (one
-				// trailer group each, with the release's own subject).
-				for _, tr := range gitsync.TrailerGroups(gitsync.ParseTrailers(c.Message), gitsync.TrailerRelease) {
-					rel := gitsync.TrailerValue(tr, gitsync.TrailerRelease)
-					if rel == "" || (rel != want && !strings.HasSuffix(rel, "/"+want)) {
-						continue
-					}
-					subject := gitsync.TrailerValue(tr, gitsync.TrailerSubject)
-					if subject == "" {
-						subject, _, _ = strings.Cut(c.Message, "\n")
-					}
-					events = append(events, event{When: c.Committer.When, Commit: c.Hash.String()[:12], Release: rel,
-						Action: gitsync.TrailerValue(tr, gitsync.TrailerAction), Step: gitsync.TrailerValue(tr, gitsync.TrailerStep), Subject: subject})
-					if limit > 0 && len(events) >= limit {
-						return gitsync.ErrStopLog
-					}
-				}
-				return nil
-			})
-			if err != nil && !errors.Is(err, gitsync.ErrStopLog) {
+			events, err := record.History(cmd.Context(), repo, want, limit)
+			if err != nil {
 				return err
 			}
 			if output == "json" {
 				if events == nil {
-					events = []event{}
+					events = []record.Transition{}
 				}
 				return writeJSON(cmd.OutOrStdout(), events)
 			}

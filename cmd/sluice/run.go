@@ -28,6 +28,7 @@ import (
 	"sluice.dev/sluice/leader"
 	"sluice.dev/sluice/observe"
 	"sluice.dev/sluice/reconciler"
+	"sluice.dev/sluice/record"
 	"sluice.dev/sluice/server"
 )
 
@@ -134,7 +135,7 @@ given on the command line wins.`,
 	fl.git.register(cmd)
 	f := cmd.Flags()
 	f.StringSliceVar(&fl.paths, "path", []string{"."}, "repository directories holding release specs (repeatable)")
-	f.StringVar(&fl.statusDir, "status-dir", reconciler.DefaultStatusDir, "repository directory for Sluice's status files")
+	f.StringVar(&fl.statusDir, "status-dir", record.DefaultStatusDir, "repository directory for Sluice's status files")
 	f.DurationVar(&fl.interval, "interval", time.Minute, "how often to fetch Git")
 	// Workers mostly wait on Git and the API server (kustomize builds are
 	// bounded by the CPUs apart), and every worker waiting on a status

@@ -1,4 +1,4 @@
-package reconciler
+package record
 
 import (
 	"bytes"
@@ -6,9 +6,12 @@ import (
 	"encoding/hex"
 	"fmt"
 	"path"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"sluice.dev/sluice/gates"
 )
 
 // DefaultStatusDir is where Sluice writes one status file per release.
@@ -120,4 +123,52 @@ func ParseStatus(data []byte) (*Status, error) {
 		return nil, fmt.Errorf("kind is %q, want %s", s.Kind, statusKind)
 	}
 	return &s, nil
+}
+
+// String reads like "success-rate 99.8 >= 99" or "p99 212ms <= 500ms",
+// as the gates write their results.
+func (g GateValue) String() string {
+	r := gates.Result{Metric: g.Metric, Min: g.Min, Max: g.Max, NoData: g.Value == nil}
+	if g.Value != nil {
+		r.Value = *g.Value
+	}
+	return r.String()
+}
+
+// Summary joins gate values as commit subjects show them.
+func Summary(vals []GateValue) string {
+	parts := make([]string, 0, len(vals))
+	for _, g := range vals {
+		parts = append(parts, g.String())
+	}
+	return strings.Join(parts, ", ")
+}
+
+// Failing returns the values that did not pass.
+func Failing(vals []GateValue) []GateValue {
+	var out []GateValue
+	for _, g := range vals {
+		if !g.Passed {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// PullRequestRef is the approval pull request a release waits on (phase
+// Waiting), or, once merged, the one that approved the current step.
+type PullRequestRef struct {
+	Number int64  `yaml:"number" json:"number"`
+	URL    string `yaml:"url,omitempty" json:"url,omitempty"`
+	Branch string `yaml:"branch" json:"branch"`
+	// Step is the step merging it approves.
+	Step string `yaml:"step" json:"step"`
+}
+
+// StatusContext is the commit status context of a release on the forge.
+func StatusContext(releaseID string) string { return "sluice/" + releaseID }
+
+// ApprovalBranch is the branch of a step's approval pull request.
+func ApprovalBranch(namespace, name, step string) string {
+	return "sluice/" + namespace + "/" + name + "/" + step
 }

@@ -1,4 +1,4 @@
-package reconciler
+package specs
 
 import (
 	"bytes"
@@ -10,13 +10,13 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// promoteEdit returns the edit that makes a release spec name its candidate
+// PromoteEdit returns the edit that makes a release spec name its candidate
 // as the stable version and drop the candidate. It changes those two lines
 // in place, so comments, layout and everything a person wrote elsewhere in
 // the file stay as they are, and the diff is exactly the promotion.
-func promoteEdit(namespace, name, candidate string) func(old []byte) ([]byte, error) {
+func PromoteEdit(namespace, name, candidate string) func(old []byte) ([]byte, error) {
 	return func(old []byte) ([]byte, error) {
-		spec, err := findSpecNode(old, namespace, name)
+		spec, err := FindSpecNode(old, namespace, name)
 		if err != nil {
 			return nil, err
 		}
@@ -60,9 +60,9 @@ func promoteEdit(namespace, name, candidate string) func(old []byte) ([]byte, er
 	}
 }
 
-// findSpecNode returns the spec mapping of the Release document named
+// FindSpecNode returns the spec mapping of the Release document named
 // namespace/name in a possibly multi-document file.
-func findSpecNode(data []byte, namespace, name string) (*yaml.Node, error) {
+func FindSpecNode(data []byte, namespace, name string) (*yaml.Node, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	for {
 		var doc yaml.Node

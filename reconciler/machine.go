@@ -1,0 +1,710 @@
+package reconciler
+
+// The release state machine: every state a release can be in and every
+// transition between them, decided by one pure function from what was
+// observed. The executor (execute.go) gathers the observations Decide asks
+// for, records each decision in Git and only then applies it.
+//
+//	             new candidate (or new revision)
+//	  Steady ─────────────────────────────────────▶ Progressing(step 0)
+//	    ▲  candidate withdrawn                        │   ▲ advance (gates passed
+//	    └──────────────────────────────────────────── │   │  iterations times)
+//	                                                  ▼   │
+//	                               Waiting (approval, window, pull request)
+//	                                                  │
+//	  RolledBack ◀── threshold failed checks, progress deadline, closed PR
+//	    │ spec.retry changed, new candidate: start again
+//	  Promoted ◀── the promote step is available: the spec names the candidate stable
+//	  Invalid  ◀── the spec cannot run; valid again: back where it was (resume)
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"sluice.dev/sluice/forge"
+	"sluice.dev/sluice/record"
+	"sluice.dev/sluice/specs"
+)
+
+// Times a release is looked at again while it waits on something that
+// does not announce itself.
+const (
+	availabilityPoll = 2 * time.Second
+	waitPoll         = 30 * time.Second
+)
+
+// Input is what was observed of one release at one moment: everything
+// Decide needs, and nothing it must fetch itself.
+type Input struct {
+	Now time.Time
+	// Release is namespace/name; File the spec file that defines it.
+	Release, Namespace, Name, File string
+	// Spec is the release; nil when Invalid says why it cannot run.
+	Spec    *specs.Release
+	Invalid error
+	// Revision is the candidate's content revision and Plan its steps
+	// (both unset without a candidate).
+	Revision string
+	Plan     []specs.Step
+	// Status is the recorded status; nil when none is recorded.
+	Status *record.Status
+	// Head is the synced commit, recorded as the candidate's commit at its start.
+	Head string
+	// Memo is what this process remembers of the current step.
+	Memo Memo
+	// Forge is set when Sluice runs with a forge (approval pull requests).
+	Forge bool
+	// ProgressDeadline bounds how long a step may take to become
+	// available; ReapplyInterval is how often a held step is re-applied.
+	ProgressDeadline, ReapplyInterval time.Duration
+
+	// Observations Decide asked for with Need; nil until made.
+	Available   *Availability
+	Gates       *GateCheck
+	PullRequest *PullRequestState
+}
+
+// Memo is what Sluice keeps of a step in memory only: counters a restart
+// may safely forget (it re-waits and re-checks).
+type Memo struct {
+	// Key names the step the counters belong to (revision/step/since).
+	Key string
+	// Passed counts passing checks in a row; NoData checks in a row
+	// without data.
+	Passed, NoData int
+	// LastCheck is when the gates were last evaluated (or when the step's
+	// workloads became available, before the first check).
+	LastCheck time.Time
+	// LastErr is the Prometheus error of the last check, if any.
+	LastErr string
+	// StepSeen is when this process first saw the current step.
+	StepSeen time.Time
+}
+
+// Availability is whether the step's workloads are up.
+type Availability struct {
+	OK bool
+	// Workload and Reason say which one is not, and why.
+	Workload, Reason string
+}
+
+// Verdict is the outcome of one check of a step's gates.
+type Verdict int
+
+// Verdicts of a check.
+const (
+	VerdictPass Verdict = iota
+	VerdictFail
+	// VerdictHold: a metric has no data and the step says noData: hold.
+	VerdictHold
+	// VerdictNoData: a metric has no data; it counts as a failed check
+	// once threshold checks in a row had none. A new candidate's series
+	// take a scrape or two to appear, so the first ones only hold.
+	VerdictNoData
+)
+
+// GateCheck is one evaluation of a step's gates.
+type GateCheck struct {
+	Values  []record.GateValue
+	Verdict Verdict
+	// Err is set when the gates could not be evaluated (Prometheus down,
+	// or none configured): the check holds and counts nothing.
+	Err error
+}
+
+// PullRequestState is the approval pull request as the forge shows it.
+type PullRequestState struct {
+	Number int64
+	URL    string
+	Branch string
+	State  forge.State
+	// By is who closed or merged it.
+	By string
+	// Proposed is set when the approval branch was pushed (kept fresh on
+	// the watched branch) for this observation; InGit when the watched
+	// branch already holds the advance it proposes (it was merged and Git
+	// is ahead of the snapshot).
+	Proposed, InGit bool
+}
+
+// Need is an observation Decide asks for before it can decide.
+type Need int
+
+// Observations Decide may ask for.
+const (
+	NeedNothing Need = iota
+	// NeedAvailability: apply Decision.Apply, then see whether its workloads are up.
+	NeedAvailability
+	// NeedGates: evaluate the current step's gates.
+	NeedGates
+	// NeedPullRequest: read the pull request (Decision.PullRequest says
+	// which, and whether to open it).
+	NeedPullRequest
+)
+
+// PullRequestOp is what to do with an approval pull request.
+type PullRequestOp int
+
+// Pull request operations.
+const (
+	PullRequestNone PullRequestOp = iota
+	// PullRequestEnsure: push the approval branch for Step and open its
+	// pull request unless the recorded one exists; observe it.
+	PullRequestEnsure
+	// PullRequestRead: observe the recorded pull request.
+	PullRequestRead
+	// PullRequestRefresh: rewrite the open pull request's body with the
+	// latest gate values.
+	PullRequestRefresh
+	// PullRequestRebase: push the approval branch again on the record
+	// that names it, so it merges without conflict.
+	PullRequestRebase
+	// PullRequestRetire: the recorded pull request is moot: comment
+	// Comment, close it and delete its branch.
+	PullRequestRetire
+)
+
+// PullRequestAction is a pull request operation and its arguments.
+type PullRequestAction struct {
+	Op PullRequestOp
+	// Step is the step the pull request approves (Ensure, Rebase).
+	Step string
+	// Index is the index of the step the release is at (Ensure, Rebase, Refresh).
+	Index int
+	// Ref is the pull request (Read, Refresh, Retire).
+	Ref *record.PullRequestRef
+	// Comment explains a retirement.
+	Comment string
+	// Subject is the approval branch's commit subject (Ensure, Rebase).
+	Subject string
+}
+
+// Decision is what to do for a release now. The executor carries it out in
+// this order: record (Action, Status, Subject, PromoteSpec) in Git; apply
+// Apply; act on PullRequest; then observe Need and decide again, or look
+// again after Requeue.
+type Decision struct {
+	// Action is the transition to record; empty when nothing is recorded.
+	Action  record.Action
+	Status  *record.Status
+	Subject string
+	// PromoteSpec edits the release spec with the promotion (the
+	// candidate becomes stable) in the same commit.
+	PromoteSpec bool
+
+	// Apply is the step the cluster must hold; nil to leave it as it is.
+	Apply *specs.Step
+	// PullRequest is what to do with an approval pull request.
+	PullRequest PullRequestAction
+	// Need is the observation to make before deciding again.
+	Need Need
+	// Memo is what to remember of the step after this decision.
+	Memo Memo
+	// Requeue is when to look again (Need unset); 0 waits for the next
+	// change in Git.
+	Requeue time.Duration
+	// Sync asks for a Git sync at once (a merged pull request).
+	Sync bool
+	// Note says, for the log, why the release holds when nothing is recorded.
+	Note string
+}
+
+// Decide is the release state machine: from what was observed, the next
+// transition (if any), what the cluster must hold, and when to look again.
+func Decide(in Input) Decision {
+	d := Decision{Memo: in.Memo}
+	if in.Invalid != nil {
+		return decideInvalid(in, d)
+	}
+	if in.Spec.Spec.Candidate == "" {
+		return decideSteady(in, d)
+	}
+	st := in.Status
+	switch {
+	case st == nil || st.Candidate != in.Spec.Spec.Candidate || st.Revision != in.Revision:
+		return decideStart(in, d)
+	case st.Phase == record.PhaseRolledBack || (st.Phase == record.PhaseInvalid && st.Step == string(specs.KindRollback)):
+		if r := in.Spec.Spec.Retry; r != "" && r != st.Retry {
+			return decideStart(in, d)
+		}
+		return decideHold(in, d, specs.RollbackStep(in.Spec), record.PhaseRolledBack)
+	case st.Phase == record.PhasePromoted:
+		// The promotion commit names the candidate stable; a spec that
+		// still names it candidate was edited back by a person.
+		return decideHold(in, d, in.Plan[len(in.Plan)-1], record.PhasePromoted)
+	}
+	if i := st.StepIndex; i < 0 || i >= len(in.Plan) || in.Plan[i].Name != st.Step {
+		// The stages changed under a running release: start over rather
+		// than guess which step the record means.
+		return decideStart(in, d)
+	}
+	return decideProgress(in, d)
+}
+
+// next is a copy of the recorded status to build the new record on.
+func next(in Input) *record.Status {
+	if in.Status == nil {
+		return &record.Status{Release: in.Release, SpecFile: in.File}
+	}
+	s := *in.Status
+	s.SpecFile = in.File
+	s.Message = ""
+	return &s
+}
+
+// retire is the pull request operation that closes the recorded one, when
+// the transition from prev makes it moot.
+func retire(prev *record.Status, comment string) PullRequestAction {
+	if prev == nil || prev.Phase != record.PhaseWaiting || prev.PullRequest == nil {
+		return PullRequestAction{}
+	}
+	return PullRequestAction{Op: PullRequestRetire, Ref: prev.PullRequest, Comment: comment}
+}
+
+func decideInvalid(in Input, d Decision) Decision {
+	s := next(in)
+	if s.Phase != record.PhaseInvalid {
+		s.Since = in.Now
+	}
+	s.Phase = record.PhaseInvalid
+	s.Message = in.Invalid.Error()
+	if in.Status != nil && in.Status.Phase == record.PhaseInvalid && in.Status.Message == s.Message {
+		d.Note = "release spec is invalid; skipping it"
+		return d
+	}
+	d.Action, d.Status = record.ActionInvalid, s
+	d.Subject = fmt.Sprintf("%s: invalid release spec, skipped", in.Name)
+	return d
+}
+
+// decideSteady holds a release with no candidate: stable takes all traffic.
+func decideSteady(in Input, d Decision) Decision {
+	rel, st := in.Spec, in.Status
+	step := specs.SteadyStep(rel)
+	d.Apply, d.Requeue = &step, in.ReapplyInterval
+	if st != nil && st.Stable == rel.Spec.Stable && (st.Phase == record.PhaseSteady || st.Phase == record.PhasePromoted) {
+		return d
+	}
+	d.Action = record.ActionSteady
+	d.Subject = fmt.Sprintf("%s: steady at %s", in.Name, rel.Spec.Stable)
+	if st != nil && st.Candidate != "" && (st.Phase == record.PhaseProgressing || st.Phase == record.PhaseWaiting) {
+		d.Subject = fmt.Sprintf("%s: candidate %s withdrawn; steady at %s", in.Name, st.Candidate, rel.Spec.Stable)
+	}
+	d.Status = &record.Status{Release: in.Release, SpecFile: in.File, Phase: record.PhaseSteady, Since: in.Now,
+		Stable: rel.Spec.Stable, Step: string(specs.KindStable)}
+	d.PullRequest = retire(st, "The candidate was withdrawn from the release spec; this approval is moot.")
+	return d
+}
+
+// decideStart records the candidate at its first step, then applies it.
+func decideStart(in Input, d Decision) Decision {
+	rel, st := in.Spec, in.Status
+	first := in.Plan[0]
+	d.Action = record.ActionStart
+	d.Subject = fmt.Sprintf("%s: start %s -> %s at %s", in.Name, rel.Spec.Stable, rel.Spec.Candidate, stepLabel(first))
+	switch {
+	case st != nil && (st.Phase == record.PhaseProgressing || st.Phase == record.PhaseWaiting) && st.Candidate != "" &&
+		(st.Candidate != rel.Spec.Candidate || st.Revision != in.Revision):
+		d.Action = record.ActionAbandon
+		d.Subject = fmt.Sprintf("%s: %s abandoned at %s; start %s at %s", in.Name,
+			describeCandidate(st.Candidate, st.Revision, rel.Spec.Candidate, in.Revision), st.Step, rel.Spec.Candidate, stepLabel(first))
+	case st != nil && st.Phase == record.PhaseRolledBack && st.Candidate == rel.Spec.Candidate && st.Revision == in.Revision:
+		d.Action = record.ActionRetry
+		d.Subject = fmt.Sprintf("%s: retry %s at %s", in.Name, rel.Spec.Candidate, stepLabel(first))
+	case st != nil && (st.Phase == record.PhaseProgressing || st.Phase == record.PhaseWaiting):
+		d.Subject = fmt.Sprintf("%s: stages changed at %s; start %s again at %s", in.Name, st.Step, rel.Spec.Candidate, stepLabel(first))
+	}
+	d.Status = &record.Status{
+		Release: in.Release, SpecFile: in.File, Phase: record.PhaseProgressing, Since: in.Now,
+		Stable: rel.Spec.Stable, Candidate: rel.Spec.Candidate, Revision: in.Revision,
+		Step: first.Name, StepIndex: 0, Weight: first.Weight, Commit: in.Head,
+	}
+	d.PullRequest = retire(st, fmt.Sprintf("Sluice started candidate %s again from its first step; this approval is moot.", rel.Spec.Candidate))
+	d.Memo = freshMemo(d.Status, in.Now)
+	d.Apply, d.Requeue = &first, availabilityPoll
+	return d
+}
+
+func describeCandidate(old, oldRev, cur, rev string) string {
+	if old == cur && oldRev != rev {
+		return fmt.Sprintf("%s (revision %s, changed since)", old, shortRev(oldRev))
+	}
+	return old
+}
+
+func shortRev(r string) string {
+	if len(r) > 8 {
+		return r[:8]
+	}
+	return r
+}
+
+// decideHold keeps the cluster at a final step (rolled back, promoted),
+// recording that the spec is valid again if it was not.
+func decideHold(in Input, d Decision, step specs.Step, phase record.Phase) Decision {
+	d.Apply, d.Requeue = &step, in.ReapplyInterval
+	if in.Status.Phase == record.PhaseInvalid {
+		s := next(in)
+		s.Phase, s.Since = phase, in.Now
+		d.Action, d.Status = record.ActionResume, s
+		d.Subject = fmt.Sprintf("%s: spec valid again; %s", in.Name, phase)
+	}
+	return d
+}
+
+func memoKey(st *record.Status) string {
+	return st.Revision + "/" + st.Step + "/" + st.Since.UTC().Format(time.RFC3339)
+}
+
+func freshMemo(st *record.Status, now time.Time) Memo {
+	return Memo{Key: memoKey(st), StepSeen: now}
+}
+
+// stepStart is when the current step began, for the progress deadline. A
+// step entered by merging an approval pull request began when this Sluice
+// first saw the merge, not when the branch was made.
+func stepStart(st *record.Status, m Memo) time.Time {
+	if st.PullRequest != nil && st.Phase == record.PhaseProgressing && m.StepSeen.After(st.Since) {
+		return m.StepSeen
+	}
+	return st.Since
+}
+
+// decideProgress holds the recorded step, waits for its workloads, checks
+// its gates every interval and advances, waits or rolls back.
+func decideProgress(in Input, d Decision) Decision {
+	st := in.Status
+	i := st.StepIndex
+	step := in.Plan[i]
+	if st.Phase == record.PhaseInvalid {
+		// Record the resume, then go on from the resumed record.
+		s := next(in)
+		s.Phase = record.PhaseProgressing
+		d.Action, d.Status = record.ActionResume, s
+		d.Subject = fmt.Sprintf("%s: spec valid again; resume at %s", in.Name, stepLabel(step))
+		d.Apply, d.Need = &step, NeedAvailability
+		return d
+	}
+	if d.Memo.Key != memoKey(st) {
+		d.Memo = freshMemo(st, in.Now)
+	}
+	if in.Available == nil {
+		d.Apply, d.Need = &step, NeedAvailability
+		return d
+	}
+	// The step's workloads must be up before its gates mean anything.
+	if a := in.Available; !a.OK {
+		if in.Now.Sub(stepStart(st, d.Memo)) > in.ProgressDeadline {
+			return rollback(in, d, step, nil, fmt.Sprintf("%s not available after %s: %s", a.Workload, in.ProgressDeadline, a.Reason))
+		}
+		d.Requeue = availabilityPoll
+		return d
+	}
+	if step.Kind == specs.KindPromote {
+		return promote(in, d)
+	}
+	// Checks run every interval from the moment the step's workloads are up.
+	if d.Memo.LastCheck.IsZero() {
+		d.Memo.LastCheck = in.Now
+		d.Requeue = step.Gates.Interval
+		return d
+	}
+	if due := d.Memo.LastCheck.Add(step.Gates.Interval); in.Now.Before(due) {
+		d.Requeue = due.Sub(in.Now)
+		return d
+	}
+	if in.Gates == nil {
+		d.Need = NeedGates
+		return d
+	}
+	g := in.Gates
+	d.Memo.LastCheck = in.Now
+	if g.Err != nil {
+		// Prometheus itself failed: hold, count nothing, say so.
+		d.Memo.LastErr = g.Err.Error()
+		d.Note = "gates not evaluated: Prometheus failed; holding the step"
+		d.Requeue = step.Gates.Interval
+		return d
+	}
+	d.Memo.LastErr = ""
+
+	// While an approval pull request is open, each check also looks at it.
+	if ref := st.PullRequest; in.Forge && st.Phase == record.PhaseWaiting && ref != nil {
+		if in.PullRequest == nil {
+			d.Need, d.PullRequest = NeedPullRequest, PullRequestAction{Op: PullRequestRead, Ref: ref}
+			d.Memo = in.Memo // the check is made again with the pull request
+			return d
+		}
+		switch a := pullRequestApproval(in.PullRequest); a.Outcome {
+		case Refused:
+			return rollback(in, d, step, nil, a.Reason)
+		case Approved:
+			// Merged: Git brings the advance with the next sync.
+			d.Sync, d.Requeue = true, availabilityPoll
+			return d
+		}
+		d.PullRequest = PullRequestAction{Op: PullRequestRefresh, Ref: ref, Index: i}
+	}
+
+	verdict := g.Verdict
+	if verdict == VerdictNoData {
+		d.Memo.NoData++
+		if d.Memo.NoData <= step.Gates.Threshold {
+			verdict = VerdictHold
+		} else {
+			verdict = VerdictFail
+		}
+	} else {
+		d.Memo.NoData = 0
+	}
+	switch verdict {
+	case VerdictHold:
+		d.Note = "gates have no data; holding the step"
+		d.Requeue = step.Gates.Interval
+		return d
+	case VerdictFail:
+		failed := st.FailedChecks + 1
+		if failed >= step.Gates.Threshold {
+			return rollback(in, d, step, g.Values, fmt.Sprintf("%d/%d checks failed", failed, step.Gates.Threshold))
+		}
+		s := next(in)
+		s.FailedChecks, s.Gates = failed, g.Values
+		d.Action, d.Status = record.ActionCheck, s
+		d.Subject = fmt.Sprintf("%s: check failed at %s (%s, %d/%d checks failed)", in.Name, stepLabel(step),
+			record.Summary(record.Failing(g.Values)), failed, step.Gates.Threshold)
+		d.Requeue = step.Gates.Interval
+		return d
+	}
+	d.Memo.Passed++
+	if d.Memo.Passed < step.Gates.Iterations {
+		d.Note = fmt.Sprintf("check passed (%d of %d)", d.Memo.Passed, step.Gates.Iterations)
+		d.Requeue = step.Gates.Interval
+		return d
+	}
+	return advance(in, d, g.Values)
+}
+
+// ApprovalOutcome is where an approval stands.
+type ApprovalOutcome int
+
+// Approval outcomes.
+const (
+	Approved ApprovalOutcome = iota
+	// Waiting: asked for, not given yet; look again at RetryAfter.
+	Waiting
+	// Refused: the release rolls back, for Reason.
+	Refused
+)
+
+// Approval is the outcome of what a step waits on before it starts: a
+// person's approval or the release window.
+type Approval struct {
+	Outcome ApprovalOutcome
+	// Reason says what it waits for, or why it was refused.
+	Reason string
+	// RetryAfter is when to look again while it waits.
+	RetryAfter time.Duration
+}
+
+// pullRequestApproval is the outcome of an approval pull request.
+func pullRequestApproval(pr *PullRequestState) Approval {
+	switch pr.State {
+	case forge.StateMerged:
+		return Approval{Outcome: Approved}
+	case forge.StateClosed:
+		who := pr.By
+		if who == "" {
+			who = "someone"
+		}
+		return Approval{Outcome: Refused, Reason: fmt.Sprintf("pull request #%d closed by %s", pr.Number, who)}
+	}
+	return Approval{Outcome: Waiting, Reason: fmt.Sprintf("merge pull request #%d %s", pr.Number, pr.URL), RetryAfter: availabilityPoll}
+}
+
+// manualApproval is the outcome of approval: manual for next.
+func manualApproval(in Input, next specs.Step) Approval {
+	if next.Approval != specs.ApprovalManual || in.Spec.Approved(next.Stage) {
+		return Approval{Outcome: Approved}
+	}
+	return Approval{Outcome: Waiting, RetryAfter: waitPoll,
+		Reason: fmt.Sprintf("%s waits for approval: add {stage: %s, candidate: %s} to spec.approvals in %s", next.Name, next.Stage, in.Spec.Spec.Candidate, in.File)}
+}
+
+// windowApproval is the outcome of the release window for next.
+func windowApproval(in Input, next specs.Step) (Approval, error) {
+	w := in.Spec.Spec.Window
+	if w == nil {
+		return Approval{Outcome: Approved}, nil
+	}
+	open, opens, err := w.Open(in.Now)
+	if err != nil {
+		return Approval{}, err
+	}
+	if open {
+		return Approval{Outcome: Approved}, nil
+	}
+	after := waitPoll
+	if wait := opens.Sub(in.Now); wait > 0 && wait < after {
+		after = wait
+	}
+	return Approval{Outcome: Waiting, RetryAfter: after,
+		Reason: fmt.Sprintf("%s waits for the release window (%s for %s), next open at %s", next.Name, w.Schedule, w.Duration, opens.UTC().Format(time.RFC3339))}, nil
+}
+
+// advance records the next step, unless an approval or the release window
+// holds it, then applies it.
+func advance(in Input, d Decision, values []record.GateValue) Decision {
+	i := in.Status.StepIndex
+	cur, nxt := in.Plan[i], in.Plan[i+1]
+	if a := manualApproval(in, nxt); a.Outcome == Waiting {
+		return wait(in, d, values, a, fmt.Sprintf("%s: %s passed; %s waits for approval", in.Name, stepLabel(cur), nxt.Name))
+	}
+	a, err := windowApproval(in, nxt)
+	if err != nil {
+		return decideInvalid(Input{Now: in.Now, Release: in.Release, Name: in.Name, File: in.File, Status: in.Status, Invalid: err}, d)
+	}
+	if a.Outcome == Waiting {
+		return wait(in, d, values, a, fmt.Sprintf("%s: %s passed; %s waits for the release window", in.Name, stepLabel(cur), nxt.Name))
+	}
+	// A pull request approves the whole stage: it is asked for once,
+	// before the stage's first step.
+	if nxt.Approval == specs.ApprovalPullRequest && nxt.Stage != cur.Stage && !in.Spec.Approved(nxt.Stage) {
+		return awaitPullRequest(in, d, values)
+	}
+	s := next(in)
+	s.Gates = values
+	s.Phase, s.Since = record.PhaseProgressing, in.Now
+	s.Step, s.StepIndex, s.Weight = nxt.Name, i+1, nxt.Weight
+	s.PullRequest = nil
+	d.Action, d.Status = record.ActionAdvance, s
+	d.Subject = fmt.Sprintf("%s: %s -> %s (%s)", in.Name, stepLabel(cur), stepLabel(nxt), figures(values))
+	d.PullRequest = retire(in.Status, fmt.Sprintf("%s was approved in spec.approvals; Sluice advanced without this pull request.", nxt.Stage))
+	d.Memo = freshMemo(s, in.Now)
+	d.Apply, d.Need, d.Requeue = &nxt, NeedNothing, availabilityPoll
+	return d
+}
+
+// wait records (once) that the release waits before its next step.
+func wait(in Input, d Decision, values []record.GateValue, a Approval, subject string) Decision {
+	// Passing checks are not lost while waiting: the step advances as soon
+	// as the approval lands or the window opens.
+	d.Memo.Passed = in.Plan[in.Status.StepIndex].Gates.Iterations
+	d.Requeue = a.RetryAfter
+	if in.Status.Phase == record.PhaseWaiting && in.Status.Message == a.Reason {
+		d.Note = a.Reason
+		return d
+	}
+	s := next(in)
+	s.Gates, s.Phase, s.Message = values, record.PhaseWaiting, a.Reason
+	d.Action, d.Status, d.Subject = record.ActionWait, s, subject
+	return d
+}
+
+// awaitPullRequest holds the release before the next stage until a person
+// merges its approval pull request, opened (once) by the executor.
+func awaitPullRequest(in Input, d Decision, values []record.GateValue) Decision {
+	i := in.Status.StepIndex
+	cur, nxt := in.Plan[i], in.Plan[i+1]
+	waitSubject := fmt.Sprintf("%s: %s passed; %s waits for approval", in.Name, stepLabel(cur), nxt.Name)
+	if !in.Forge {
+		return wait(in, d, values, Approval{Outcome: Waiting, RetryAfter: waitPoll,
+			Reason: fmt.Sprintf("%s waits for approval by pull request, but Sluice runs without a forge (--forge)", nxt.Name)}, waitSubject)
+	}
+	subject := fmt.Sprintf("%s: %s -> %s (%s)", in.Name, stepLabel(cur), stepLabel(nxt), figures(values))
+	var ref *record.PullRequestRef
+	if st := in.Status; st.Phase == record.PhaseWaiting && st.PullRequest != nil && st.PullRequest.Step == nxt.Name {
+		ref = st.PullRequest
+	}
+	pr := in.PullRequest
+	if pr == nil || !pr.Proposed {
+		d.Need = NeedPullRequest
+		d.PullRequest = PullRequestAction{Op: PullRequestEnsure, Step: nxt.Name, Index: i, Ref: ref, Subject: subject}
+		d.Memo = in.Memo // the check is made again with the pull request
+		return d
+	}
+	d.Memo.Passed = cur.Gates.Iterations
+	if pr.InGit {
+		// Git already holds the advance: the pull request was merged and
+		// this snapshot predates it.
+		d.Sync, d.Requeue = true, availabilityPoll
+		return d
+	}
+	if ref != nil && ref.Number == pr.Number {
+		if pr.State != forge.StateOpen {
+			// Merged or closed: the next check's look at it decides.
+			d.Requeue = availabilityPoll
+			return d
+		}
+		d.PullRequest = PullRequestAction{Op: PullRequestRefresh, Ref: ref, Index: i}
+		d.Requeue = cur.Gates.Interval
+		return d
+	}
+	s := next(in)
+	s.Gates, s.Phase = values, record.PhaseWaiting
+	s.PullRequest = &record.PullRequestRef{Number: pr.Number, URL: pr.URL, Branch: pr.Branch, Step: nxt.Name}
+	s.Message = fmt.Sprintf("%s waits for approval: merge pull request #%d %s", nxt.Name, pr.Number, pr.URL)
+	d.Action, d.Status = record.ActionWait, s
+	d.Subject = fmt.Sprintf("%s: %s passed; %s waits for approval in pull request #%d", in.Name, stepLabel(cur), nxt.Name, pr.Number)
+	// That record changed the status file on the watched branch, so the
+	// branch is rebuilt on it: mergeable at once, without conflict.
+	d.PullRequest = PullRequestAction{Op: PullRequestRebase, Step: nxt.Name, Index: i, Ref: s.PullRequest, Subject: subject}
+	d.Requeue = cur.Gates.Interval
+	return d
+}
+
+// rollback records the rollback, then sends all traffic back to stable.
+func rollback(in Input, d Decision, at specs.Step, values []record.GateValue, why string) Decision {
+	s := next(in)
+	s.Phase, s.Since = record.PhaseRolledBack, in.Now
+	s.Step, s.StepIndex, s.Weight = string(specs.KindRollback), at.Index, 0
+	if values != nil {
+		s.Gates = values
+		s.FailedChecks++
+	}
+	s.Retry = in.Spec.Spec.Retry
+	reason := why
+	if f := record.Summary(record.Failing(values)); f != "" {
+		reason = f + ", " + why
+	}
+	s.Message = fmt.Sprintf("rolled back at %s: %s", at.Name, reason)
+	s.PullRequest = nil
+	d.Action, d.Status = record.ActionRollback, s
+	d.Subject = fmt.Sprintf("%s: rolled back at %s (%s)", in.Name, stepLabel(at), reason)
+	d.PullRequest = retire(in.Status, fmt.Sprintf("Sluice rolled the release back at %s: %s.", at.Name, reason))
+	step := specs.RollbackStep(in.Spec)
+	d.Memo = freshMemo(s, in.Now)
+	d.Apply, d.Need, d.Requeue = &step, NeedNothing, in.ReapplyInterval
+	return d
+}
+
+// promote records the candidate as stable, in the status and in the spec,
+// once the promote step holds all traffic on it.
+func promote(in Input, d Decision) Decision {
+	rel := in.Spec
+	s := next(in)
+	s.Phase, s.Since = record.PhasePromoted, in.Now
+	s.Stable, s.Weight = rel.Spec.Candidate, 100
+	s.PullRequest = nil
+	d.Action, d.Status, d.PromoteSpec = record.ActionPromote, s, true
+	d.Subject = fmt.Sprintf("%s: promoted %s (%s retired)", in.Name, rel.Spec.Candidate, rel.Spec.Stable)
+	d.Requeue = 0
+	return d
+}
+
+func stepLabel(s specs.Step) string {
+	if s.Kind == specs.KindWeighted {
+		return fmt.Sprintf("%d%%", s.Weight)
+	}
+	return s.Name
+}
+
+func figures(values []record.GateValue) string {
+	if f := record.Summary(values); f != "" {
+		return f
+	}
+	return "available"
+}
+
+// errNoPrometheus holds a step with metric gates when Sluice has no Prometheus.
+var errNoPrometheus = errors.New("the step has metric gates but no Prometheus is configured (--prometheus-url)")

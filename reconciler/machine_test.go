@@ -1,0 +1,417 @@
+package reconciler
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"sluice.dev/sluice/forge"
+	"sluice.dev/sluice/record"
+	"sluice.dev/sluice/specs"
+)
+
+// t0 is when the recorded step began in every row.
+var t0 = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+
+func machineRelease(t *testing.T, edit func(*specs.Release)) *specs.Release {
+	t.Helper()
+	rels, err := specs.Parse("releases/shop.yaml", []byte(machineSpec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if edit != nil {
+		edit(rels[0])
+	}
+	return rels[0]
+}
+
+// at is a record of candidate v2 (revision rev2) at step (index i) in phase.
+func at(i int, step string, phase record.Phase) *record.Status {
+	weights := map[string]int32{"dark-launch": 100, "canary-10": 10, "canary-20": 20, "wide-50": 50, "promote": 100}
+	return &record.Status{Release: "web/shop", SpecFile: "releases/shop.yaml", Phase: phase, Since: t0,
+		Stable: "v1", Candidate: "v2", Revision: "rev2", Step: step, StepIndex: i, Weight: weights[step], Commit: "c0ffee"}
+}
+
+func with(st *record.Status, f func(*record.Status)) *record.Status {
+	s := *st
+	f(&s)
+	return &s
+}
+
+func val(x float64) *float64 { return &x }
+
+var (
+	passing = &GateCheck{Verdict: VerdictPass, Values: []record.GateValue{{Metric: "request-success-rate", Value: val(99.9), Min: val(99), Passed: true}}}
+	failing = &GateCheck{Verdict: VerdictFail, Values: []record.GateValue{{Metric: "request-success-rate", Value: val(90), Min: val(99)}}}
+	noData  = &GateCheck{Verdict: VerdictNoData, Values: []record.GateValue{{Metric: "request-success-rate", Min: val(99)}}}
+	holdND  = &GateCheck{Verdict: VerdictHold, Values: []record.GateValue{{Metric: "request-success-rate", Min: val(99)}}}
+	promErr = &GateCheck{Err: errors.New("prometheus: 503 Service Unavailable")}
+	up      = &Availability{OK: true}
+	down    = &Availability{Workload: "shop-v2", Reason: "0/1 replicas available"}
+	prRef   = &record.PullRequestRef{Number: 7, URL: "https://forge/pr/7", Branch: "sluice/web/shop/wide-50", Step: "wide-50"}
+)
+
+func pr(state forge.State) *PullRequestState {
+	return &PullRequestState{Number: 7, URL: "https://forge/pr/7", Branch: "sluice/web/shop/wide-50", State: state, By: "jane", Proposed: true}
+}
+
+// checked is the memo of a step whose workloads came up and whose gates
+// were last checked at t0+last; passed and noData count as in Memo.
+type checked struct {
+	last           time.Duration
+	passed, noData int
+}
+
+// TestMachine is every transition of a release, one row each: what was
+// recorded and observed, and what the machine decides.
+func TestMachine(t *testing.T) {
+	waitingPR := with(at(3, "canary-20", record.PhaseWaiting), func(s *record.Status) {
+		s.PullRequest = prRef
+		s.Message = "wide-50 waits for approval: merge pull request #7 https://forge/pr/7"
+	})
+	approveCanary := func(r *specs.Release) {
+		r.Spec.Approvals = []specs.Approval{{Stage: "canary", Candidate: "v2"}}
+	}
+	tests := []struct {
+		name   string
+		spec   func(*specs.Release)
+		invald error
+		status *record.Status
+		memo   *checked
+		after  time.Duration // now = t0 + after
+		forge  bool
+		avail  *Availability
+		gates  *GateCheck
+		pr     *PullRequestState
+
+		action  record.Action
+		phase   record.Phase // of the new record, when action is set
+		step    string       // of the new record, when action is set
+		subject string       // a part of the subject, when action is set
+		apply   string       // step applied ("" none)
+		need    Need
+		requeue time.Duration
+		prOp    PullRequestOp
+		sync    bool
+	}{
+		// Start, abandon, withdraw.
+		{name: "start: a new candidate at its first step", after: time.Minute,
+			action: record.ActionStart, phase: record.PhaseProgressing, step: "deploy", subject: "shop: start v1 -> v2 at deploy", apply: "deploy", requeue: availabilityPoll},
+		{name: "start: after a steady record", status: &record.Status{Release: "web/shop", Phase: record.PhaseSteady, Stable: "v1", Step: "stable", Since: t0},
+			action: record.ActionStart, phase: record.PhaseProgressing, step: "deploy", apply: "deploy", requeue: availabilityPoll},
+		{name: "abandon: the candidate's revision changed mid-release", status: with(at(2, "canary-10", record.PhaseProgressing), func(s *record.Status) { s.Revision = "rev1" }),
+			action: record.ActionAbandon, phase: record.PhaseProgressing, step: "deploy", subject: "shop: v2 (revision rev1, changed since) abandoned at canary-10; start v2 at deploy", apply: "deploy", requeue: availabilityPoll},
+		{name: "abandon: a newer candidate while waiting on a pull request retires it", status: with(waitingPR, func(s *record.Status) { s.Candidate = "v3" }), forge: true,
+			action: record.ActionAbandon, phase: record.PhaseProgressing, step: "deploy", subject: "shop: v3 abandoned at canary-20; start v2 at deploy", apply: "deploy", requeue: availabilityPoll, prOp: PullRequestRetire},
+		{name: "withdrawn: no candidate any more, steady at stable", spec: func(r *specs.Release) { r.Spec.Candidate = "" }, status: at(2, "canary-10", record.PhaseProgressing),
+			action: record.ActionSteady, phase: record.PhaseSteady, step: "stable", subject: "shop: candidate v2 withdrawn; steady at v1", apply: "stable", requeue: 5 * time.Minute},
+		{name: "withdrawn while waiting on a pull request retires it", spec: func(r *specs.Release) { r.Spec.Candidate = "" }, status: waitingPR, forge: true,
+			action: record.ActionSteady, phase: record.PhaseSteady, step: "stable", apply: "stable", requeue: 5 * time.Minute, prOp: PullRequestRetire},
+		{name: "steady: recorded, held, re-applied", spec: func(r *specs.Release) { r.Spec.Candidate = "" }, status: &record.Status{Release: "web/shop", Phase: record.PhaseSteady, Stable: "v1", Step: "stable", Since: t0},
+			apply: "stable", requeue: 5 * time.Minute},
+		{name: "steady: a fresh release is recorded steady", spec: func(r *specs.Release) { r.Spec.Candidate = "" },
+			action: record.ActionSteady, phase: record.PhaseSteady, step: "stable", subject: "shop: steady at v1", apply: "stable", requeue: 5 * time.Minute},
+
+		// Apply and availability.
+		{name: "apply: the recorded step is applied, then its availability observed", status: at(0, "deploy", record.PhaseProgressing),
+			apply: "deploy", need: NeedAvailability},
+		{name: "availability: not yet, within the progress deadline", status: at(0, "deploy", record.PhaseProgressing), after: 9 * time.Minute, avail: down,
+			requeue: availabilityPoll},
+		{name: "availability: past the progress deadline rolls back", status: at(1, "dark-launch", record.PhaseProgressing), after: 11 * time.Minute, avail: down,
+			action: record.ActionRollback, phase: record.PhaseRolledBack, step: "rollback", subject: "shop: rolled back at dark-launch (shop-v2 not available after 10m0s: 0/1 replicas available)", apply: "rollback", requeue: 5 * time.Minute},
+		{name: "availability: a step entered by a merged pull request counts from when it was seen",
+			status: with(at(4, "wide-50", record.PhaseProgressing), func(s *record.Status) { s.PullRequest = prRef }), memo: &checked{}, after: 11 * time.Minute, avail: down,
+			requeue: availabilityPoll},
+		{name: "available: the first check is one interval later", status: at(1, "dark-launch", record.PhaseProgressing), after: 5 * time.Second, avail: up,
+			requeue: 30 * time.Second},
+		{name: "available: a check not yet due waits for it", status: at(1, "dark-launch", record.PhaseProgressing), memo: &checked{last: 20 * time.Second}, after: 40 * time.Second, avail: up,
+			requeue: 10 * time.Second},
+		{name: "available: a due check asks for the gates", status: at(1, "dark-launch", record.PhaseProgressing), memo: &checked{}, after: 30 * time.Second, avail: up,
+			need: NeedGates},
+
+		// Gates.
+		{name: "gates: a step without metrics advances when available", status: at(0, "deploy", record.PhaseProgressing), memo: &checked{}, after: 30 * time.Second, avail: up, gates: &GateCheck{Verdict: VerdictPass},
+			action: record.ActionAdvance, phase: record.PhaseProgressing, step: "dark-launch", subject: "shop: deploy -> dark-launch (available)", apply: "dark-launch", requeue: availabilityPoll},
+		{name: "gates: a failed check under the threshold is recorded", status: at(2, "canary-10", record.PhaseProgressing), memo: &checked{}, after: 30 * time.Second, avail: up, gates: failing,
+			action: record.ActionCheck, phase: record.PhaseProgressing, step: "canary-10", subject: "shop: check failed at 10% (success-rate 90 < 99, 1/2 checks failed)", requeue: 30 * time.Second},
+		{name: "gates: the threshold-th failed check rolls back", status: with(at(2, "canary-10", record.PhaseProgressing), func(s *record.Status) { s.FailedChecks = 1 }), memo: &checked{}, after: 30 * time.Second, avail: up, gates: failing,
+			action: record.ActionRollback, phase: record.PhaseRolledBack, step: "rollback", subject: "shop: rolled back at 10% (success-rate 90 < 99, 2/2 checks failed)", apply: "rollback", requeue: 5 * time.Minute},
+		{name: "gates: no data under the threshold holds", status: at(2, "canary-10", record.PhaseProgressing), memo: &checked{noData: 1}, after: 30 * time.Second, avail: up, gates: noData,
+			requeue: 30 * time.Second},
+		{name: "gates: no data over the threshold counts as a failed check", status: at(2, "canary-10", record.PhaseProgressing), memo: &checked{noData: 2}, after: 30 * time.Second, avail: up, gates: noData,
+			action: record.ActionCheck, phase: record.PhaseProgressing, step: "canary-10", subject: "shop: check failed at 10% (success-rate no data, 1/2 checks failed)", requeue: 30 * time.Second},
+		{name: "gates: noData: hold never counts", status: at(2, "canary-10", record.PhaseProgressing), memo: &checked{noData: 5}, after: 30 * time.Second, avail: up, gates: holdND,
+			requeue: 30 * time.Second},
+		{name: "gates: a Prometheus error holds and counts nothing", status: at(2, "canary-10", record.PhaseProgressing), memo: &checked{}, after: 30 * time.Second, avail: up, gates: promErr,
+			requeue: 30 * time.Second},
+		{name: "iterations: a pass short of the iterations holds", spec: func(r *specs.Release) { r.Spec.Analysis.Iterations = 2 }, status: at(1, "dark-launch", record.PhaseProgressing), memo: &checked{}, after: 30 * time.Second, avail: up, gates: passing,
+			requeue: 30 * time.Second},
+		{name: "iterations: the last pass advances", spec: func(r *specs.Release) { r.Spec.Analysis.Iterations = 2; approveCanary(r) }, status: at(1, "dark-launch", record.PhaseProgressing), memo: &checked{passed: 1}, after: 30 * time.Second, avail: up, gates: passing,
+			action: record.ActionAdvance, phase: record.PhaseProgressing, step: "canary-10", subject: "shop: dark-launch -> 10% (success-rate 99.9 >= 99)", apply: "canary-10", requeue: availabilityPoll},
+
+		// Manual approval.
+		{name: "manual approval: passed, waits for the approval", status: at(1, "dark-launch", record.PhaseProgressing), memo: &checked{}, after: 30 * time.Second, avail: up, gates: passing,
+			action: record.ActionWait, phase: record.PhaseWaiting, step: "dark-launch", subject: "shop: dark-launch passed; canary-10 waits for approval", requeue: waitPoll},
+		{name: "manual approval: still waiting records nothing again",
+			status: with(at(1, "dark-launch", record.PhaseWaiting), func(s *record.Status) {
+				s.Message = "canary-10 waits for approval: add {stage: canary, candidate: v2} to spec.approvals in releases/shop.yaml"
+			}), memo: &checked{}, after: 30 * time.Second, avail: up, gates: passing,
+			requeue: waitPoll},
+		{name: "manual approval: approved, advances", spec: approveCanary, status: at(1, "dark-launch", record.PhaseWaiting), memo: &checked{}, after: 30 * time.Second, avail: up, gates: passing,
+			action: record.ActionAdvance, phase: record.PhaseProgressing, step: "canary-10", apply: "canary-10", requeue: availabilityPoll},
+		{name: "manual approval: the stage's later steps need no second one", spec: approveCanary, status: at(2, "canary-10", record.PhaseProgressing), memo: &checked{}, after: 30 * time.Second, avail: up, gates: passing,
+			action: record.ActionAdvance, phase: record.PhaseProgressing, step: "canary-20", subject: "shop: 10% -> 20%", apply: "canary-20", requeue: availabilityPoll},
+
+		// Pull-request approval.
+		{name: "pull request: without a forge the release waits, saying so", status: at(3, "canary-20", record.PhaseProgressing), memo: &checked{}, after: 30 * time.Second, avail: up, gates: passing,
+			action: record.ActionWait, phase: record.PhaseWaiting, step: "canary-20", subject: "shop: 20% passed; wide-50 waits for approval", requeue: waitPoll},
+		{name: "pull request: the branch is pushed and the pull request opened", status: at(3, "canary-20", record.PhaseProgressing), memo: &checked{}, after: 30 * time.Second, avail: up, gates: passing, forge: true,
+			need: NeedPullRequest, prOp: PullRequestEnsure},
+		{name: "pull request: opened, the wait is recorded with it and the branch rebased on that record", status: at(3, "canary-20", record.PhaseProgressing), memo: &checked{}, after: 30 * time.Second, avail: up, gates: passing, forge: true, pr: pr(forge.StateOpen),
+			action: record.ActionWait, phase: record.PhaseWaiting, step: "canary-20", subject: "shop: 20% passed; wide-50 waits for approval in pull request #7", prOp: PullRequestRebase, requeue: 30 * time.Second},
+		{name: "pull request: while it waits, each check reads it first", status: waitingPR, memo: &checked{}, after: 30 * time.Second, avail: up, gates: passing, forge: true,
+			need: NeedPullRequest, prOp: PullRequestRead},
+		{name: "pull request: open, its body is refreshed and nothing recorded", status: waitingPR, memo: &checked{}, after: 30 * time.Second, avail: up, gates: passing, forge: true, pr: pr(forge.StateOpen),
+			prOp: PullRequestRefresh, requeue: 30 * time.Second},
+		{name: "pull request: merged, Git brings the advance", status: waitingPR, memo: &checked{}, after: 30 * time.Second, avail: up, gates: passing, forge: true, pr: pr(forge.StateMerged),
+			sync: true, requeue: availabilityPoll},
+		{name: "pull request: the advance already in Git, sync", status: at(3, "canary-20", record.PhaseProgressing), memo: &checked{}, after: 30 * time.Second, avail: up, gates: passing, forge: true,
+			pr: &PullRequestState{Proposed: true, InGit: true},
+			sync: true, requeue: availabilityPoll},
+		{name: "pull request: closed unmerged rolls back", status: waitingPR, memo: &checked{}, after: 30 * time.Second, avail: up, gates: passing, forge: true, pr: pr(forge.StateClosed),
+			action: record.ActionRollback, phase: record.PhaseRolledBack, step: "rollback", subject: "shop: rolled back at 20% (pull request #7 closed by jane)", apply: "rollback", prOp: PullRequestRetire, requeue: 5 * time.Minute},
+		{name: "pull request: gates failing while it is open count", status: waitingPR, memo: &checked{}, after: 30 * time.Second, avail: up, gates: failing, forge: true, pr: pr(forge.StateOpen),
+			action: record.ActionCheck, phase: record.PhaseWaiting, step: "canary-20", subject: "shop: check failed at 20%", prOp: PullRequestRefresh, requeue: 30 * time.Second},
+		{name: "pull request: approved in spec.approvals instead, advances and retires it", spec: func(r *specs.Release) {
+			r.Spec.Approvals = []specs.Approval{{Stage: "wide", Candidate: "v2"}}
+		}, status: waitingPR, memo: &checked{}, after: 30 * time.Second, avail: up, gates: passing, forge: true, pr: pr(forge.StateOpen),
+			action: record.ActionAdvance, phase: record.PhaseProgressing, step: "wide-50", subject: "shop: 20% -> 50%", apply: "wide-50", prOp: PullRequestRetire, requeue: availabilityPoll},
+
+		// Release window: 09:00-09:30 UTC every day; t0 is 10:00.
+		{name: "window: closed, the next step waits until it opens", spec: func(r *specs.Release) { approveCanary(r); r.Spec.Window = &specs.Window{Schedule: "0 9 * * *", Duration: specs.Duration{Duration: 30 * time.Minute}} },
+			status: at(1, "dark-launch", record.PhaseProgressing), memo: &checked{}, after: 30 * time.Second, avail: up, gates: passing,
+			action: record.ActionWait, phase: record.PhaseWaiting, step: "dark-launch", subject: "shop: dark-launch passed; canary-10 waits for the release window", requeue: waitPoll},
+		{name: "window: closed, looked at again when it opens if sooner", spec: func(r *specs.Release) { approveCanary(r); r.Spec.Window = &specs.Window{Schedule: "1 10 * * *", Duration: specs.Duration{Duration: 30 * time.Minute}} },
+			status: at(1, "dark-launch", record.PhaseProgressing), memo: &checked{}, after: 40 * time.Second, avail: up, gates: passing,
+			action: record.ActionWait, phase: record.PhaseWaiting, step: "dark-launch", requeue: 20 * time.Second},
+		{name: "window: reopened, the waiting release advances", spec: func(r *specs.Release) { approveCanary(r); r.Spec.Window = &specs.Window{Schedule: "0 10 * * *", Duration: specs.Duration{Duration: 30 * time.Minute}} },
+			status: with(at(1, "dark-launch", record.PhaseWaiting), func(s *record.Status) { s.Message = "canary-10 waits for the release window" }), memo: &checked{}, after: 30 * time.Second, avail: up, gates: passing,
+			action: record.ActionAdvance, phase: record.PhaseProgressing, step: "canary-10", apply: "canary-10", requeue: availabilityPoll},
+		{name: "window: closed never holds a rollback", spec: func(r *specs.Release) { r.Spec.Window = &specs.Window{Schedule: "0 9 * * *", Duration: specs.Duration{Duration: 30 * time.Minute}} },
+			status: with(at(2, "canary-10", record.PhaseProgressing), func(s *record.Status) { s.FailedChecks = 1 }), memo: &checked{}, after: 30 * time.Second, avail: up, gates: failing,
+			action: record.ActionRollback, phase: record.PhaseRolledBack, step: "rollback", apply: "rollback", requeue: 5 * time.Minute},
+
+		// Rolled back, retry.
+		{name: "rolled back: held, re-applied", status: with(at(2, "rollback", record.PhaseRolledBack), func(s *record.Status) { s.Weight = 0 }),
+			apply: "rollback", requeue: 5 * time.Minute},
+		{name: "retry: spec.retry changed starts the candidate again", spec: func(r *specs.Release) { r.Spec.Retry = "1" }, status: at(2, "rollback", record.PhaseRolledBack),
+			action: record.ActionRetry, phase: record.PhaseProgressing, step: "deploy", subject: "shop: retry v2 at deploy", apply: "deploy", requeue: availabilityPoll},
+		{name: "retry: the same spec.retry as at the rollback holds", spec: func(r *specs.Release) { r.Spec.Retry = "1" }, status: with(at(2, "rollback", record.PhaseRolledBack), func(s *record.Status) { s.Retry = "1" }),
+			apply: "rollback", requeue: 5 * time.Minute},
+
+		// Promotion.
+		{name: "promote: the promote step available records the promotion and edits the spec", status: at(5, "promote", record.PhaseProgressing), memo: &checked{}, after: 5 * time.Second, avail: up,
+			action: record.ActionPromote, phase: record.PhasePromoted, step: "promote", subject: "shop: promoted v2 (v1 retired)"},
+		{name: "promoted: a spec still naming the candidate is held at promote", status: with(at(5, "promote", record.PhasePromoted), func(s *record.Status) { s.Stable = "v2" }),
+			apply: "promote", requeue: 5 * time.Minute},
+		{name: "promoted: the promotion edit synced, steady records nothing", spec: func(r *specs.Release) { r.Spec.Stable, r.Spec.Candidate = "v2", "" },
+			status: with(at(5, "promote", record.PhasePromoted), func(s *record.Status) { s.Stable = "v2" }),
+			apply: "stable", requeue: 5 * time.Minute},
+
+		// Stages changed, invalid specs.
+		{name: "stages changed under a running release: start again", status: at(3, "canary-30", record.PhaseProgressing),
+			action: record.ActionStart, phase: record.PhaseProgressing, step: "deploy", subject: "shop: stages changed at canary-30; start v2 again at deploy", apply: "deploy", requeue: availabilityPoll},
+		{name: "invalid: recorded once", invald: errors.New("releases/shop.yaml:12: spec.stable: version v9 is not in spec.versions"), status: at(2, "canary-10", record.PhaseProgressing),
+			action: record.ActionInvalid, phase: record.PhaseInvalid, step: "canary-10", subject: "shop: invalid release spec, skipped"},
+		{name: "invalid: the same error again records nothing", invald: errors.New("boom"), status: with(at(2, "canary-10", record.PhaseInvalid), func(s *record.Status) { s.Message = "boom" })},
+		{name: "invalid: a new error is recorded", invald: errors.New("boom 2"), status: with(at(2, "canary-10", record.PhaseInvalid), func(s *record.Status) { s.Message = "boom" }),
+			action: record.ActionInvalid, phase: record.PhaseInvalid, step: "canary-10"},
+		{name: "fixed: resumes at the recorded step", status: with(at(2, "canary-10", record.PhaseInvalid), func(s *record.Status) { s.Message = "boom" }),
+			action: record.ActionResume, phase: record.PhaseProgressing, step: "canary-10", subject: "shop: spec valid again; resume at 10%", apply: "canary-10", need: NeedAvailability},
+		{name: "fixed: a rolled-back release resumes rolled back", status: with(at(2, "rollback", record.PhaseInvalid), func(s *record.Status) { s.Message = "boom" }),
+			action: record.ActionResume, phase: record.PhaseRolledBack, step: "rollback", subject: "shop: spec valid again; RolledBack", apply: "rollback", requeue: 5 * time.Minute},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rel := machineRelease(t, tc.spec)
+			in := Input{
+				Now: t0.Add(tc.after), Release: "web/shop", Namespace: "web", Name: "shop", File: "releases/shop.yaml",
+				Spec: rel, Invalid: tc.invald, Status: tc.status, Head: "head", Forge: tc.forge,
+				ProgressDeadline: 10 * time.Minute, ReapplyInterval: 5 * time.Minute,
+				Available: tc.avail, Gates: tc.gates, PullRequest: tc.pr,
+			}
+			if tc.invald != nil {
+				in.Spec = nil
+			} else if rel.Spec.Candidate != "" {
+				steps, err := specs.Plan(rel)
+				if err != nil {
+					t.Fatal(err)
+				}
+				in.Revision, in.Plan = "rev2", steps
+			}
+			if tc.memo != nil && tc.status != nil {
+				in.Memo = Memo{Key: memoKey(tc.status), Passed: tc.memo.passed, NoData: tc.memo.noData,
+					LastCheck: t0.Add(tc.memo.last), StepSeen: t0.Add(tc.after)}
+			}
+			d := Decide(in)
+			if d.Action != tc.action {
+				t.Fatalf("action %q, want %q (subject %q, note %q)", d.Action, tc.action, d.Subject, d.Note)
+			}
+			if tc.action != "" {
+				if d.Status == nil {
+					t.Fatal("an action without a record")
+				}
+				if d.Status.Phase != tc.phase || d.Status.Step != tc.step {
+					t.Errorf("record at %s %s, want %s %s", d.Status.Phase, d.Status.Step, tc.phase, tc.step)
+				}
+				if !strings.Contains(d.Subject, tc.subject) {
+					t.Errorf("subject %q, want it to contain %q", d.Subject, tc.subject)
+				}
+				// A record of a new step or phase starts its clock; a wait, a
+				// failed check or a resume keeps the step's (the counters in
+				// memory belong to it).
+				switch d.Action {
+				case record.ActionWait, record.ActionCheck, record.ActionResume:
+					if tc.status != nil && !d.Status.Since.Equal(tc.status.Since) && d.Status.Phase == tc.status.Phase {
+						t.Errorf("%s moved since to %s", d.Action, d.Status.Since)
+					}
+				default:
+					if !d.Status.Since.Equal(in.Now) && (tc.status == nil || d.Status.Phase != tc.status.Phase || d.Status.Step != tc.status.Step) {
+						t.Errorf("a new phase or step since %s, want now", d.Status.Since)
+					}
+				}
+			}
+			apply := ""
+			if d.Apply != nil {
+				apply = d.Apply.Name
+			}
+			if apply != tc.apply {
+				t.Errorf("applies %q, want %q", apply, tc.apply)
+			}
+			if d.Need != tc.need {
+				t.Errorf("needs %v, want %v", d.Need, tc.need)
+			}
+			if d.Requeue != tc.requeue {
+				t.Errorf("requeue %s, want %s", d.Requeue, tc.requeue)
+			}
+			if d.PullRequest.Op != tc.prOp {
+				t.Errorf("pull request op %v, want %v", d.PullRequest.Op, tc.prOp)
+			}
+			if d.Sync != tc.sync {
+				t.Errorf("sync %v, want %v", d.Sync, tc.sync)
+			}
+			if d.PromoteSpec != (tc.action == record.ActionPromote) {
+				t.Errorf("promote spec edit %v with action %s", d.PromoteSpec, d.Action)
+			}
+		})
+	}
+}
+
+// TestMachineMemo checks what the machine remembers between reconciles.
+func TestMachineMemo(t *testing.T) {
+	rel := machineRelease(t, nil)
+	steps, err := specs.Plan(rel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := at(2, "canary-10", record.PhaseProgressing)
+	base := Input{Now: t0.Add(30 * time.Second), Release: "web/shop", Namespace: "web", Name: "shop", File: "releases/shop.yaml",
+		Spec: rel, Revision: "rev2", Plan: steps, Status: st, ProgressDeadline: 10 * time.Minute, ReapplyInterval: 5 * time.Minute,
+		Memo: Memo{Key: memoKey(st), LastCheck: t0, NoData: 1}, Available: up}
+
+	in := base
+	in.Gates = noData
+	if d := Decide(in); d.Memo.NoData != 2 || !d.Memo.LastCheck.Equal(in.Now) {
+		t.Errorf("no data: memo %+v, want 2 in a row checked now", d.Memo)
+	}
+	in.Gates = passing
+	if d := Decide(in); d.Memo.NoData != 0 {
+		t.Errorf("data again: %d checks without data in a row, want 0", d.Memo.NoData)
+	}
+	in.Gates = promErr
+	if d := Decide(in); d.Memo.LastErr != promErr.Err.Error() || d.Memo.NoData != 1 {
+		t.Errorf("Prometheus error: memo %+v, want the error and nothing counted", d.Memo)
+	}
+	// A memo of another step is forgotten: the new step checks afresh.
+	in = base
+	in.Memo.Key = "rev2/canary-20/" + t0.Format(time.RFC3339)
+	if d := Decide(in); !d.Memo.LastCheck.Equal(in.Now) || d.Memo.NoData != 0 || d.Requeue != 30*time.Second {
+		t.Errorf("stale memo: %+v requeue %s, want a fresh one whose first check is an interval away", d.Memo, d.Requeue)
+	}
+	// Waiting keeps the passed checks, so the approval advances at once.
+	in = base
+	in.Status = at(1, "dark-launch", record.PhaseProgressing)
+	in.Memo = Memo{Key: memoKey(in.Status), LastCheck: t0}
+	in.Gates = passing
+	d := Decide(in)
+	if d.Action != record.ActionWait || d.Memo.Passed != 1 {
+		t.Fatalf("wait: %s memo %+v", d.Action, d.Memo)
+	}
+	in.Status, in.Memo, in.Gates = d.Status, d.Memo, nil
+	in.Spec = machineRelease(t, func(r *specs.Release) { r.Spec.Approvals = []specs.Approval{{Stage: "canary", Candidate: "v2"}} })
+	in.Now = in.Now.Add(waitPoll)
+	if d := Decide(in); d.Need != NeedGates {
+		t.Fatalf("after the approval: need %v, want the gates checked", d.Need)
+	}
+}
+
+// TestMachineWalk drives a whole release through the machine as the
+// executor would, with every gate passing and every approval given: from
+// the push to the promotion, one record per step, and the machine settles
+// in a few rounds each time.
+func TestMachineWalk(t *testing.T) {
+	rel := machineRelease(t, func(r *specs.Release) {
+		r.Spec.Approvals = []specs.Approval{{Stage: "canary", Candidate: "v2"}, {Stage: "wide", Candidate: "v2"}}
+	})
+	steps, err := specs.Plan(rel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := Input{Now: t0, Release: "web/shop", Namespace: "web", Name: "shop", File: "releases/shop.yaml",
+		Spec: rel, Revision: "rev2", Plan: steps, ProgressDeadline: 10 * time.Minute, ReapplyInterval: 5 * time.Minute}
+	var actions []string
+	for reconcile := 0; reconcile < 100; reconcile++ {
+		in.Available, in.Gates, in.PullRequest = nil, nil, nil
+		var d Decision
+		for round := 0; ; round++ {
+			if round == maxRounds {
+				t.Fatalf("reconcile %d did not settle", reconcile)
+			}
+			d = Decide(in)
+			in.Memo = d.Memo
+			if d.Action != "" {
+				in.Status = d.Status
+				actions = append(actions, string(d.Action)+" "+d.Status.Step)
+			}
+			if d.Need == NeedNothing {
+				break
+			}
+			switch d.Need {
+			case NeedAvailability:
+				in.Available = up
+			case NeedGates:
+				in.Gates = passing
+				if len(in.Plan[in.Status.StepIndex].Gates.Metrics) == 0 {
+					in.Gates = &GateCheck{Verdict: VerdictPass}
+				}
+			}
+		}
+		if in.Status.Phase == record.PhasePromoted {
+			break
+		}
+		if d.Requeue <= 0 {
+			t.Fatalf("reconcile %d: the release stopped at %s %s", reconcile, in.Status.Phase, in.Status.Step)
+		}
+		in.Now = in.Now.Add(d.Requeue)
+	}
+	want := "start deploy, advance dark-launch, advance canary-10, advance canary-20, advance wide-50, advance promote, promote promote"
+	if got := strings.Join(actions, ", "); got != want {
+		t.Errorf("records:\n  %s\nwant:\n  %s", got, want)
+	}
+	// deploy: up at once, one interval; then five checked steps of one
+	// interval each after a poll; the promote step is up at once.
+	if took := in.Now.Sub(t0); took > 4*time.Minute {
+		t.Errorf("the walk took %s of the release's time", took)
+	}
+}

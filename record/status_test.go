@@ -1,0 +1,42 @@
+package record
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestStatusRoundTrip(t *testing.T) {
+	v := 99.5
+	s := &Status{Release: "n/a", SpecFile: "a.yaml", Phase: PhaseProgressing, Stable: "v1", Candidate: "v2", Step: "canary-20", StepIndex: 3, Weight: 20,
+		Gates: []GateValue{{Metric: "request-success-rate", Value: &v, Min: &v, Passed: true}}}
+	data, err := s.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := ParseStatus(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Step != "canary-20" || back.Weight != 20 || *back.Gates[0].Value != 99.5 || !strings.HasPrefix(string(data), "# Written by Sluice") {
+		t.Errorf("round trip: %+v\n%s", back, data)
+	}
+}
+
+func TestGateValueString(t *testing.T) {
+	f := func(x float64) *float64 { return &x }
+	cases := []struct {
+		g    GateValue
+		want string
+	}{
+		{GateValue{Metric: "request-success-rate", Value: f(99.84), Min: f(99)}, "success-rate 99.8 >= 99"},
+		{GateValue{Metric: "request-success-rate", Value: f(93.1), Min: f(99)}, "success-rate 93.1 < 99"},
+		{GateValue{Metric: "request-duration", Value: f(212), Max: f(500)}, "p99 212ms <= 500ms"},
+		{GateValue{Metric: "request-duration", Value: f(612.26), Max: f(500)}, "p99 612.3ms > 500ms"},
+		{GateValue{Metric: "error-budget", Max: f(1)}, "error-budget no data"},
+	}
+	for _, tc := range cases {
+		if got := tc.g.String(); got != tc.want {
+			t.Errorf("%+v: got %q, want %q", tc.g, got, tc.want)
+		}
+	}
+}
