@@ -177,7 +177,7 @@ func TestMachine(t *testing.T) {
 		{name: "pull request: merged, Git brings the advance", status: waitingPR, memo: &checked{}, after: 30 * time.Second, avail: up, gates: passing, forge: true, pr: pr(forge.StateMerged),
 			sync: true, requeue: availabilityPoll},
 		{name: "pull request: the advance already in Git, sync", status: at(3, "canary-20", record.PhaseProgressing), memo: &checked{}, after: 30 * time.Second, avail: up, gates: passing, forge: true,
-			pr: &PullRequestState{Proposed: true, InGit: true},
+			pr:   &PullRequestState{Proposed: true, InGit: true},
 			sync: true, requeue: availabilityPoll},
 		{name: "pull request: closed unmerged rolls back", status: waitingPR, memo: &checked{}, after: 30 * time.Second, avail: up, gates: passing, forge: true, pr: pr(forge.StateClosed),
 			action: record.ActionRollback, phase: record.PhaseRolledBack, step: "rollback", subject: "shop: rolled back at 20% (pull request #7 closed by jane)", apply: "rollback", prOp: PullRequestRetire, requeue: 5 * time.Minute},
@@ -189,16 +189,27 @@ func TestMachine(t *testing.T) {
 			action: record.ActionAdvance, phase: record.PhaseProgressing, step: "wide-50", subject: "shop: 20% -> 50%", apply: "wide-50", prOp: PullRequestRetire, requeue: availabilityPoll},
 
 		// Release window: 09:00-09:30 UTC every day; t0 is 10:00.
-		{name: "window: closed, the next step waits until it opens", spec: func(r *specs.Release) { approveCanary(r); r.Spec.Window = &specs.Window{Schedule: "0 9 * * *", Duration: specs.Duration{Duration: 30 * time.Minute}} },
+		{name: "window: closed, the next step waits until it opens", spec: func(r *specs.Release) {
+			approveCanary(r)
+			r.Spec.Window = &specs.Window{Schedule: "0 9 * * *", Duration: specs.Duration{Duration: 30 * time.Minute}}
+		},
 			status: at(1, "dark-launch", record.PhaseProgressing), memo: &checked{}, after: 30 * time.Second, avail: up, gates: passing,
 			action: record.ActionWait, phase: record.PhaseWaiting, step: "dark-launch", subject: "shop: dark-launch passed; canary-10 waits for the release window", requeue: waitPoll},
-		{name: "window: closed, looked at again when it opens if sooner", spec: func(r *specs.Release) { approveCanary(r); r.Spec.Window = &specs.Window{Schedule: "1 10 * * *", Duration: specs.Duration{Duration: 30 * time.Minute}} },
+		{name: "window: closed, looked at again when it opens if sooner", spec: func(r *specs.Release) {
+			approveCanary(r)
+			r.Spec.Window = &specs.Window{Schedule: "1 10 * * *", Duration: specs.Duration{Duration: 30 * time.Minute}}
+		},
 			status: at(1, "dark-launch", record.PhaseProgressing), memo: &checked{}, after: 40 * time.Second, avail: up, gates: passing,
 			action: record.ActionWait, phase: record.PhaseWaiting, step: "dark-launch", requeue: 20 * time.Second},
-		{name: "window: reopened, the waiting release advances", spec: func(r *specs.Release) { approveCanary(r); r.Spec.Window = &specs.Window{Schedule: "0 10 * * *", Duration: specs.Duration{Duration: 30 * time.Minute}} },
+		{name: "window: reopened, the waiting release advances", spec: func(r *specs.Release) {
+			approveCanary(r)
+			r.Spec.Window = &specs.Window{Schedule: "0 10 * * *", Duration: specs.Duration{Duration: 30 * time.Minute}}
+		},
 			status: with(at(1, "dark-launch", record.PhaseWaiting), func(s *record.Status) { s.Message = "canary-10 waits for the release window" }), memo: &checked{}, after: 30 * time.Second, avail: up, gates: passing,
 			action: record.ActionAdvance, phase: record.PhaseProgressing, step: "canary-10", apply: "canary-10", requeue: availabilityPoll},
-		{name: "window: closed never holds a rollback", spec: func(r *specs.Release) { r.Spec.Window = &specs.Window{Schedule: "0 9 * * *", Duration: specs.Duration{Duration: 30 * time.Minute}} },
+		{name: "window: closed never holds a rollback", spec: func(r *specs.Release) {
+			r.Spec.Window = &specs.Window{Schedule: "0 9 * * *", Duration: specs.Duration{Duration: 30 * time.Minute}}
+		},
 			status: with(at(2, "canary-10", record.PhaseProgressing), func(s *record.Status) { s.FailedChecks = 1 }), memo: &checked{}, after: 30 * time.Second, avail: up, gates: failing,
 			action: record.ActionRollback, phase: record.PhaseRolledBack, step: "rollback", apply: "rollback", requeue: 5 * time.Minute},
 
@@ -217,7 +228,7 @@ func TestMachine(t *testing.T) {
 			apply: "promote", requeue: 5 * time.Minute},
 		{name: "promoted: the promotion edit synced, steady records nothing", spec: func(r *specs.Release) { r.Spec.Stable, r.Spec.Candidate = "v2", "" },
 			status: with(at(5, "promote", record.PhasePromoted), func(s *record.Status) { s.Stable = "v2" }),
-			apply: "stable", requeue: 5 * time.Minute},
+			apply:  "stable", requeue: 5 * time.Minute},
 
 		// Stages changed, invalid specs.
 		{name: "stages changed under a running release: start again", status: at(3, "canary-30", record.PhaseProgressing),
