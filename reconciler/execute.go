@@ -74,6 +74,7 @@ func (rc *run) reconcile(ctx context.Context) (time.Duration, error) {
 				return 0, err
 			}
 			in.PullRequest = pr
+		case NeedNext:
 		}
 	}
 	return 0, fmt.Errorf("release %s: the state machine did not settle in %d rounds", rc.e.id, maxRounds)
@@ -207,10 +208,6 @@ func (rc *run) check(ctx context.Context, in Input) (*GateCheck, error) {
 		}
 		g.Values[i] = v
 		switch {
-		case res.NoData && step.Gates.NoData == specs.NoDataHold:
-			if g.Verdict == VerdictPass {
-				g.Verdict = VerdictHold
-			}
 		case res.NoData:
 			if g.Verdict != VerdictFail {
 				g.Verdict = VerdictNoData

@@ -20,6 +20,8 @@ package reconciler
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"sluice.dev/sluice/forge"
@@ -70,9 +72,11 @@ type Input struct {
 type Memo struct {
 	// Key names the step the counters belong to (revision/step/since).
 	Key string
-	// Passed counts passing checks in a row; NoData checks in a row
-	// without data.
-	Passed, NoData int
+	// Passed counts passing checks in a row.
+	Passed int
+	// DataSeen is when a check last had data: a run of checks without
+	// data (recorded in the status) ends there.
+	DataSeen time.Time
 	// LastCheck is when the gates were last evaluated (or when the step's
 	// workloads became available, before the first check).
 	LastCheck time.Time
@@ -96,11 +100,8 @@ type Verdict int
 const (
 	VerdictPass Verdict = iota
 	VerdictFail
-	// VerdictHold: a metric has no data and the step says noData: hold.
-	VerdictHold
-	// VerdictNoData: a metric has no data; it counts as a failed check
-	// once threshold checks in a row had none. A new candidate's series
-	// take a scrape or two to appear, so the first ones only hold.
+	// VerdictNoData: a metric has no data (and none failed). The step's
+	// noData policy says whether it holds or counts as a failed check.
 	VerdictNoData
 )
 
@@ -141,6 +142,8 @@ const (
 	// NeedPullRequest: read the pull request (Decision.PullRequest says
 	// which, and whether to open it).
 	NeedPullRequest
+	// NeedNext: nothing to observe; decide again on the new record.
+	NeedNext
 )
 
 // PullRequestOp is what to do with an approval pull request.
@@ -213,6 +216,13 @@ type Decision struct {
 // Decide is the release state machine: from what was observed, the next
 // transition (if any), what the cluster must hold, and when to look again.
 func Decide(in Input) Decision {
+	if d, ok := retireDrained(in); ok {
+		return d
+	}
+	return keepDraining(in, decide(in))
+}
+
+func decide(in Input) Decision {
 	d := Decision{Memo: in.Memo}
 	if in.Invalid != nil {
 		return decideInvalid(in, d)
@@ -250,6 +260,7 @@ func next(in Input) *record.Status {
 	s := *in.Status
 	s.SpecFile = in.File
 	s.Message = ""
+	s.NoData = nil
 	return &s
 }
 
@@ -293,6 +304,12 @@ func decideSteady(in Input, d Decision) Decision {
 	}
 	d.Status = &record.Status{Release: in.Release, SpecFile: in.File, Phase: record.PhaseSteady, Since: in.Now,
 		Stable: rel.Spec.Stable, Step: string(specs.KindStable)}
+	if st != nil {
+		d.Status.Draining = carryDrains(st.Draining, rel.Spec.Stable, "")
+		if st.Candidate != "" && (st.Phase == record.PhaseProgressing || st.Phase == record.PhaseWaiting) {
+			d.Status.Draining = addDrain(in, d.Status.Draining, st.Candidate)
+		}
+	}
 	d.PullRequest = retire(st, "The candidate was withdrawn from the release spec; this approval is moot.")
 	return d
 }
@@ -319,6 +336,14 @@ func decideStart(in Input, d Decision) Decision {
 		Release: in.Release, SpecFile: in.File, Phase: record.PhaseProgressing, Since: in.Now,
 		Stable: rel.Spec.Stable, Candidate: rel.Spec.Candidate, Revision: in.Revision,
 		Step: first.Name, StepIndex: 0, Weight: first.Weight, Commit: in.Head,
+	}
+	if st != nil {
+		// A version draining is kept to its time, unless it is the new
+		// stable or candidate: then it is no longer leaving.
+		d.Status.Draining = carryDrains(st.Draining, rel.Spec.Stable, rel.Spec.Candidate)
+		if d.Action == record.ActionAbandon && st.Candidate != rel.Spec.Candidate && st.Candidate != rel.Spec.Stable {
+			d.Status.Draining = addDrain(in, d.Status.Draining, st.Candidate)
+		}
 	}
 	d.PullRequest = retire(st, fmt.Sprintf("Sluice started candidate %s again from its first step; this approval is moot.", rel.Spec.Candidate))
 	d.Memo = freshMemo(d.Status, in.Now)
@@ -404,6 +429,10 @@ func decideProgress(in Input, d Decision) Decision {
 	if step.Kind == specs.KindPromote {
 		return promote(in, d)
 	}
+	if len(step.Gates.Metrics) == 0 {
+		// Nothing to check: the step is done when its workloads are up.
+		return advance(in, d, nil)
+	}
 	// Checks run every interval from the moment the step's workloads are up.
 	if d.Memo.LastCheck.IsZero() {
 		d.Memo.LastCheck = in.Now
@@ -448,21 +477,30 @@ func decideProgress(in Input, d Decision) Decision {
 	}
 
 	verdict := g.Verdict
-	if verdict == VerdictNoData {
-		d.Memo.NoData++
-		if d.Memo.NoData <= step.Gates.Threshold {
-			verdict = VerdictHold
-		} else {
-			verdict = VerdictFail
-		}
+	if verdict != VerdictNoData {
+		d.Memo.DataSeen = in.Now
+	} else if step.Gates.NoData == specs.NoDataFail {
+		verdict = VerdictFail
 	} else {
-		d.Memo.NoData = 0
+		// Hold, visibly, for up to threshold checks in a row; then each
+		// further check without data counts as a failed one.
+		held := record.NoDataHold{Since: in.Now, Last: in.Now, Checks: 1, Allowed: step.Gates.Threshold}
+		if nd := st.NoData; nd != nil && !d.Memo.DataSeen.After(nd.Last) {
+			held.Since, held.Checks = nd.Since, nd.Checks+1
+		}
+		if held.Checks > held.Allowed {
+			verdict = VerdictFail
+		} else {
+			s := next(in)
+			s.NoData = &held
+			d.Action, d.Status = record.ActionNoData, s
+			d.Subject = fmt.Sprintf("%s: no data at %s (%s; held %d of %d checks since %s)", in.Name, stepLabel(step),
+				record.Summary(noDataValues(g.Values)), held.Checks, held.Allowed, held.Since.UTC().Format("15:04:05Z"))
+			d.Requeue = step.Gates.Interval
+			return d
+		}
 	}
 	switch verdict {
-	case VerdictHold:
-		d.Note = "gates have no data; holding the step"
-		d.Requeue = step.Gates.Interval
-		return d
 	case VerdictFail:
 		failed := st.FailedChecks + 1
 		if failed >= step.Gates.Threshold {
@@ -669,6 +707,7 @@ func rollback(in Input, d Decision, at specs.Step, values []record.GateValue, wh
 	}
 	s.Message = fmt.Sprintf("rolled back at %s: %s", at.Name, reason)
 	s.PullRequest = nil
+	s.Draining = addDrain(in, carryDrains(s.Draining, in.Spec.Spec.Stable, ""), in.Spec.Spec.Candidate)
 	d.Action, d.Status = record.ActionRollback, s
 	d.Subject = fmt.Sprintf("%s: rolled back at %s (%s)", in.Name, stepLabel(at), reason)
 	d.PullRequest = retire(in.Status, fmt.Sprintf("Sluice rolled the release back at %s: %s.", at.Name, reason))
@@ -686,9 +725,102 @@ func promote(in Input, d Decision) Decision {
 	s.Phase, s.Since = record.PhasePromoted, in.Now
 	s.Stable, s.Weight = rel.Spec.Candidate, 100
 	s.PullRequest = nil
+	s.Draining = addDrain(in, carryDrains(s.Draining, rel.Spec.Candidate, ""), rel.Spec.Stable)
 	d.Action, d.Status, d.PromoteSpec = record.ActionPromote, s, true
 	d.Subject = fmt.Sprintf("%s: promoted %s (%s retired)", in.Name, rel.Spec.Candidate, rel.Spec.Stable)
 	d.Requeue = 0
+	return d
+}
+
+// noDataValues are the values without data.
+func noDataValues(vals []record.GateValue) []record.GateValue {
+	var out []record.GateValue
+	for _, g := range vals {
+		if g.Value == nil {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// addDrain adds version to the versions draining, for the release's drain
+// delay; with no delay it is retired with the transition that moved its
+// traffic.
+func addDrain(in Input, drains []record.Drain, version string) []record.Drain {
+	delay := in.Spec.Spec.Analysis.DrainDelay()
+	if delay <= 0 || version == "" {
+		return drains
+	}
+	out := carryDrains(drains, version, "")
+	return append(out, record.Drain{Version: version, Until: in.Now.Add(delay)})
+}
+
+// carryDrains keeps the drains of versions other than keep1 and keep2
+// (versions that take traffic again, so do not leave).
+func carryDrains(drains []record.Drain, keep1, keep2 string) []record.Drain {
+	var out []record.Drain
+	for _, dr := range drains {
+		if dr.Version != keep1 && dr.Version != keep2 {
+			out = append(out, dr)
+		}
+	}
+	return out
+}
+
+// retireDrained records the retirement of versions whose drain is over;
+// the next decision applies the release without them.
+func retireDrained(in Input) (Decision, bool) {
+	st := in.Status
+	if in.Invalid != nil || st == nil || len(st.Draining) == 0 {
+		return Decision{}, false
+	}
+	var keep []record.Drain
+	var retired []string
+	for _, dr := range st.Draining {
+		if in.Now.Before(dr.Until) {
+			keep = append(keep, dr)
+		} else {
+			retired = append(retired, dr.Version)
+		}
+	}
+	if len(retired) == 0 {
+		return Decision{}, false
+	}
+	// Only the drains change: the record keeps its phase, step and message.
+	s := *st
+	s.SpecFile = in.File
+	s.Draining = keep
+	return Decision{
+		Action: record.ActionRetire, Status: &s, Memo: in.Memo, Need: NeedNext,
+		Subject: fmt.Sprintf("%s: %s retired after draining", in.Name, strings.Join(retired, ", ")),
+	}, true
+}
+
+// keepDraining adds the versions still draining to the step applied, and
+// looks again when the first drain ends.
+func keepDraining(in Input, d Decision) Decision {
+	st := in.Status
+	if d.Action != "" {
+		st = d.Status
+	}
+	if st == nil || len(st.Draining) == 0 || in.Spec == nil {
+		return d
+	}
+	var first time.Time
+	for _, dr := range st.Draining {
+		if first.IsZero() || dr.Until.Before(first) {
+			first = dr.Until
+		}
+		if d.Apply == nil || slices.Contains(d.Apply.Versions, dr.Version) || in.Spec.Version(dr.Version) == nil {
+			continue
+		}
+		step := *d.Apply
+		step.Versions = append(slices.Clone(step.Versions), dr.Version)
+		d.Apply = &step
+	}
+	if wait := first.Sub(in.Now); d.Need == NeedNothing && wait > 0 && (d.Requeue <= 0 || wait < d.Requeue) {
+		d.Requeue = wait
+	}
 	return d
 }
 

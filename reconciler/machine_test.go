@@ -45,7 +45,6 @@ var (
 	passing = &GateCheck{Verdict: VerdictPass, Values: []record.GateValue{{Metric: "request-success-rate", Value: val(99.9), Min: val(99), Passed: true}}}
 	failing = &GateCheck{Verdict: VerdictFail, Values: []record.GateValue{{Metric: "request-success-rate", Value: val(90), Min: val(99)}}}
 	noData  = &GateCheck{Verdict: VerdictNoData, Values: []record.GateValue{{Metric: "request-success-rate", Min: val(99)}}}
-	holdND  = &GateCheck{Verdict: VerdictHold, Values: []record.GateValue{{Metric: "request-success-rate", Min: val(99)}}}
 	promErr = &GateCheck{Err: errors.New("prometheus: 503 Service Unavailable")}
 	up      = &Availability{OK: true}
 	down    = &Availability{Workload: "shop-v2", Reason: "0/1 replicas available"}
@@ -57,10 +56,36 @@ func pr(state forge.State) *PullRequestState {
 }
 
 // checked is the memo of a step whose workloads came up and whose gates
-// were last checked at t0+last; passed and noData count as in Memo.
+// were last checked at t0+last; passed counts as in Memo, and dataSeen
+// (when set) is when a check last had data.
 type checked struct {
-	last           time.Duration
-	passed, noData int
+	last     time.Duration
+	passed   int
+	dataSeen time.Duration
+}
+
+// noDataRun is a recorded run of n checks without data, the last at t0.
+func noDataRun(n int) func(*record.Status) {
+	return func(s *record.Status) {
+		s.NoData = &record.NoDataHold{Since: t0.Add(-time.Duration(n-1) * 30 * time.Second), Last: t0, Checks: n, Allowed: 2}
+	}
+}
+
+func drains(d Decision) string {
+	var out []string
+	if d.Status != nil {
+		for _, dr := range d.Status.Draining {
+			out = append(out, dr.Version+" until "+dr.Until.Format("15:04:05"))
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+func applied(d Decision) string {
+	if d.Apply == nil {
+		return ""
+	}
+	return strings.Join(d.Apply.Versions, ",")
 }
 
 // TestMachine is every transition of a release, one row each: what was
@@ -94,6 +119,7 @@ func TestMachine(t *testing.T) {
 		requeue time.Duration
 		prOp    PullRequestOp
 		sync    bool
+		check   func(*testing.T, Decision)
 	}{
 		// Start, abandon, withdraw.
 		{name: "start: a new candidate at its first step", after: time.Minute,
@@ -105,9 +131,9 @@ func TestMachine(t *testing.T) {
 		{name: "abandon: a newer candidate while waiting on a pull request retires it", status: with(waitingPR, func(s *record.Status) { s.Candidate = "v3" }), forge: true,
 			action: record.ActionAbandon, phase: record.PhaseProgressing, step: "deploy", subject: "shop: v3 abandoned at canary-20; start v2 at deploy", apply: "deploy", requeue: availabilityPoll, prOp: PullRequestRetire},
 		{name: "withdrawn: no candidate any more, steady at stable", spec: func(r *specs.Release) { r.Spec.Candidate = "" }, status: at(2, "canary-10", record.PhaseProgressing),
-			action: record.ActionSteady, phase: record.PhaseSteady, step: "stable", subject: "shop: candidate v2 withdrawn; steady at v1", apply: "stable", requeue: 5 * time.Minute},
+			action: record.ActionSteady, phase: record.PhaseSteady, step: "stable", subject: "shop: candidate v2 withdrawn; steady at v1", apply: "stable", requeue: 30 * time.Second},
 		{name: "withdrawn while waiting on a pull request retires it", spec: func(r *specs.Release) { r.Spec.Candidate = "" }, status: waitingPR, forge: true,
-			action: record.ActionSteady, phase: record.PhaseSteady, step: "stable", apply: "stable", requeue: 5 * time.Minute, prOp: PullRequestRetire},
+			action: record.ActionSteady, phase: record.PhaseSteady, step: "stable", apply: "stable", requeue: 30 * time.Second, prOp: PullRequestRetire},
 		{name: "steady: recorded, held, re-applied", spec: func(r *specs.Release) { r.Spec.Candidate = "" }, status: &record.Status{Release: "web/shop", Phase: record.PhaseSteady, Stable: "v1", Step: "stable", Since: t0},
 			apply: "stable", requeue: 5 * time.Minute},
 		{name: "steady: a fresh release is recorded steady", spec: func(r *specs.Release) { r.Spec.Candidate = "" },
@@ -119,7 +145,7 @@ func TestMachine(t *testing.T) {
 		{name: "availability: not yet, within the progress deadline", status: at(0, "deploy", record.PhaseProgressing), after: 9 * time.Minute, avail: down,
 			requeue: availabilityPoll},
 		{name: "availability: past the progress deadline rolls back", status: at(1, "dark-launch", record.PhaseProgressing), after: 11 * time.Minute, avail: down,
-			action: record.ActionRollback, phase: record.PhaseRolledBack, step: "rollback", subject: "shop: rolled back at dark-launch (shop-v2 not available after 10m0s: 0/1 replicas available)", apply: "rollback", requeue: 5 * time.Minute},
+			action: record.ActionRollback, phase: record.PhaseRolledBack, step: "rollback", subject: "shop: rolled back at dark-launch (shop-v2 not available after 10m0s: 0/1 replicas available)", apply: "rollback", requeue: 30 * time.Second},
 		{name: "availability: a step entered by a merged pull request counts from when it was seen",
 			status: with(at(4, "wide-50", record.PhaseProgressing), func(s *record.Status) { s.PullRequest = prRef }), memo: &checked{}, after: 11 * time.Minute, avail: down,
 			requeue: availabilityPoll},
@@ -136,13 +162,29 @@ func TestMachine(t *testing.T) {
 		{name: "gates: a failed check under the threshold is recorded", status: at(2, "canary-10", record.PhaseProgressing), memo: &checked{}, after: 30 * time.Second, avail: up, gates: failing,
 			action: record.ActionCheck, phase: record.PhaseProgressing, step: "canary-10", subject: "shop: check failed at 10% (success-rate 90 < 99, 1/2 checks failed)", requeue: 30 * time.Second},
 		{name: "gates: the threshold-th failed check rolls back", status: with(at(2, "canary-10", record.PhaseProgressing), func(s *record.Status) { s.FailedChecks = 1 }), memo: &checked{}, after: 30 * time.Second, avail: up, gates: failing,
-			action: record.ActionRollback, phase: record.PhaseRolledBack, step: "rollback", subject: "shop: rolled back at 10% (success-rate 90 < 99, 2/2 checks failed)", apply: "rollback", requeue: 5 * time.Minute},
-		{name: "gates: no data under the threshold holds", status: at(2, "canary-10", record.PhaseProgressing), memo: &checked{noData: 1}, after: 30 * time.Second, avail: up, gates: noData,
-			requeue: 30 * time.Second},
-		{name: "gates: no data over the threshold counts as a failed check", status: at(2, "canary-10", record.PhaseProgressing), memo: &checked{noData: 2}, after: 30 * time.Second, avail: up, gates: noData,
+			action: record.ActionRollback, phase: record.PhaseRolledBack, step: "rollback", subject: "shop: rolled back at 10% (success-rate 90 < 99, 2/2 checks failed)", apply: "rollback", requeue: 30 * time.Second},
+		{name: "no data: the first check without data holds, recorded", status: at(2, "canary-10", record.PhaseProgressing), memo: &checked{}, after: 30 * time.Second, avail: up, gates: noData,
+			action: record.ActionNoData, phase: record.PhaseProgressing, step: "canary-10", subject: "shop: no data at 10% (success-rate no data; held 1 of 2 checks since 10:00:30Z)", requeue: 30 * time.Second,
+			check: func(t *testing.T, d Decision) {
+				if nd := d.Status.NoData; nd == nil || nd.Checks != 1 || nd.Allowed != 2 || !nd.Since.Equal(t0.Add(30*time.Second)) {
+					t.Errorf("no data record %+v", nd)
+				}
+			}},
+		{name: "no data: the run goes on from the record (a restart forgets nothing)", status: with(at(2, "canary-10", record.PhaseProgressing), noDataRun(1)), memo: &checked{}, after: 30 * time.Second, avail: up, gates: noData,
+			action: record.ActionNoData, phase: record.PhaseProgressing, step: "canary-10", subject: "held 2 of 2 checks since 10:00:00Z", requeue: 30 * time.Second},
+		{name: "no data: past the allowed holds each check counts as failed", status: with(at(2, "canary-10", record.PhaseProgressing), noDataRun(2)), memo: &checked{}, after: 30 * time.Second, avail: up, gates: noData,
+			action: record.ActionCheck, phase: record.PhaseProgressing, step: "canary-10", subject: "shop: check failed at 10% (success-rate no data, 1/2 checks failed)", requeue: 30 * time.Second,
+			check: func(t *testing.T, d Decision) {
+				if d.Status.NoData != nil {
+					t.Errorf("a failed check still says no data: %+v", d.Status.NoData)
+				}
+			}},
+		{name: "no data: bounded, a release with no traffic rolls back", status: with(at(2, "canary-10", record.PhaseProgressing), func(s *record.Status) { noDataRun(2)(s); s.FailedChecks = 1 }), memo: &checked{}, after: 30 * time.Second, avail: up, gates: noData,
+			action: record.ActionRollback, phase: record.PhaseRolledBack, step: "rollback", subject: "shop: rolled back at 10% (success-rate no data, 2/2 checks failed)", apply: "rollback", requeue: 30 * time.Second},
+		{name: "no data: a check with data in between starts a new run", status: with(at(2, "canary-10", record.PhaseProgressing), noDataRun(2)), memo: &checked{dataSeen: 10 * time.Second}, after: 30 * time.Second, avail: up, gates: noData,
+			action: record.ActionNoData, phase: record.PhaseProgressing, step: "canary-10", subject: "held 1 of 2 checks", requeue: 30 * time.Second},
+		{name: "no data: noData: fail counts at once", spec: func(r *specs.Release) { r.Spec.Analysis.NoData = specs.NoDataFail }, status: at(2, "canary-10", record.PhaseProgressing), memo: &checked{}, after: 30 * time.Second, avail: up, gates: noData,
 			action: record.ActionCheck, phase: record.PhaseProgressing, step: "canary-10", subject: "shop: check failed at 10% (success-rate no data, 1/2 checks failed)", requeue: 30 * time.Second},
-		{name: "gates: noData: hold never counts", status: at(2, "canary-10", record.PhaseProgressing), memo: &checked{noData: 5}, after: 30 * time.Second, avail: up, gates: holdND,
-			requeue: 30 * time.Second},
 		{name: "gates: a Prometheus error holds and counts nothing", status: at(2, "canary-10", record.PhaseProgressing), memo: &checked{}, after: 30 * time.Second, avail: up, gates: promErr,
 			requeue: 30 * time.Second},
 		{name: "iterations: a pass short of the iterations holds", spec: func(r *specs.Release) { r.Spec.Analysis.Iterations = 2 }, status: at(1, "dark-launch", record.PhaseProgressing), memo: &checked{}, after: 30 * time.Second, avail: up, gates: passing,
@@ -180,7 +222,7 @@ func TestMachine(t *testing.T) {
 			pr:   &PullRequestState{Proposed: true, InGit: true},
 			sync: true, requeue: availabilityPoll},
 		{name: "pull request: closed unmerged rolls back", status: waitingPR, memo: &checked{}, after: 30 * time.Second, avail: up, gates: passing, forge: true, pr: pr(forge.StateClosed),
-			action: record.ActionRollback, phase: record.PhaseRolledBack, step: "rollback", subject: "shop: rolled back at 20% (pull request #7 closed by jane)", apply: "rollback", prOp: PullRequestRetire, requeue: 5 * time.Minute},
+			action: record.ActionRollback, phase: record.PhaseRolledBack, step: "rollback", subject: "shop: rolled back at 20% (pull request #7 closed by jane)", apply: "rollback", prOp: PullRequestRetire, requeue: 30 * time.Second},
 		{name: "pull request: gates failing while it is open count", status: waitingPR, memo: &checked{}, after: 30 * time.Second, avail: up, gates: failing, forge: true, pr: pr(forge.StateOpen),
 			action: record.ActionCheck, phase: record.PhaseWaiting, step: "canary-20", subject: "shop: check failed at 20%", prOp: PullRequestRefresh, requeue: 30 * time.Second},
 		{name: "pull request: approved in spec.approvals instead, advances and retires it", spec: func(r *specs.Release) {
@@ -211,7 +253,7 @@ func TestMachine(t *testing.T) {
 			r.Spec.Window = &specs.Window{Schedule: "0 9 * * *", Duration: specs.Duration{Duration: 30 * time.Minute}}
 		},
 			status: with(at(2, "canary-10", record.PhaseProgressing), func(s *record.Status) { s.FailedChecks = 1 }), memo: &checked{}, after: 30 * time.Second, avail: up, gates: failing,
-			action: record.ActionRollback, phase: record.PhaseRolledBack, step: "rollback", apply: "rollback", requeue: 5 * time.Minute},
+			action: record.ActionRollback, phase: record.PhaseRolledBack, step: "rollback", apply: "rollback", requeue: 30 * time.Second},
 
 		// Rolled back, retry.
 		{name: "rolled back: held, re-applied", status: with(at(2, "rollback", record.PhaseRolledBack), func(s *record.Status) { s.Weight = 0 }),
@@ -223,12 +265,84 @@ func TestMachine(t *testing.T) {
 
 		// Promotion.
 		{name: "promote: the promote step available records the promotion and edits the spec", status: at(5, "promote", record.PhaseProgressing), memo: &checked{}, after: 5 * time.Second, avail: up,
-			action: record.ActionPromote, phase: record.PhasePromoted, step: "promote", subject: "shop: promoted v2 (v1 retired)"},
+			action: record.ActionPromote, requeue: 30 * time.Second, phase: record.PhasePromoted, step: "promote", subject: "shop: promoted v2 (v1 retired)"},
 		{name: "promoted: a spec still naming the candidate is held at promote", status: with(at(5, "promote", record.PhasePromoted), func(s *record.Status) { s.Stable = "v2" }),
 			apply: "promote", requeue: 5 * time.Minute},
 		{name: "promoted: the promotion edit synced, steady records nothing", spec: func(r *specs.Release) { r.Spec.Stable, r.Spec.Candidate = "v2", "" },
 			status: with(at(5, "promote", record.PhasePromoted), func(s *record.Status) { s.Stable = "v2" }),
 			apply:  "stable", requeue: 5 * time.Minute},
+
+		// Drain: a version that lost its traffic keeps running for the
+		// drain delay (30s by default), then is retired with a record.
+		{name: "drain: the promotion drains the old stable", status: at(5, "promote", record.PhaseProgressing), memo: &checked{}, after: 5 * time.Second, avail: up,
+			action: record.ActionPromote, requeue: 30 * time.Second, phase: record.PhasePromoted, step: "promote",
+			check: func(t *testing.T, d Decision) {
+				if got := drains(d); got != "v1 until 10:00:35" {
+					t.Errorf("draining %q", got)
+				}
+			}},
+		{name: "drain: the rollback drains the candidate", status: with(at(2, "canary-10", record.PhaseProgressing), func(s *record.Status) { s.FailedChecks = 1 }), memo: &checked{}, after: 30 * time.Second, avail: up, gates: failing,
+			action: record.ActionRollback, phase: record.PhaseRolledBack, step: "rollback", apply: "rollback", requeue: 30 * time.Second,
+			check: func(t *testing.T, d Decision) {
+				if got, ver := drains(d), applied(d); got != "v2 until 10:01:00" || ver != "v1,v2" {
+					t.Errorf("draining %q, applied versions %s", got, ver)
+				}
+			}},
+		{name: "drain: none with drain 0", spec: func(r *specs.Release) { r.Spec.Analysis.Drain = &specs.Duration{} }, status: with(at(2, "canary-10", record.PhaseProgressing), func(s *record.Status) { s.FailedChecks = 1 }), memo: &checked{}, after: 30 * time.Second, avail: up, gates: failing,
+			action: record.ActionRollback, phase: record.PhaseRolledBack, step: "rollback", apply: "rollback", requeue: 5 * time.Minute,
+			check: func(t *testing.T, d Decision) {
+				if got, ver := drains(d), applied(d); got != "" || ver != "v1" {
+					t.Errorf("draining %q, applied versions %s", got, ver)
+				}
+			}},
+		{name: "drain: while it drains the steady state keeps the old version and looks again when it ends",
+			spec:   func(r *specs.Release) { r.Spec.Stable, r.Spec.Candidate = "v2", "" },
+			status: with(at(5, "promote", record.PhasePromoted), func(s *record.Status) { s.Stable = "v2"; s.Draining = []record.Drain{{Version: "v1", Until: t0.Add(30 * time.Second)}} }),
+			after:  10 * time.Second, apply: "stable", requeue: 20 * time.Second,
+			check: func(t *testing.T, d Decision) {
+				if ver := applied(d); ver != "v2,v1" {
+					t.Errorf("applied versions %s, want v2,v1", ver)
+				}
+			}},
+		{name: "drain: over, the version is retired with a record, then applied without it",
+			spec:   func(r *specs.Release) { r.Spec.Stable, r.Spec.Candidate = "v2", "" },
+			status: with(at(5, "promote", record.PhasePromoted), func(s *record.Status) { s.Stable = "v2"; s.Draining = []record.Drain{{Version: "v1", Until: t0.Add(30 * time.Second)}} }),
+			after:  30 * time.Second, action: record.ActionRetire, phase: record.PhasePromoted, step: "promote", subject: "shop: v1 retired after draining", need: NeedNext,
+			check: func(t *testing.T, d Decision) {
+				if len(d.Status.Draining) != 0 {
+					t.Errorf("still draining %v", d.Status.Draining)
+				}
+			}},
+		{name: "drain: a rolled-back candidate's retirement keeps the rollback's message",
+			status: with(at(2, "rollback", record.PhaseRolledBack), func(s *record.Status) {
+				s.Message = "rolled back at canary-10: success-rate 90 < 99"
+				s.Draining = []record.Drain{{Version: "v2", Until: t0}}
+			}),
+			action: record.ActionRetire, phase: record.PhaseRolledBack, step: "rollback", subject: "shop: v2 retired after draining", need: NeedNext,
+			check: func(t *testing.T, d Decision) {
+				if d.Status.Message != "rolled back at canary-10: success-rate 90 < 99" {
+					t.Errorf("message %q", d.Status.Message)
+				}
+			}},
+		{name: "drain: a new candidate keeps a drain running; the old candidate drains too", spec: func(r *specs.Release) { r.Spec.Candidate = "v2" },
+			status: with(at(2, "canary-10", record.PhaseProgressing), func(s *record.Status) {
+				s.Candidate = "v3"
+				s.Draining = []record.Drain{{Version: "v0", Until: t0.Add(time.Minute)}}
+			}),
+			after: 10 * time.Second, action: record.ActionAbandon, phase: record.PhaseProgressing, step: "deploy", apply: "deploy", requeue: availabilityPoll,
+			check: func(t *testing.T, d Decision) {
+				if got := drains(d); got != "v0 until 10:01:00, v3 until 10:00:40" {
+					t.Errorf("draining %q", got)
+				}
+			}},
+		{name: "drain: a new candidate that is the draining version ends its drain", spec: func(r *specs.Release) { r.Spec.Retry = "1" },
+			status: with(at(2, "rollback", record.PhaseRolledBack), func(s *record.Status) { s.Draining = []record.Drain{{Version: "v2", Until: t0.Add(time.Minute)}} }),
+			after: 10 * time.Second, action: record.ActionRetry, phase: record.PhaseProgressing, step: "deploy", apply: "deploy", requeue: availabilityPoll,
+			check: func(t *testing.T, d Decision) {
+				if got := drains(d); got != "" {
+					t.Errorf("draining %q", got)
+				}
+			}},
 
 		// Stages changed, invalid specs.
 		{name: "stages changed under a running release: start again", status: at(3, "canary-30", record.PhaseProgressing),
@@ -262,8 +376,11 @@ func TestMachine(t *testing.T) {
 				in.Revision, in.Plan = "rev2", steps
 			}
 			if tc.memo != nil && tc.status != nil {
-				in.Memo = Memo{Key: memoKey(tc.status), Passed: tc.memo.passed, NoData: tc.memo.noData,
+				in.Memo = Memo{Key: memoKey(tc.status), Passed: tc.memo.passed,
 					LastCheck: t0.Add(tc.memo.last), StepSeen: t0.Add(tc.after)}
+				if tc.memo.dataSeen != 0 {
+					in.Memo.DataSeen = t0.Add(tc.memo.dataSeen)
+				}
 			}
 			d := Decide(in)
 			if d.Action != tc.action {
@@ -315,6 +432,9 @@ func TestMachine(t *testing.T) {
 			if d.PromoteSpec != (tc.action == record.ActionPromote) {
 				t.Errorf("promote spec edit %v with action %s", d.PromoteSpec, d.Action)
 			}
+			if tc.check != nil {
+				tc.check(t, d)
+			}
 		})
 	}
 }
@@ -329,25 +449,25 @@ func TestMachineMemo(t *testing.T) {
 	st := at(2, "canary-10", record.PhaseProgressing)
 	base := Input{Now: t0.Add(30 * time.Second), Release: "web/shop", Namespace: "web", Name: "shop", File: "releases/shop.yaml",
 		Spec: rel, Revision: "rev2", Plan: steps, Status: st, ProgressDeadline: 10 * time.Minute, ReapplyInterval: 5 * time.Minute,
-		Memo: Memo{Key: memoKey(st), LastCheck: t0, NoData: 1}, Available: up}
+		Memo: Memo{Key: memoKey(st), LastCheck: t0, Passed: 1}, Available: up}
 
 	in := base
-	in.Gates = noData
-	if d := Decide(in); d.Memo.NoData != 2 || !d.Memo.LastCheck.Equal(in.Now) {
-		t.Errorf("no data: memo %+v, want 2 in a row checked now", d.Memo)
-	}
 	in.Gates = passing
-	if d := Decide(in); d.Memo.NoData != 0 {
-		t.Errorf("data again: %d checks without data in a row, want 0", d.Memo.NoData)
+	if d := Decide(in); !d.Memo.DataSeen.Equal(in.Now) || !d.Memo.LastCheck.Equal(in.Now) {
+		t.Errorf("data: memo %+v, want data seen and checked now", d.Memo)
+	}
+	in.Gates = noData
+	if d := Decide(in); !d.Memo.DataSeen.IsZero() {
+		t.Errorf("no data: memo %+v, want no data seen", d.Memo)
 	}
 	in.Gates = promErr
-	if d := Decide(in); d.Memo.LastErr != promErr.Err.Error() || d.Memo.NoData != 1 {
-		t.Errorf("Prometheus error: memo %+v, want the error and nothing counted", d.Memo)
+	if d := Decide(in); d.Memo.LastErr != promErr.Err.Error() || d.Action != "" {
+		t.Errorf("Prometheus error: memo %+v action %q, want the error and nothing recorded", d.Memo, d.Action)
 	}
 	// A memo of another step is forgotten: the new step checks afresh.
 	in = base
 	in.Memo.Key = "rev2/canary-20/" + t0.Format(time.RFC3339)
-	if d := Decide(in); !d.Memo.LastCheck.Equal(in.Now) || d.Memo.NoData != 0 || d.Requeue != 30*time.Second {
+	if d := Decide(in); !d.Memo.LastCheck.Equal(in.Now) || d.Memo.Passed != 0 || d.Requeue != 30*time.Second {
 		t.Errorf("stale memo: %+v requeue %s, want a fresh one whose first check is an interval away", d.Memo, d.Requeue)
 	}
 	// Waiting keeps the passed checks, so the approval advances at once.

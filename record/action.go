@@ -19,6 +19,8 @@ const (
 	ActionSteady   Action = "steady"   // no candidate: stable takes all traffic
 	ActionResume   Action = "resume"   // the spec is valid again
 	ActionInvalid  Action = "invalid"  // the spec cannot run
+	ActionNoData   Action = "nodata"   // a check without data held the step
+	ActionRetire   Action = "retire"   // a drained version was removed
 )
 
 // Event types, as Kubernetes names them (core/v1 EventTypeNormal and
@@ -47,12 +49,14 @@ var actions = map[Action]actionInfo{
 	ActionSteady:   {"Steady", EventNormal},
 	ActionResume:   {"Resumed", EventNormal},
 	ActionInvalid:  {"Invalid", EventWarning},
+	ActionNoData:   {"NoData", EventWarning},
+	ActionRetire:   {"Retired", EventNormal},
 }
 
 // Actions lists every action.
 func Actions() []Action {
 	return []Action{ActionStart, ActionAbandon, ActionRetry, ActionAdvance, ActionCheck, ActionWait,
-		ActionRollback, ActionPromote, ActionSteady, ActionResume, ActionInvalid}
+		ActionRollback, ActionPromote, ActionSteady, ActionResume, ActionInvalid, ActionNoData, ActionRetire}
 }
 
 // Reason is the Event reason and type that report the action. An action

@@ -68,7 +68,30 @@ type Status struct {
 	// PullRequest is the approval pull request the release waits on
 	// (Waiting), or the one whose merge approved the current step.
 	PullRequest *PullRequestRef `yaml:"pullRequest,omitempty" json:"pullRequest,omitempty"`
-	Message     string          `yaml:"message,omitempty" json:"message,omitempty"`
+	// NoData is set while the step holds on checks whose metrics had no
+	// data.
+	NoData *NoDataHold `yaml:"noData,omitempty" json:"noData,omitempty"`
+	// Draining are versions that lost their traffic and keep running until
+	// their drain ends; each is retired with its own record.
+	Draining []Drain `yaml:"draining,omitempty" json:"draining,omitempty"`
+	Message  string  `yaml:"message,omitempty" json:"message,omitempty"`
+}
+
+// NoDataHold is a run of checks in a row without data at the current step.
+type NoDataHold struct {
+	// Since is the first check of the run, Last the latest.
+	Since time.Time `yaml:"since" json:"since"`
+	Last  time.Time `yaml:"last" json:"last"`
+	// Checks is how many checks of the run held; Allowed how many may hold
+	// before each further one counts as a failed check.
+	Checks  int `yaml:"checks" json:"checks"`
+	Allowed int `yaml:"allowed" json:"allowed"`
+}
+
+// Drain is a version that keeps running without traffic until Until.
+type Drain struct {
+	Version string    `yaml:"version" json:"version"`
+	Until   time.Time `yaml:"until" json:"until"`
 }
 
 // GateValue is one gate's value at an evaluation.

@@ -103,8 +103,10 @@ func TestCatalogObjects(t *testing.T) {
 			deployments = append(deployments, o.GetName())
 		}
 	}
-	if strings.Join(deployments, ",") != "catalog-v2" {
-		t.Errorf("promote renders Deployments %v, want only catalog-v2", deployments)
+	// The old version drains after the promotion is recorded; the steady
+	// state that follows retires it (issue 12).
+	if strings.Join(deployments, ",") != "catalog-v1,catalog-v2" {
+		t.Errorf("promote renders Deployments %v, want catalog-v1 (draining) and catalog-v2", deployments)
 	}
 	if out.Workloads["v2"] != "catalog-v2" {
 		t.Errorf("Workloads = %v", out.Workloads)

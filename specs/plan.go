@@ -86,8 +86,9 @@ func Plan(r *Release) ([]Step, error) {
 			add(st, st.Name, KindMirror, 0, nil)
 			steps[len(steps)-1].MirrorPercent = st.Mirror.Percent
 		case st.Promote != nil:
+			// Both versions stay: the old one drains after the promotion
+			// is recorded, and is retired by the steady state after it.
 			add(st, st.Name, KindPromote, 100, nil)
-			steps[len(steps)-1].Versions = []string{s.Candidate}
 		}
 	}
 	seen := map[string]int{}
@@ -177,7 +178,7 @@ func gatesFor(r *Release, st Stage, kind StepKind) Gates {
 		g.Threshold = DefaultThreshold
 	}
 	if g.NoData == "" {
-		g.NoData = NoDataFail
+		g.NoData = NoDataHold
 	}
 	switch kind {
 	case KindDeploy, KindPromote, KindStable, KindRollback:

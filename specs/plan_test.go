@@ -56,8 +56,10 @@ func TestPlanCatalog(t *testing.T) {
 	if len(steps[0].Gates.Metrics) != 0 || len(steps[7].Gates.Metrics) != 0 {
 		t.Error("deploy and promote should hold on availability alone")
 	}
-	if got := steps[7].Versions; !reflect.DeepEqual(got, []string{"v2"}) {
-		t.Errorf("promote versions = %v, want [v2]", got)
+	// The promote step keeps the old version: it drains after the
+	// promotion is recorded (issue 12: no pods removed with the traffic).
+	if got := steps[7].Versions; !reflect.DeepEqual(got, []string{"v1", "v2"}) {
+		t.Errorf("promote versions = %v, want [v1 v2]", got)
 	}
 }
 

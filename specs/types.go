@@ -160,12 +160,28 @@ type Analysis struct {
 	Interval   Duration `json:"interval,omitempty" yaml:"interval,omitempty"`
 	Threshold  int      `json:"threshold,omitempty" yaml:"threshold,omitempty"`
 	Iterations int      `json:"iterations,omitempty" yaml:"iterations,omitempty"`
-	// NoData says what a metric without data counts as: "fail" (default:
-	// the step holds, and once Threshold checks in a row had no data each
-	// further one counts as a failed check) or "hold" (the step holds and
-	// nothing is counted).
+	// NoData says what a check whose metric has no data counts as: "hold"
+	// (default: the step holds, visibly, for up to Threshold checks in a
+	// row, and each further one counts as a failed check: a candidate that
+	// gets no traffic rolls back after at most 2 x Threshold checks) or
+	// "fail" (it counts as a failed check at once, as in Flagger: at most
+	// Threshold checks, but a metric that is slow to appear costs a check).
 	NoData  string   `json:"noData,omitempty" yaml:"noData,omitempty"`
 	Metrics []Metric `json:"metrics,omitempty" yaml:"metrics,omitempty"`
+	// Drain is how long a version that lost its traffic (the old stable
+	// after a promotion, the candidate after a rollback or when replaced)
+	// keeps running before it is retired, so that requests the mesh still
+	// routes to it while new routes reach every sidecar are served; default
+	// 30s, 0 retires at once.
+	Drain *Duration `json:"drain,omitempty" yaml:"drain,omitempty"`
+}
+
+// DrainDelay is the release's drain delay, with its default.
+func (a Analysis) DrainDelay() time.Duration {
+	if a.Drain == nil {
+		return DefaultDrain
+	}
+	return a.Drain.Duration
 }
 
 // Builtin metric names, over Istio's standard metrics.

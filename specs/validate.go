@@ -17,6 +17,8 @@ const (
 	DefaultInterval   = time.Minute
 	DefaultThreshold  = 5
 	DefaultIterations = 1
+	// DefaultDrain is Argo Rollouts' default scaleDownDelaySeconds.
+	DefaultDrain = 30 * time.Second
 )
 
 // Validate checks a decoded release and returns every problem, each with the
@@ -164,7 +166,10 @@ func (v *validator) release() {
 		v.fail("spec.analysis.threshold", "must be at least 1, got %d", s.Analysis.Threshold)
 	}
 	if s.Analysis.NoData != "" && s.Analysis.NoData != NoDataFail && s.Analysis.NoData != NoDataHold {
-		v.fail("spec.analysis.noData", "must be %q or %q, got %q", NoDataFail, NoDataHold, s.Analysis.NoData)
+		v.fail("spec.analysis.noData", "must be %q or %q, got %q", NoDataHold, NoDataFail, s.Analysis.NoData)
+	}
+	if d := s.Analysis.Drain; d != nil && d.Duration < 0 {
+		v.fail("spec.analysis.drain", "must not be negative, got %s", d.Duration)
 	}
 
 	v.stages()
