@@ -13,6 +13,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -27,6 +28,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
+	"k8s.io/client-go/tools/cache"
 
 	"sluice.dev/sluice/specs"
 )
@@ -80,6 +82,34 @@ type Applier struct {
 	pruneKinds   []schema.GroupKind
 	// cache, once WatchLive has synced, serves reads of the prune kinds.
 	cache *liveCache
+	// onChange is told about every change the watches see.
+	onChange atomic.Pointer[func(namespace, release string)]
+}
+
+// OnChange has fn told, from WatchLive's watches, the release
+// (namespace and name) of every managed object that was added, changed or
+// deleted: a Deployment becoming available, a hand edit. fn must be quick;
+// it runs on the watches' goroutines.
+func (a *Applier) OnChange(fn func(namespace, release string)) {
+	a.onChange.Store(&fn)
+}
+
+func (a *Applier) changed(obj any) {
+	fn := a.onChange.Load()
+	if fn == nil {
+		return
+	}
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		return
+	}
+	l := u.GetLabels()
+	if ns, name := l[LabelReleaseNamespace], l[LabelRelease]; ns != "" && name != "" {
+		(*fn)(ns, name)
+	}
 }
 
 // Default client-side rate limit of an Applier whose rest.Config sets

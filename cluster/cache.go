@@ -76,6 +76,13 @@ func (a *Applier) WatchLive(ctx context.Context) error {
 		}}); err != nil {
 			return fmt.Errorf("watch live objects: %w", err)
 		}
+		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    a.changed,
+			UpdateFunc: func(old, cur any) { a.changedUpdate(old, cur) },
+			DeleteFunc: a.changed,
+		}); err != nil {
+			return fmt.Errorf("watch live objects: %w", err)
+		}
 		c.kinds[gk] = inf
 	}
 	factory.Start(ctx.Done())
@@ -87,6 +94,17 @@ func (a *Applier) WatchLive(ctx context.Context) error {
 	}
 	a.cache = c
 	return nil
+}
+
+// changedUpdate reports an update unless only the resource version moved
+// (a resync, or a write that changed nothing Sluice looks at).
+func (a *Applier) changedUpdate(old, cur any) {
+	o, ok1 := old.(*unstructured.Unstructured)
+	c, ok2 := cur.(*unstructured.Unstructured)
+	if ok1 && ok2 && o.GetResourceVersion() == c.GetResourceVersion() {
+		return
+	}
+	a.changed(cur)
 }
 
 // objects returns the cached objects of one kind that carry every owner

@@ -45,7 +45,9 @@ func (rc *run) reconcile(ctx context.Context) (time.Duration, error) {
 		}
 		rc.memo.counters, in.Memo = d.Memo, d.Memo
 		if d.Action != "" {
+			// What was observed belongs to the step before the record.
 			in.Status = d.Status
+			in.Available, in.Gates, in.PullRequest = nil, nil, nil
 		}
 		if d.Note != "" {
 			rc.r.log.Info(d.Note, "release", rc.e.id, "step", stepOf(in.Status), "gates", gatesOf(in.Gates))
@@ -86,7 +88,7 @@ func (rc *run) input(ctx context.Context) Input {
 	e, r := rc.e, rc.r
 	in := Input{
 		Now: rc.now, Release: e.id, Namespace: e.namespace, Name: e.name, File: e.file,
-		Status: rc.st, Head: rc.snap.head.String(), Memo: rc.memo.counters, Forge: r.cfg.Forge != nil,
+		Status: rc.st, Head: rc.snap.head.String(), Memo: rc.memo.counters, Forge: r.cfg.Forge != nil, Watched: r.watched,
 		ProgressDeadline: r.cfg.ProgressDeadline, ReapplyInterval: r.cfg.ReapplyInterval,
 	}
 	switch {

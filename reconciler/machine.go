@@ -32,8 +32,12 @@ import (
 // Times a release is looked at again while it waits on something that
 // does not announce itself.
 const (
-	availabilityPoll = 2 * time.Second
-	waitPoll         = 30 * time.Second
+	// availabilityPoll is how often availability is looked at when nothing
+	// announces it; availabilityFallback when the cluster's watches do
+	// (Input.Watched), in case an event is missed.
+	availabilityPoll     = 2 * time.Second
+	availabilityFallback = 30 * time.Second
+	waitPoll             = 30 * time.Second
 )
 
 // Input is what was observed of one release at one moment: everything
@@ -57,6 +61,9 @@ type Input struct {
 	Memo Memo
 	// Forge is set when Sluice runs with a forge (approval pull requests).
 	Forge bool
+	// Watched is set when a change in the workloads' availability starts
+	// a reconcile by itself (the cluster's watches).
+	Watched bool
 	// ProgressDeadline bounds how long a step may take to become
 	// available; ReapplyInterval is how often a held step is re-applied.
 	ProgressDeadline, ReapplyInterval time.Duration
@@ -347,7 +354,7 @@ func decideStart(in Input, d Decision) Decision {
 	}
 	d.PullRequest = retire(st, fmt.Sprintf("Sluice started candidate %s again from its first step; this approval is moot.", rel.Spec.Candidate))
 	d.Memo = freshMemo(d.Status, in.Now)
-	d.Apply, d.Requeue = &first, availabilityPoll
+	d.Apply, d.Need = &first, NeedAvailability
 	return d
 }
 
@@ -424,6 +431,12 @@ func decideProgress(in Input, d Decision) Decision {
 			return rollback(in, d, step, nil, fmt.Sprintf("%s not available after %s: %s", a.Workload, in.ProgressDeadline, a.Reason))
 		}
 		d.Requeue = availabilityPoll
+		if in.Watched {
+			d.Requeue = availabilityFallback
+		}
+		if left := stepStart(st, d.Memo).Add(in.ProgressDeadline).Sub(in.Now); left > 0 && left < d.Requeue {
+			d.Requeue = left + time.Second
+		}
 		return d
 	}
 	if step.Kind == specs.KindPromote {
@@ -619,7 +632,9 @@ func advance(in Input, d Decision, values []record.GateValue) Decision {
 	d.Subject = fmt.Sprintf("%s: %s -> %s (%s)", in.Name, stepLabel(cur), stepLabel(nxt), figures(values))
 	d.PullRequest = retire(in.Status, fmt.Sprintf("%s was approved in spec.approvals; Sluice advanced without this pull request.", nxt.Stage))
 	d.Memo = freshMemo(s, in.Now)
-	d.Apply, d.Need, d.Requeue = &nxt, NeedNothing, availabilityPoll
+	// The next step's workloads are looked at at once: its interval starts
+	// when they are up, which for a traffic shift is now.
+	d.Apply, d.Need = &nxt, NeedAvailability
 	return d
 }
 

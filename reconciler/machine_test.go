@@ -99,16 +99,17 @@ func TestMachine(t *testing.T) {
 		r.Spec.Approvals = []specs.Approval{{Stage: "canary", Candidate: "v2"}}
 	}
 	tests := []struct {
-		name   string
-		spec   func(*specs.Release)
-		invald error
-		status *record.Status
-		memo   *checked
-		after  time.Duration // now = t0 + after
-		forge  bool
-		avail  *Availability
-		gates  *GateCheck
-		pr     *PullRequestState
+		name    string
+		spec    func(*specs.Release)
+		invald  error
+		status  *record.Status
+		memo    *checked
+		after   time.Duration // now = t0 + after
+		forge   bool
+		watched bool
+		avail   *Availability
+		gates   *GateCheck
+		pr      *PullRequestState
 
 		action  record.Action
 		phase   record.Phase // of the new record, when action is set
@@ -123,13 +124,13 @@ func TestMachine(t *testing.T) {
 	}{
 		// Start, abandon, withdraw.
 		{name: "start: a new candidate at its first step", after: time.Minute,
-			action: record.ActionStart, phase: record.PhaseProgressing, step: "deploy", subject: "shop: start v1 -> v2 at deploy", apply: "deploy", requeue: availabilityPoll},
+			action: record.ActionStart, phase: record.PhaseProgressing, step: "deploy", subject: "shop: start v1 -> v2 at deploy", apply: "deploy", need: NeedAvailability},
 		{name: "start: after a steady record", status: &record.Status{Release: "web/shop", Phase: record.PhaseSteady, Stable: "v1", Step: "stable", Since: t0},
-			action: record.ActionStart, phase: record.PhaseProgressing, step: "deploy", apply: "deploy", requeue: availabilityPoll},
+			action: record.ActionStart, phase: record.PhaseProgressing, step: "deploy", apply: "deploy", need: NeedAvailability},
 		{name: "abandon: the candidate's revision changed mid-release", status: with(at(2, "canary-10", record.PhaseProgressing), func(s *record.Status) { s.Revision = "rev1" }),
-			action: record.ActionAbandon, phase: record.PhaseProgressing, step: "deploy", subject: "shop: v2 (revision rev1, changed since) abandoned at canary-10; start v2 at deploy", apply: "deploy", requeue: availabilityPoll},
+			action: record.ActionAbandon, phase: record.PhaseProgressing, step: "deploy", subject: "shop: v2 (revision rev1, changed since) abandoned at canary-10; start v2 at deploy", apply: "deploy", need: NeedAvailability},
 		{name: "abandon: a newer candidate while waiting on a pull request retires it", status: with(waitingPR, func(s *record.Status) { s.Candidate = "v3" }), forge: true,
-			action: record.ActionAbandon, phase: record.PhaseProgressing, step: "deploy", subject: "shop: v3 abandoned at canary-20; start v2 at deploy", apply: "deploy", requeue: availabilityPoll, prOp: PullRequestRetire},
+			action: record.ActionAbandon, phase: record.PhaseProgressing, step: "deploy", subject: "shop: v3 abandoned at canary-20; start v2 at deploy", apply: "deploy", need: NeedAvailability, prOp: PullRequestRetire},
 		{name: "withdrawn: no candidate any more, steady at stable", spec: func(r *specs.Release) { r.Spec.Candidate = "" }, status: at(2, "canary-10", record.PhaseProgressing),
 			action: record.ActionSteady, phase: record.PhaseSteady, step: "stable", subject: "shop: candidate v2 withdrawn; steady at v1", apply: "stable", requeue: 30 * time.Second},
 		{name: "withdrawn while waiting on a pull request retires it", spec: func(r *specs.Release) { r.Spec.Candidate = "" }, status: waitingPR, forge: true,
@@ -149,6 +150,10 @@ func TestMachine(t *testing.T) {
 		{name: "availability: a step entered by a merged pull request counts from when it was seen",
 			status: with(at(4, "wide-50", record.PhaseProgressing), func(s *record.Status) { s.PullRequest = prRef }), memo: &checked{}, after: 11 * time.Minute, avail: down,
 			requeue: availabilityPoll},
+		{name: "availability: watched, looked at again only as a fallback", status: at(0, "deploy", record.PhaseProgressing), after: time.Minute, avail: down, watched: true,
+			requeue: availabilityFallback},
+		{name: "availability: looked at again when the progress deadline passes", status: at(0, "deploy", record.PhaseProgressing), after: 9*time.Minute + 50*time.Second, avail: down, watched: true,
+			requeue: 11 * time.Second},
 		{name: "available: the first check is one interval later", status: at(1, "dark-launch", record.PhaseProgressing), after: 5 * time.Second, avail: up,
 			requeue: 30 * time.Second},
 		{name: "available: a check not yet due waits for it", status: at(1, "dark-launch", record.PhaseProgressing), memo: &checked{last: 20 * time.Second}, after: 40 * time.Second, avail: up,
@@ -158,7 +163,7 @@ func TestMachine(t *testing.T) {
 
 		// Gates.
 		{name: "gates: a step without metrics advances when available", status: at(0, "deploy", record.PhaseProgressing), memo: &checked{}, after: 30 * time.Second, avail: up, gates: &GateCheck{Verdict: VerdictPass},
-			action: record.ActionAdvance, phase: record.PhaseProgressing, step: "dark-launch", subject: "shop: deploy -> dark-launch (available)", apply: "dark-launch", requeue: availabilityPoll},
+			action: record.ActionAdvance, phase: record.PhaseProgressing, step: "dark-launch", subject: "shop: deploy -> dark-launch (available)", apply: "dark-launch", need: NeedAvailability},
 		{name: "gates: a failed check under the threshold is recorded", status: at(2, "canary-10", record.PhaseProgressing), memo: &checked{}, after: 30 * time.Second, avail: up, gates: failing,
 			action: record.ActionCheck, phase: record.PhaseProgressing, step: "canary-10", subject: "shop: check failed at 10% (success-rate 90 < 99, 1/2 checks failed)", requeue: 30 * time.Second},
 		{name: "gates: the threshold-th failed check rolls back", status: with(at(2, "canary-10", record.PhaseProgressing), func(s *record.Status) { s.FailedChecks = 1 }), memo: &checked{}, after: 30 * time.Second, avail: up, gates: failing,
@@ -190,7 +195,7 @@ func TestMachine(t *testing.T) {
 		{name: "iterations: a pass short of the iterations holds", spec: func(r *specs.Release) { r.Spec.Analysis.Iterations = 2 }, status: at(1, "dark-launch", record.PhaseProgressing), memo: &checked{}, after: 30 * time.Second, avail: up, gates: passing,
 			requeue: 30 * time.Second},
 		{name: "iterations: the last pass advances", spec: func(r *specs.Release) { r.Spec.Analysis.Iterations = 2; approveCanary(r) }, status: at(1, "dark-launch", record.PhaseProgressing), memo: &checked{passed: 1}, after: 30 * time.Second, avail: up, gates: passing,
-			action: record.ActionAdvance, phase: record.PhaseProgressing, step: "canary-10", subject: "shop: dark-launch -> 10% (success-rate 99.9 >= 99)", apply: "canary-10", requeue: availabilityPoll},
+			action: record.ActionAdvance, phase: record.PhaseProgressing, step: "canary-10", subject: "shop: dark-launch -> 10% (success-rate 99.9 >= 99)", apply: "canary-10", need: NeedAvailability},
 
 		// Manual approval.
 		{name: "manual approval: passed, waits for the approval", status: at(1, "dark-launch", record.PhaseProgressing), memo: &checked{}, after: 30 * time.Second, avail: up, gates: passing,
@@ -201,9 +206,9 @@ func TestMachine(t *testing.T) {
 			}), memo: &checked{}, after: 30 * time.Second, avail: up, gates: passing,
 			requeue: waitPoll},
 		{name: "manual approval: approved, advances", spec: approveCanary, status: at(1, "dark-launch", record.PhaseWaiting), memo: &checked{}, after: 30 * time.Second, avail: up, gates: passing,
-			action: record.ActionAdvance, phase: record.PhaseProgressing, step: "canary-10", apply: "canary-10", requeue: availabilityPoll},
+			action: record.ActionAdvance, phase: record.PhaseProgressing, step: "canary-10", apply: "canary-10", need: NeedAvailability},
 		{name: "manual approval: the stage's later steps need no second one", spec: approveCanary, status: at(2, "canary-10", record.PhaseProgressing), memo: &checked{}, after: 30 * time.Second, avail: up, gates: passing,
-			action: record.ActionAdvance, phase: record.PhaseProgressing, step: "canary-20", subject: "shop: 10% -> 20%", apply: "canary-20", requeue: availabilityPoll},
+			action: record.ActionAdvance, phase: record.PhaseProgressing, step: "canary-20", subject: "shop: 10% -> 20%", apply: "canary-20", need: NeedAvailability},
 
 		// Pull-request approval.
 		{name: "pull request: without a forge the release waits, saying so", status: at(3, "canary-20", record.PhaseProgressing), memo: &checked{}, after: 30 * time.Second, avail: up, gates: passing,
@@ -228,7 +233,7 @@ func TestMachine(t *testing.T) {
 		{name: "pull request: approved in spec.approvals instead, advances and retires it", spec: func(r *specs.Release) {
 			r.Spec.Approvals = []specs.Approval{{Stage: "wide", Candidate: "v2"}}
 		}, status: waitingPR, memo: &checked{}, after: 30 * time.Second, avail: up, gates: passing, forge: true, pr: pr(forge.StateOpen),
-			action: record.ActionAdvance, phase: record.PhaseProgressing, step: "wide-50", subject: "shop: 20% -> 50%", apply: "wide-50", prOp: PullRequestRetire, requeue: availabilityPoll},
+			action: record.ActionAdvance, phase: record.PhaseProgressing, step: "wide-50", subject: "shop: 20% -> 50%", apply: "wide-50", prOp: PullRequestRetire, need: NeedAvailability},
 
 		// Release window: 09:00-09:30 UTC every day; t0 is 10:00.
 		{name: "window: closed, the next step waits until it opens", spec: func(r *specs.Release) {
@@ -248,7 +253,7 @@ func TestMachine(t *testing.T) {
 			r.Spec.Window = &specs.Window{Schedule: "0 10 * * *", Duration: specs.Duration{Duration: 30 * time.Minute}}
 		},
 			status: with(at(1, "dark-launch", record.PhaseWaiting), func(s *record.Status) { s.Message = "canary-10 waits for the release window" }), memo: &checked{}, after: 30 * time.Second, avail: up, gates: passing,
-			action: record.ActionAdvance, phase: record.PhaseProgressing, step: "canary-10", apply: "canary-10", requeue: availabilityPoll},
+			action: record.ActionAdvance, phase: record.PhaseProgressing, step: "canary-10", apply: "canary-10", need: NeedAvailability},
 		{name: "window: closed never holds a rollback", spec: func(r *specs.Release) {
 			r.Spec.Window = &specs.Window{Schedule: "0 9 * * *", Duration: specs.Duration{Duration: 30 * time.Minute}}
 		},
@@ -259,7 +264,7 @@ func TestMachine(t *testing.T) {
 		{name: "rolled back: held, re-applied", status: with(at(2, "rollback", record.PhaseRolledBack), func(s *record.Status) { s.Weight = 0 }),
 			apply: "rollback", requeue: 5 * time.Minute},
 		{name: "retry: spec.retry changed starts the candidate again", spec: func(r *specs.Release) { r.Spec.Retry = "1" }, status: at(2, "rollback", record.PhaseRolledBack),
-			action: record.ActionRetry, phase: record.PhaseProgressing, step: "deploy", subject: "shop: retry v2 at deploy", apply: "deploy", requeue: availabilityPoll},
+			action: record.ActionRetry, phase: record.PhaseProgressing, step: "deploy", subject: "shop: retry v2 at deploy", apply: "deploy", need: NeedAvailability},
 		{name: "retry: the same spec.retry as at the rollback holds", spec: func(r *specs.Release) { r.Spec.Retry = "1" }, status: with(at(2, "rollback", record.PhaseRolledBack), func(s *record.Status) { s.Retry = "1" }),
 			apply: "rollback", requeue: 5 * time.Minute},
 
@@ -296,18 +301,24 @@ func TestMachine(t *testing.T) {
 				}
 			}},
 		{name: "drain: while it drains the steady state keeps the old version and looks again when it ends",
-			spec:   func(r *specs.Release) { r.Spec.Stable, r.Spec.Candidate = "v2", "" },
-			status: with(at(5, "promote", record.PhasePromoted), func(s *record.Status) { s.Stable = "v2"; s.Draining = []record.Drain{{Version: "v1", Until: t0.Add(30 * time.Second)}} }),
-			after:  10 * time.Second, apply: "stable", requeue: 20 * time.Second,
+			spec: func(r *specs.Release) { r.Spec.Stable, r.Spec.Candidate = "v2", "" },
+			status: with(at(5, "promote", record.PhasePromoted), func(s *record.Status) {
+				s.Stable = "v2"
+				s.Draining = []record.Drain{{Version: "v1", Until: t0.Add(30 * time.Second)}}
+			}),
+			after: 10 * time.Second, apply: "stable", requeue: 20 * time.Second,
 			check: func(t *testing.T, d Decision) {
 				if ver := applied(d); ver != "v2,v1" {
 					t.Errorf("applied versions %s, want v2,v1", ver)
 				}
 			}},
 		{name: "drain: over, the version is retired with a record, then applied without it",
-			spec:   func(r *specs.Release) { r.Spec.Stable, r.Spec.Candidate = "v2", "" },
-			status: with(at(5, "promote", record.PhasePromoted), func(s *record.Status) { s.Stable = "v2"; s.Draining = []record.Drain{{Version: "v1", Until: t0.Add(30 * time.Second)}} }),
-			after:  30 * time.Second, action: record.ActionRetire, phase: record.PhasePromoted, step: "promote", subject: "shop: v1 retired after draining", need: NeedNext,
+			spec: func(r *specs.Release) { r.Spec.Stable, r.Spec.Candidate = "v2", "" },
+			status: with(at(5, "promote", record.PhasePromoted), func(s *record.Status) {
+				s.Stable = "v2"
+				s.Draining = []record.Drain{{Version: "v1", Until: t0.Add(30 * time.Second)}}
+			}),
+			after: 30 * time.Second, action: record.ActionRetire, phase: record.PhasePromoted, step: "promote", subject: "shop: v1 retired after draining", need: NeedNext,
 			check: func(t *testing.T, d Decision) {
 				if len(d.Status.Draining) != 0 {
 					t.Errorf("still draining %v", d.Status.Draining)
@@ -329,7 +340,7 @@ func TestMachine(t *testing.T) {
 				s.Candidate = "v3"
 				s.Draining = []record.Drain{{Version: "v0", Until: t0.Add(time.Minute)}}
 			}),
-			after: 10 * time.Second, action: record.ActionAbandon, phase: record.PhaseProgressing, step: "deploy", apply: "deploy", requeue: availabilityPoll,
+			after: 10 * time.Second, action: record.ActionAbandon, phase: record.PhaseProgressing, step: "deploy", apply: "deploy", need: NeedAvailability,
 			check: func(t *testing.T, d Decision) {
 				if got := drains(d); got != "v0 until 10:01:00, v3 until 10:00:40" {
 					t.Errorf("draining %q", got)
@@ -337,7 +348,7 @@ func TestMachine(t *testing.T) {
 			}},
 		{name: "drain: a new candidate that is the draining version ends its drain", spec: func(r *specs.Release) { r.Spec.Retry = "1" },
 			status: with(at(2, "rollback", record.PhaseRolledBack), func(s *record.Status) { s.Draining = []record.Drain{{Version: "v2", Until: t0.Add(time.Minute)}} }),
-			after: 10 * time.Second, action: record.ActionRetry, phase: record.PhaseProgressing, step: "deploy", apply: "deploy", requeue: availabilityPoll,
+			after:  10 * time.Second, action: record.ActionRetry, phase: record.PhaseProgressing, step: "deploy", apply: "deploy", need: NeedAvailability,
 			check: func(t *testing.T, d Decision) {
 				if got := drains(d); got != "" {
 					t.Errorf("draining %q", got)
@@ -346,7 +357,7 @@ func TestMachine(t *testing.T) {
 
 		// Stages changed, invalid specs.
 		{name: "stages changed under a running release: start again", status: at(3, "canary-30", record.PhaseProgressing),
-			action: record.ActionStart, phase: record.PhaseProgressing, step: "deploy", subject: "shop: stages changed at canary-30; start v2 again at deploy", apply: "deploy", requeue: availabilityPoll},
+			action: record.ActionStart, phase: record.PhaseProgressing, step: "deploy", subject: "shop: stages changed at canary-30; start v2 again at deploy", apply: "deploy", need: NeedAvailability},
 		{name: "invalid: recorded once", invald: errors.New("releases/shop.yaml:12: spec.stable: version v9 is not in spec.versions"), status: at(2, "canary-10", record.PhaseProgressing),
 			action: record.ActionInvalid, phase: record.PhaseInvalid, step: "canary-10", subject: "shop: invalid release spec, skipped"},
 		{name: "invalid: the same error again records nothing", invald: errors.New("boom"), status: with(at(2, "canary-10", record.PhaseInvalid), func(s *record.Status) { s.Message = "boom" })},
@@ -362,7 +373,7 @@ func TestMachine(t *testing.T) {
 			rel := machineRelease(t, tc.spec)
 			in := Input{
 				Now: t0.Add(tc.after), Release: "web/shop", Namespace: "web", Name: "shop", File: "releases/shop.yaml",
-				Spec: rel, Invalid: tc.invald, Status: tc.status, Head: "head", Forge: tc.forge,
+				Spec: rel, Invalid: tc.invald, Status: tc.status, Head: "head", Forge: tc.forge, Watched: tc.watched,
 				ProgressDeadline: 10 * time.Minute, ReapplyInterval: 5 * time.Minute,
 				Available: tc.avail, Gates: tc.gates, PullRequest: tc.pr,
 			}

@@ -31,6 +31,12 @@ type Cluster interface {
 	Available(ctx context.Context, namespace, name string) (ok bool, reason string, err error)
 }
 
+// ChangeNotifier is a Cluster that tells which release's objects changed
+// (a Deployment became available, a person edited a route).
+type ChangeNotifier interface {
+	OnChange(fn func(namespace, release string))
+}
+
 // Gates evaluates a step's metric gates.
 type Gates interface {
 	Evaluate(ctx context.Context, t gates.Target, metrics []specs.Metric) ([]gates.Result, error)
@@ -87,6 +93,9 @@ type Reconciler struct {
 
 	// batch gathers status commits while Run runs; nil otherwise.
 	batch *batcher
+	// watched is set when the cluster tells which release's objects
+	// changed (ChangeNotifier): availability then needs no polling.
+	watched bool
 
 	// refreshMu lets one worker at a time build a snapshot; it guards
 	// listings and listed too.
@@ -153,7 +162,9 @@ func New(cfg Config) (*Reconciler, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	_, watched := cfg.Cluster.(ChangeNotifier)
 	return &Reconciler{
+		watched:  watched,
 		cfg:      cfg,
 		log:      cfg.Log,
 		renderer: renderer.New(),
@@ -204,6 +215,9 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		stopBatch()
 		<-batched
 	}()
+	if n, ok := r.cfg.Cluster.(ChangeNotifier); ok {
+		n.OnChange(func(namespace, release string) { r.queue.Add(namespace + "/" + release) })
+	}
 	var wg sync.WaitGroup
 	for range r.cfg.Workers {
 		wg.Add(1)
