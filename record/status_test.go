@@ -3,6 +3,7 @@ package record
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestStatusRoundTrip(t *testing.T) {
@@ -37,6 +38,27 @@ func TestGateValueString(t *testing.T) {
 	for _, tc := range cases {
 		if got := tc.g.String(); got != tc.want {
 			t.Errorf("%+v: got %q, want %q", tc.g, got, tc.want)
+		}
+	}
+}
+
+func TestStatusReason(t *testing.T) {
+	at := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	tests := []struct {
+		st   Status
+		want string
+	}{
+		{Status{Phase: PhaseProgressing}, ""},
+		{Status{Phase: PhaseWaiting, Message: "canary-10 waits for approval: add {stage: canary, candidate: v2} to spec.approvals in r.yaml"},
+			"canary-10 waits for approval: add {stage: canary, candidate: v2} to spec.approvals in r.yaml"},
+		{Status{Phase: PhaseInvalid, Message: "r.yaml:3: spec.stable: required\nr.yaml:4: spec.routes: required"}, "r.yaml:3: spec.stable: required"},
+		{Status{Phase: PhaseProgressing, NoData: &NoDataHold{Since: at, Last: at, Checks: 1, Allowed: 5}}, "no data: held 1 of 5 checks since 2026-11-25T10:00:00Z"},
+		{Status{Phase: PhaseRolledBack, Message: "rolled back at canary-10: success-rate 90 < 99", Draining: []Drain{{Version: "v2", Until: at}}},
+			"rolled back at canary-10: success-rate 90 < 99; v2 draining until 2026-11-25T10:00:00Z"},
+	}
+	for _, tc := range tests {
+		if got := tc.st.Reason(); got != tc.want {
+			t.Errorf("Reason() = %q, want %q", got, tc.want)
 		}
 	}
 }

@@ -111,7 +111,7 @@ func statusTable(w io.Writer, list []*record.Status, now time.Time) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "RELEASE\tPHASE\tVERSIONS\tSTEP\tWEIGHT\tGATES\tSINCE")
+	fmt.Fprintln(tw, "RELEASE\tPHASE\tVERSIONS\tSTEP\tWEIGHT\tGATES\tSINCE\tREASON")
 	for _, s := range list {
 		versions := s.Stable
 		if s.Candidate != "" && s.Phase != record.PhasePromoted {
@@ -121,8 +121,8 @@ func statusTable(w io.Writer, list []*record.Status, now time.Time) error {
 		for i, g := range s.Gates {
 			gates[i] = g.String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d%%\t%s\t%s\n", s.Release, s.Phase, versions, orNone(s.Step), s.Weight,
-			orNone(strings.Join(gates, ", ")), since(s.Since, now))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d%%\t%s\t%s\t%s\n", s.Release, s.Phase, versions, orNone(s.Step), s.Weight,
+			orNone(strings.Join(gates, ", ")), since(s.Since, now), orNone(s.Reason()))
 	}
 	return tw.Flush()
 }
