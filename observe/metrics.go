@@ -187,6 +187,7 @@ type releaseState struct {
 
 	descReleases, descInfo, descStepIndex, descWeight *prometheus.Desc
 	descFailedChecks, descGateValue, descGatePassed   *prometheus.Desc
+	descNoData, descDraining                          *prometheus.Desc
 }
 
 type releaseSnapshot struct {
@@ -199,6 +200,8 @@ type releaseSnapshot struct {
 	stable          string
 	candidate       string
 	gates           []record.GateValue
+	noData          int
+	draining        int
 }
 
 func newReleaseState() *releaseState {
@@ -222,6 +225,10 @@ func newReleaseState() *releaseState {
 		descGatePassed: prometheus.NewDesc("sluice_gate_passed",
 			"1 when a gate passed at its last evaluation, else 0.",
 			[]string{"namespace", "release", "metric"}, nil),
+		descNoData: prometheus.NewDesc("sluice_release_nodata_checks",
+			"Checks in a row without data that hold the release's step (0 when its gates have data).", rel, nil),
+		descDraining: prometheus.NewDesc("sluice_release_draining_versions",
+			"Versions of the release that lost their traffic and still run until their drain ends.", rel, nil),
 	}
 }
 
@@ -239,6 +246,10 @@ func (s *releaseState) setStatus(id string, st *record.Status) {
 	r := s.get(id)
 	r.phase, r.step, r.stepIndex, r.weight = st.Phase, st.Step, st.StepIndex, st.Weight
 	r.failedChecks, r.stable, r.candidate = st.FailedChecks, st.Stable, st.Candidate
+	r.noData, r.draining = 0, len(st.Draining)
+	if st.NoData != nil {
+		r.noData = st.NoData.Checks
+	}
 	if len(st.Gates) > 0 && len(r.gates) == 0 {
 		r.gates = slices.Clone(st.Gates)
 	}
@@ -269,7 +280,7 @@ func (s *releaseState) remove(id string) {
 
 // Describe implements prometheus.Collector.
 func (s *releaseState) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{s.descReleases, s.descInfo, s.descStepIndex, s.descWeight, s.descFailedChecks, s.descGateValue, s.descGatePassed} {
+	for _, d := range []*prometheus.Desc{s.descReleases, s.descInfo, s.descStepIndex, s.descWeight, s.descFailedChecks, s.descGateValue, s.descGatePassed, s.descNoData, s.descDraining} {
 		ch <- d
 	}
 }
@@ -288,6 +299,8 @@ func (s *releaseState) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(s.descStepIndex, prometheus.GaugeValue, float64(r.stepIndex), r.namespace, r.name)
 		ch <- prometheus.MustNewConstMetric(s.descWeight, prometheus.GaugeValue, float64(r.weight), r.namespace, r.name)
 		ch <- prometheus.MustNewConstMetric(s.descFailedChecks, prometheus.GaugeValue, float64(r.failedChecks), r.namespace, r.name)
+		ch <- prometheus.MustNewConstMetric(s.descNoData, prometheus.GaugeValue, float64(r.noData), r.namespace, r.name)
+		ch <- prometheus.MustNewConstMetric(s.descDraining, prometheus.GaugeValue, float64(r.draining), r.namespace, r.name)
 		for _, g := range r.gates {
 			if g.Value != nil {
 				ch <- prometheus.MustNewConstMetric(s.descGateValue, prometheus.GaugeValue, *g.Value, r.namespace, r.name, g.Metric)
