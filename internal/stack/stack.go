@@ -59,6 +59,9 @@ type Options struct {
 	Interval, Window time.Duration
 	// Threshold replaces the example's threshold (5) when set.
 	Threshold int
+	// Drain, when set, is the release's drain delay (spec.analysis.drain;
+	// the default is 30s).
+	Drain *time.Duration
 	// CohortShare of simulated requests carry x-istio-cohort: internal.
 	CohortShare float64
 	// SluiceArgs are added to `sluice run`.
@@ -229,6 +232,9 @@ func (s *Stack) seed(ctx context.Context) error {
 	}
 	if s.opts.Threshold > 0 {
 		text = strings.Replace(text, "threshold: 5", fmt.Sprintf("threshold: %d", s.opts.Threshold), 1)
+	}
+	if d := s.opts.Drain; d != nil {
+		text = strings.Replace(text, "  analysis:\n", "  analysis:\n    drain: "+d.String()+"\n", 1)
 	}
 	for _, stage := range slices.Sorted(maps.Keys(s.opts.Approvals)) {
 		item := "    - name: " + stage + "\n"
@@ -641,6 +647,11 @@ func (s *Stack) Log(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	return strings.Split(strings.TrimSpace(out), "\n"), nil
+}
+
+// GitRemote runs the git CLI in the remote's bare repository.
+func (s *Stack) GitRemote(ctx context.Context, args ...string) (string, error) {
+	return s.git1(ctx, s.Bare, args...)
 }
 
 // ReadRemote returns a file of the remote's main branch.
