@@ -45,6 +45,8 @@ func run() error {
 		dir        = flag.String("dir", "", "working directory (default: a new temporary one, removed at the end)")
 		keep       = flag.Bool("keep", false, "keep the working directory")
 		extra      = flag.String("sluice-args", "", "extra space-separated arguments for `sluice run`")
+		timing     = flag.Bool("release-timing", false, "instead of the scale runs, time one good and one bad release of examples/catalog (interval 10s, threshold 2, 10% to 50%, 50 requests/s, no dark launch)")
+		example    = flag.String("example", "examples/catalog", "the catalog example, for -release-timing")
 	)
 	flag.Parse()
 	var ns []int
@@ -75,6 +77,27 @@ func run() error {
 	defer stop()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 
+	if *timing {
+		ex, err := filepath.Abs(*example)
+		if err != nil {
+			return err
+		}
+		list, err := bench.ReleaseTiming(ctx, bench.TimingConfig{Sluice: bin, Example: ex, Dir: root, Log: log})
+		if len(list) > 0 {
+			fmt.Println()
+			if err := bench.WriteTimingTable(os.Stdout, list); err != nil {
+				return err
+			}
+			data, jerr := json.MarshalIndent(list, "", "  ")
+			if jerr != nil {
+				return jerr
+			}
+			if werr := os.WriteFile(*jsonOut, append(data, '\n'), 0o644); werr != nil {
+				return werr
+			}
+		}
+		return err
+	}
 	var results []*bench.Result
 	var errs []error
 	for _, n := range ns {

@@ -59,6 +59,10 @@ type Options struct {
 	Interval, Window time.Duration
 	// Threshold replaces the example's threshold (5) when set.
 	Threshold int
+	// NoDarkLaunch removes the example's dark-launch stage.
+	NoDarkLaunch bool
+	// RPS is the simulated request rate; default 50.
+	RPS float64
 	// Drain, when set, is the release's drain delay (spec.analysis.drain;
 	// the default is 30s).
 	Drain *time.Duration
@@ -164,7 +168,7 @@ func Start(ctx context.Context, dir string, opts Options) (*Stack, error) {
 		RESTConfig:  s.Env.RESTConfig(),
 		Namespace:   opts.Namespace,
 		Service:     "catalog",
-		RPS:         50,
+		RPS:         cmp.Or(opts.RPS, 50),
 		CohortShare: opts.CohortShare,
 		Jitter:      0.2,
 		Seed:        1,
@@ -232,6 +236,14 @@ func (s *Stack) seed(ctx context.Context) error {
 	}
 	if s.opts.Threshold > 0 {
 		text = strings.Replace(text, "threshold: 5", fmt.Sprintf("threshold: %d", s.opts.Threshold), 1)
+	}
+	if s.opts.NoDarkLaunch {
+		i := strings.Index(text, "    - name: dark-launch\n")
+		j := strings.Index(text, "    - name: canary\n")
+		if i < 0 || j < i {
+			return errors.New("the example's dark-launch stage is not where the stack expects it")
+		}
+		text = text[:i] + text[j:]
 	}
 	if d := s.opts.Drain; d != nil {
 		text = strings.Replace(text, "  analysis:\n", "  analysis:\n    drain: "+d.String()+"\n", 1)
@@ -538,6 +550,16 @@ func (s *Stack) KillReplica(name string) error {
 	r.log.Close()
 	delete(s.replicas, name)
 	return nil
+}
+
+// PID is a running replica's process ID, 0 when it does not run.
+func (s *Stack) PID(name string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r := s.replicas[name]; r != nil {
+		return r.cmd.Process.Pid
+	}
+	return 0
 }
 
 // AdminURL is a running replica's base URL ("http://127.0.0.1:port"), ""
