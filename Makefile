@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin
 
-.PHONY: help build test test-tools testenv bench bench-scale fuzz schema golden
+.PHONY: help build test test-tools testenv bench bench-scale bench-release fuzz schema golden
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -23,6 +23,9 @@ bench: ## run the Go benchmarks of the pieces
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 BENCH_N ?= 100,1000,5000
+bench-release: build test-tools ## time one good and one bad release of examples/catalog on the local stack
+	$(GO) run ./cmd/sluice-bench -release-timing -sluice $(BIN)/sluice -json internal/bench/release-timing.json
+
 bench-scale: build test-tools ## measure sluice with 100, 1,000 and 5,000 releases on the local test cluster (BENCH_N=...)
 	$(GO) run ./cmd/sluice-bench -n $(BENCH_N) -sluice $(BIN)/sluice -json internal/bench/results.json
 
