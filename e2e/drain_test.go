@@ -173,8 +173,10 @@ func TestNoTrafficRolledBackWithinBound(t *testing.T) {
 			failed++
 		}
 	}
+	// threshold checks held, then threshold failed ones: the last of them
+	// is the rollback's own record.
 	if noData != threshold || failed != threshold-1 || final.FailedChecks != threshold {
-		t.Errorf("%d checks held and %d failed before the rollback (%d counted), want %d held then %d failed", noData, failed, final.FailedChecks, threshold, threshold)
+		t.Errorf("%d checks held and %d failed before the rollback (%d counted), want %d held then %d failed, the last one the rollback", noData, failed, final.FailedChecks, threshold, threshold)
 	}
 	if !strings.Contains(final.Message, "no data") {
 		t.Errorf("rollback message %q does not say there was no data", final.Message)

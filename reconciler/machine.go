@@ -490,6 +490,8 @@ func decideProgress(in Input, d Decision) Decision {
 	}
 
 	verdict := g.Verdict
+	// run is the run of checks without data this check extends, if any.
+	var run *record.NoDataHold
 	if verdict != VerdictNoData {
 		d.Memo.DataSeen = in.Now
 	} else if step.Gates.NoData == specs.NoDataFail {
@@ -502,7 +504,9 @@ func decideProgress(in Input, d Decision) Decision {
 			held.Since, held.Checks = nd.Since, nd.Checks+1
 		}
 		if held.Checks > held.Allowed {
-			verdict = VerdictFail
+			// Counted as failed; the run goes on in the record, so the
+			// next check without data counts too.
+			verdict, run = VerdictFail, &held
 		} else {
 			s := next(in)
 			s.NoData = &held
@@ -520,7 +524,7 @@ func decideProgress(in Input, d Decision) Decision {
 			return rollback(in, d, step, g.Values, fmt.Sprintf("%d/%d checks failed", failed, step.Gates.Threshold))
 		}
 		s := next(in)
-		s.FailedChecks, s.Gates = failed, g.Values
+		s.FailedChecks, s.Gates, s.NoData = failed, g.Values, run
 		d.Action, d.Status = record.ActionCheck, s
 		d.Subject = fmt.Sprintf("%s: check failed at %s (%s, %d/%d checks failed)", in.Name, stepLabel(step),
 			record.Summary(record.Failing(g.Values)), failed, step.Gates.Threshold)

@@ -180,8 +180,16 @@ func TestMachine(t *testing.T) {
 		{name: "no data: past the allowed holds each check counts as failed", status: with(at(2, "canary-10", record.PhaseProgressing), noDataRun(2)), memo: &checked{}, after: 30 * time.Second, avail: up, gates: noData,
 			action: record.ActionCheck, phase: record.PhaseProgressing, step: "canary-10", subject: "shop: check failed at 10% (success-rate no data, 1/2 checks failed)", requeue: 30 * time.Second,
 			check: func(t *testing.T, d Decision) {
+				// The run goes on: the next check without data counts too.
+				if nd := d.Status.NoData; nd == nil || nd.Checks != 3 || !nd.Since.Equal(t0.Add(-30*time.Second)) {
+					t.Errorf("a failed check without data ends the run: %+v", nd)
+				}
+			}},
+		{name: "no data: a failed check with data ends the run", status: with(at(2, "canary-10", record.PhaseProgressing), noDataRun(2)), memo: &checked{}, after: 30 * time.Second, avail: up, gates: failing,
+			action: record.ActionCheck, phase: record.PhaseProgressing, step: "canary-10", subject: "success-rate 90 < 99, 1/2 checks failed", requeue: 30 * time.Second,
+			check: func(t *testing.T, d Decision) {
 				if d.Status.NoData != nil {
-					t.Errorf("a failed check still says no data: %+v", d.Status.NoData)
+					t.Errorf("a check with data still says no data: %+v", d.Status.NoData)
 				}
 			}},
 		{name: "no data: bounded, a release with no traffic rolls back", status: with(at(2, "canary-10", record.PhaseProgressing), func(s *record.Status) { noDataRun(2)(s); s.FailedChecks = 1 }), memo: &checked{}, after: 30 * time.Second, avail: up, gates: noData,
