@@ -45,6 +45,7 @@ func run() error {
 		dir        = flag.String("dir", "", "working directory (default: a new temporary one, removed at the end)")
 		keep       = flag.Bool("keep", false, "keep the working directory")
 		extra      = flag.String("sluice-args", "", "extra space-separated arguments for `sluice run`")
+		extraEnv   = flag.String("sluice-env", "", "space-separated KEY=VALUE added to sluice's environment only, e.g. GOMEMLIMIT=440MiB as deploy/ sets it")
 	)
 	flag.Parse()
 	var ns []int
@@ -87,6 +88,7 @@ func run() error {
 			Workers:    *workers,
 			Passes:     *passes,
 			SluiceArgs: strings.Fields(*extra),
+			SluiceEnv:  strings.Fields(*extraEnv),
 			Log:        log,
 		})
 		if err != nil {
