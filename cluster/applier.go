@@ -53,8 +53,10 @@ func DefaultPruneKinds() []schema.GroupKind {
 	return []schema.GroupKind{
 		{Kind: "ServiceAccount"},
 		{Kind: "ConfigMap"},
+		{Kind: "Secret"},
 		{Kind: "Service"},
 		{Group: "apps", Kind: "Deployment"},
+		{Group: "autoscaling", Kind: "HorizontalPodAutoscaler"},
 		{Group: "networking.istio.io", Kind: "DestinationRule"},
 		{Group: "networking.istio.io", Kind: "VirtualService"},
 	}

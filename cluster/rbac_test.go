@@ -3,21 +3,23 @@ package cluster
 import (
 	"context"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 )
 
 // TestRBAC applies deploy/rbac.yaml and runs the apply path as Sluice's
-// ServiceAccount: everything Sluice does is allowed, Secrets are not.
+// ServiceAccount, with live objects read from watches as `sluice run`
+// does: everything Sluice does is allowed (a version's Secrets, ConfigMaps
+// and autoscaler included), nothing else is.
 func TestRBAC(t *testing.T) {
 	ctx := testContext(t)
 	admin, _ := newApplier(t)
@@ -40,7 +42,13 @@ func TestRBAC(t *testing.T) {
 	kube := kubernetes.NewForConfigOrDie(saCfg)
 	ns := newNamespace(t)
 	// The authorizer learns of new bindings through a watch; wait for it.
-	waitAllowed(ctx, t, kube, authorizationv1.ResourceAttributes{Namespace: ns, Verb: "patch", Group: "networking.istio.io", Resource: "virtualservices"})
+	for _, attrs := range []authorizationv1.ResourceAttributes{
+		{Namespace: ns, Verb: "patch", Group: "networking.istio.io", Resource: "virtualservices"},
+		{Verb: "watch", Group: "autoscaling", Resource: "horizontalpodautoscalers"},
+		{Verb: "watch", Resource: "secrets"},
+	} {
+		waitAllowed(ctx, t, kube, attrs)
+	}
 
 	cfg, counter := CountingConfig(saCfg)
 	a, err := New(cfg, Options{Log: testLogger(t)})
@@ -77,32 +85,39 @@ func TestRBAC(t *testing.T) {
 	}
 	t.Logf("requests as the ServiceAccount: %v", counter.Snapshot())
 
+	t.Run("autoscaled release", func(t *testing.T) {
+		// The way `sluice run` reads live objects: watches of every kind it
+		// prunes, cluster-wide.
+		watching, counter := CountingConfig(saCfg)
+		a, err := New(watching, Options{Log: testLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.WatchLive(ctx); err != nil {
+			t.Fatalf("watch live objects as the sluice ServiceAccount: %v", err)
+		}
+		applyAutoscaledRelease(ctx, t, a, counter, kubernetes.NewForConfigOrDie(env.RESTConfig()), newNamespace(t))
+	})
+
 	forbidden := []struct {
 		name string
 		call func() error
 	}{
-		{"list secrets in kube-system", func() error {
-			_, err := kube.CoreV1().Secrets("kube-system").List(ctx, metav1.ListOptions{})
+		// Server-side apply and pruning need neither update nor
+		// deletecollection.
+		{"update a secret", func() error {
+			_, err := kube.CoreV1().Secrets(ns).Update(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "x", Namespace: ns}}, metav1.UpdateOptions{})
 			return err
 		}},
-		{"get a secret in another namespace", func() error {
-			_, err := kube.CoreV1().Secrets("default").Get(ctx, "anything", metav1.GetOptions{})
+		{"delete every secret of a namespace", func() error {
+			return kube.CoreV1().Secrets(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
+		}},
+		{"update an autoscaler", func() error {
+			_, err := kube.AutoscalingV2().HorizontalPodAutoscalers(ns).Update(ctx, &autoscalingv2.HorizontalPodAutoscaler{ObjectMeta: metav1.ObjectMeta{Name: "x", Namespace: ns}}, metav1.UpdateOptions{})
 			return err
 		}},
-		{"create a secret in the release namespace", func() error {
-			_, err := kube.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "x"}}, metav1.CreateOptions{})
-			return err
-		}},
-		{"apply a secret", func() error {
-			secret := &unstructured.Unstructured{Object: map[string]any{
-				"apiVersion": "v1", "kind": "Secret",
-				"metadata":   map[string]any{"name": "token", "namespace": ns},
-				"stringData": map[string]any{"token": "s3cr3t"},
-			}}
-			_, err := a.Apply(ctx, Set{Owner: owner(ns, "shop"), Objects: []*unstructured.Unstructured{secret}}, ApplyOptions{})
-			if err != nil && strings.Contains(err.Error(), "s3cr3t") {
-				t.Errorf("error reveals the secret: %v", err)
-			}
+		{"scale a Deployment", func() error {
+			_, err := kube.AppsV1().Deployments(ns).UpdateScale(ctx, "shop-v2", &autoscalingv1.Scale{ObjectMeta: metav1.ObjectMeta{Name: "shop-v2", Namespace: ns}, Spec: autoscalingv1.ScaleSpec{Replicas: 9}}, metav1.UpdateOptions{})
 			return err
 		}},
 		{"delete a namespace", func() error {

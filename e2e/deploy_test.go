@@ -9,6 +9,7 @@ import (
 	"time"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -258,22 +259,22 @@ func serviceAccountRelease(t *testing.T) {
 		t.Errorf("%d Events written as the ServiceAccount (%v), want one per transition", len(adminEvents.Items), err)
 	}
 
-	// Outside its RBAC, the ServiceAccount is refused.
-	secret := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "v1", "kind": "Secret",
-		"metadata":   map[string]any{"name": "token", "namespace": s.Namespace},
-		"stringData": map[string]any{"token": "x"},
-	}}
+	// Outside its RBAC, the ServiceAccount is refused. It may apply, read
+	// and prune Secrets (a version's, from kustomize's secretGenerator),
+	// but not update them or delete them wholesale.
 	forbidden := []struct {
 		name string
 		call func() error
 	}{
-		{"apply a Secret", func() error {
-			_, err := applier.Apply(ctx, cluster.Set{Owner: map[string]string{specs.LabelManagedBy: specs.ManagedByValue, specs.LabelRelease: "catalog", specs.LabelReleaseNamespace: s.Namespace}, Objects: []*unstructured.Unstructured{secret}}, cluster.ApplyOptions{})
+		{"update a Secret", func() error {
+			_, err := sa.CoreV1().Secrets(sluiceNamespace).Update(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "sluice-git", Namespace: sluiceNamespace}}, metav1.UpdateOptions{})
 			return err
 		}},
-		{"read Secrets", func() error {
-			_, err := sa.CoreV1().Secrets(sluiceNamespace).List(ctx, metav1.ListOptions{})
+		{"delete every Secret of a namespace", func() error {
+			return sa.CoreV1().Secrets(sluiceNamespace).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
+		}},
+		{"scale a Deployment, as an autoscaler does", func() error {
+			_, err := sa.AppsV1().Deployments(s.Namespace).UpdateScale(ctx, "catalog-v2", &autoscalingv1.Scale{ObjectMeta: metav1.ObjectMeta{Name: "catalog-v2", Namespace: s.Namespace}, Spec: autoscalingv1.ScaleSpec{Replicas: 3}}, metav1.UpdateOptions{})
 			return err
 		}},
 		{"take a Lease outside its namespace", func() error {

@@ -1,15 +1,11 @@
 package renderer
 
 import (
-	"encoding/json"
 	"fmt"
 	"maps"
 	"regexp"
 	"slices"
 
-	networking "istio.io/api/networking/v1"
-	istionet "istio.io/client-go/pkg/apis/networking/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
 	"sluice.dev/sluice/specs"
@@ -18,111 +14,167 @@ import (
 // AnnotationStep names the step an Istio object was rendered for.
 const AnnotationStep = "sluice.dev/step"
 
+// The fields of Istio's networking.istio.io/v1 API that Sluice renders, as
+// Istio's JSON names them. Istio's own Go types would link its protobuf
+// descriptors, their JSON marshalling and every message of the API into
+// the binary for these few fields.
+type (
+	istioObject struct {
+		APIVersion string    `json:"apiVersion"`
+		Kind       string    `json:"kind"`
+		Metadata   istioMeta `json:"metadata"`
+		Spec       any       `json:"spec"`
+	}
+	istioMeta struct {
+		Name        string            `json:"name"`
+		Annotations map[string]string `json:"annotations,omitempty"`
+	}
+	destinationRule struct {
+		Host    string   `json:"host,omitempty"`
+		Subsets []subset `json:"subsets,omitempty"`
+	}
+	subset struct {
+		Name   string            `json:"name,omitempty"`
+		Labels map[string]string `json:"labels,omitempty"`
+	}
+	virtualService struct {
+		Hosts    []string    `json:"hosts,omitempty"`
+		Gateways []string    `json:"gateways,omitempty"`
+		HTTP     []httpRoute `json:"http,omitempty"`
+	}
+	httpRoute struct {
+		Name             string             `json:"name,omitempty"`
+		Match            []httpMatch        `json:"match,omitempty"`
+		Route            []routeDestination `json:"route,omitempty"`
+		Mirror           *destination       `json:"mirror,omitempty"`
+		MirrorPercentage *percent           `json:"mirrorPercentage,omitempty"`
+	}
+	httpMatch struct {
+		Headers      map[string]stringMatch `json:"headers,omitempty"`
+		SourceLabels map[string]string      `json:"sourceLabels,omitempty"`
+	}
+	// stringMatch is Istio's StringMatch, a oneof: exactly one of exact,
+	// prefix and regex is its one key, written even when its value is empty.
+	stringMatch      map[string]string
+	routeDestination struct {
+		Destination destination `json:"destination"`
+		Weight      int32       `json:"weight,omitempty"`
+	}
+	destination struct {
+		Host   string `json:"host,omitempty"`
+		Subset string `json:"subset,omitempty"`
+	}
+	percent struct {
+		Value float64 `json:"value,omitempty"`
+	}
+)
+
 // istioObjects renders the DestinationRule and one VirtualService per route
-// context of a step, with Istio's own Go types.
+// context of a step.
 func istioObjects(rel *specs.Release, step specs.Step, subsets []string) ([][]byte, error) {
 	host := rel.ServiceName()
 	ann := map[string]string{AnnotationStep: step.Name}
 
-	dr := &istionet.DestinationRule{
-		TypeMeta: metav1.TypeMeta{APIVersion: "networking.istio.io/v1", Kind: "DestinationRule"},
+	drSpec := destinationRule{Host: host}
+	for _, v := range subsets {
+		drSpec.Subsets = append(drSpec.Subsets, subset{Name: v, Labels: map[string]string{LabelVersion: v}})
+	}
+	dr := &istioObject{
+		APIVersion: "networking.istio.io/v1", Kind: "DestinationRule",
 		// No step annotation here: the subsets change far less often than
 		// the step, and an unchanged object costs no write.
-		ObjectMeta: metav1.ObjectMeta{Name: rel.Metadata.Name},
-	}
-	dr.Spec.Host = host
-	for _, v := range subsets {
-		dr.Spec.Subsets = append(dr.Spec.Subsets, &networking.Subset{Name: v, Labels: map[string]string{LabelVersion: v}})
+		Metadata: istioMeta{Name: rel.Metadata.Name},
+		Spec:     drSpec,
 	}
 	out := make([][]byte, 0, 1+len(rel.Spec.Routes))
-	b, err := marshalIstio(dr)
+	b, err := yaml.Marshal(dr)
 	if err != nil {
 		return nil, fmt.Errorf("marshal DestinationRule: %w", err)
 	}
 	out = append(out, b)
 
 	for _, rt := range rel.Spec.Routes {
-		vs := &istionet.VirtualService{
-			TypeMeta:   metav1.TypeMeta{APIVersion: "networking.istio.io/v1", Kind: "VirtualService"},
-			ObjectMeta: metav1.ObjectMeta{Name: rel.Metadata.Name + "-" + rt.Name, Annotations: ann},
+		vs := &istioObject{
+			APIVersion: "networking.istio.io/v1", Kind: "VirtualService",
+			Metadata: istioMeta{Name: rel.Metadata.Name + "-" + rt.Name, Annotations: ann},
+			Spec: virtualService{
+				Hosts:    append([]string(nil), rt.Hosts...),
+				Gateways: append([]string(nil), rt.Gateways...),
+				HTTP:     httpRoutes(rel, step, rt),
+			},
 		}
-		vs.Spec.Hosts = append([]string(nil), rt.Hosts...)
-		vs.Spec.Gateways = append([]string(nil), rt.Gateways...)
-		vs.Spec.Http = httpRoutes(rel, step, rt)
-		b, err := marshalIstio(vs)
+		b, err := yaml.Marshal(vs)
 		if err != nil {
-			return nil, fmt.Errorf("marshal VirtualService %s: %w", vs.Name, err)
+			return nil, fmt.Errorf("marshal VirtualService %s: %w", vs.Metadata.Name, err)
 		}
 		out = append(out, b)
 	}
 	return out, nil
 }
 
-func httpRoutes(rel *specs.Release, step specs.Step, rt specs.Route) []*networking.HTTPRoute {
+func httpRoutes(rel *specs.Release, step specs.Step, rt specs.Route) []httpRoute {
 	host := rel.ServiceName()
 	stable, candidate := rel.Spec.Stable, rel.Spec.Candidate
-	dest := func(subset string, weight int32) *networking.HTTPRouteDestination {
-		return &networking.HTTPRouteDestination{
-			Destination: &networking.Destination{Host: host, Subset: subset},
+	dest := func(subset string, weight int32) routeDestination {
+		return routeDestination{
+			Destination: destination{Host: host, Subset: subset},
 			Weight:      weight,
 		}
 	}
-	split := func(w int32) []*networking.HTTPRouteDestination {
+	split := func(w int32) []routeDestination {
 		switch {
 		case w <= 0:
-			return []*networking.HTTPRouteDestination{dest(stable, 100)}
+			return []routeDestination{dest(stable, 100)}
 		case w >= 100:
-			return []*networking.HTTPRouteDestination{dest(candidate, 100)}
+			return []routeDestination{dest(candidate, 100)}
 		}
-		return []*networking.HTTPRouteDestination{dest(stable, 100-w), dest(candidate, w)}
+		return []routeDestination{dest(stable, 100-w), dest(candidate, w)}
 	}
-	toStable := &networking.HTTPRoute{Name: "stable", Route: split(0)}
+	toStable := httpRoute{Name: "stable", Route: split(0)}
 
 	switch step.Kind {
 	case specs.KindPromote:
-		return []*networking.HTTPRoute{{Name: "candidate", Route: split(100)}}
+		return []httpRoute{{Name: "candidate", Route: split(100)}}
 	case specs.KindDarkLaunch, specs.KindWeighted:
 		if len(step.Match) == 0 {
-			return []*networking.HTTPRoute{{Name: "canary", Route: split(step.Weight)}}
+			return []httpRoute{{Name: "canary", Route: split(step.Weight)}}
 		}
 		matches := istioMatches(step.Match, rt.IsMesh())
 		if len(matches) == 0 {
 			// Only sourceLabels were given, and they mean nothing at a
 			// gateway: requests there stay on stable.
-			return []*networking.HTTPRoute{toStable}
+			return []httpRoute{toStable}
 		}
 		name := "canary"
 		if step.Kind == specs.KindDarkLaunch {
 			name = "dark-launch"
 		}
-		return []*networking.HTTPRoute{{Name: name, Match: matches, Route: split(step.Weight)}, toStable}
+		return []httpRoute{{Name: name, Match: matches, Route: split(step.Weight)}, toStable}
 	case specs.KindMirror:
-		r := &networking.HTTPRoute{
+		r := httpRoute{
 			Name:             "mirror",
 			Route:            split(0),
-			Mirror:           &networking.Destination{Host: host, Subset: candidate},
-			MirrorPercentage: &networking.Percent{Value: step.MirrorPercent},
+			Mirror:           &destination{Host: host, Subset: candidate},
+			MirrorPercentage: &percent{Value: step.MirrorPercent},
 		}
-		return []*networking.HTTPRoute{r}
+		return []httpRoute{r}
 	}
 	// stable, deploy and rollback: the candidate gets no request.
-	return []*networking.HTTPRoute{toStable}
+	return []httpRoute{toStable}
 }
 
-func istioMatches(ms []specs.Match, mesh bool) []*networking.HTTPMatchRequest {
-	var out []*networking.HTTPMatchRequest
+func istioMatches(ms []specs.Match, mesh bool) []httpMatch {
+	var out []httpMatch
 	for _, m := range ms {
-		r := &networking.HTTPMatchRequest{}
+		r := httpMatch{}
 		if len(m.Headers) > 0 || m.Cookie != nil {
-			r.Headers = map[string]*networking.StringMatch{}
+			r.Headers = map[string]stringMatch{}
 		}
 		for _, k := range slices.Sorted(maps.Keys(m.Headers)) {
-			r.Headers[k] = stringMatch(m.Headers[k])
+			r.Headers[k] = toStringMatch(m.Headers[k])
 		}
 		if c := m.Cookie; c != nil {
-			r.Headers["cookie"] = &networking.StringMatch{MatchType: &networking.StringMatch_Regex{
-				Regex: "^(.*?;\\s*)?(" + regexp.QuoteMeta(c.Name) + "=" + regexp.QuoteMeta(c.Value) + ")(;.*)?$",
-			}}
+			r.Headers["cookie"] = stringMatch{"regex": "^(.*?;\\s*)?(" + regexp.QuoteMeta(c.Name) + "=" + regexp.QuoteMeta(c.Value) + ")(;.*)?$"}
 		}
 		// sourceLabels select sidecar clients; Istio ignores them at a
 		// gateway, where they would turn the match into "everything".
@@ -140,27 +192,12 @@ func istioMatches(ms []specs.Match, mesh bool) []*networking.HTTPMatchRequest {
 	return out
 }
 
-func stringMatch(s specs.StringMatch) *networking.StringMatch {
+func toStringMatch(s specs.StringMatch) stringMatch {
 	switch {
 	case s.Exact != "":
-		return &networking.StringMatch{MatchType: &networking.StringMatch_Exact{Exact: s.Exact}}
+		return stringMatch{"exact": s.Exact}
 	case s.Prefix != "":
-		return &networking.StringMatch{MatchType: &networking.StringMatch_Prefix{Prefix: s.Prefix}}
+		return stringMatch{"prefix": s.Prefix}
 	}
-	return &networking.StringMatch{MatchType: &networking.StringMatch_Regex{Regex: s.Regex}}
-}
-
-// marshalIstio writes an Istio object as YAML without its empty status,
-// which is the mesh's to fill in, not Sluice's.
-func marshalIstio(obj any) ([]byte, error) {
-	j, err := json.Marshal(obj)
-	if err != nil {
-		return nil, err
-	}
-	var m map[string]any
-	if err := json.Unmarshal(j, &m); err != nil {
-		return nil, err
-	}
-	delete(m, "status")
-	return yaml.Marshal(m)
+	return stringMatch{"regex": s.Regex}
 }

@@ -188,6 +188,7 @@ func (rd *Renderer) Render(ctx context.Context, repo fs.FS, rel *specs.Release, 
 			k.Patches = append(k.Patches, *p)
 		}
 		if r := ver.Replicas; r != nil {
+			// prepare refused replicas next to an autoscaler.
 			k.Replicas = []types.Replica{{Name: inv.deployment, Count: int64(*r)}}
 		}
 		k.Transformers = versionTransformers(v)
@@ -224,7 +225,44 @@ func (rd *Renderer) Render(ctx context.Context, repo fs.FS, rel *specs.Release, 
 		}
 		out.Objects = append(out.Objects, obj)
 	}
+	leaveReplicasToAutoscalers(out.Objects)
 	return out, nil
+}
+
+// leaveReplicasToAutoscalers drops spec.replicas from every Deployment a
+// HorizontalPodAutoscaler of the step scales. Server-side apply then does
+// not own the field, so applying the step again neither reverts the
+// autoscaler's count nor reports it as drift; a new Deployment starts at
+// the API server's default of 1 until the autoscaler scales it.
+func leaveReplicasToAutoscalers(objs []*unstructured.Unstructured) {
+	scaled := map[string]bool{}
+	for _, o := range objs {
+		if target, ok := autoscalerTarget(o); ok {
+			scaled[o.GetNamespace()+"/"+target] = true
+		}
+	}
+	for _, o := range objs {
+		if o.GetKind() == "Deployment" && scaled[o.GetNamespace()+"/"+o.GetName()] {
+			unstructured.RemoveNestedField(o.Object, "spec", "replicas")
+		}
+	}
+}
+
+// autoscalerTarget is the name of the Deployment o scales, when o is a
+// HorizontalPodAutoscaler (autoscaling/v1 or v2) that scales one.
+func autoscalerTarget(o *unstructured.Unstructured) (string, bool) {
+	gvk := o.GroupVersionKind()
+	if gvk.Group != "autoscaling" || gvk.Kind != "HorizontalPodAutoscaler" {
+		return "", false
+	}
+	ref, _, _ := unstructured.NestedMap(o.Object, "spec", "scaleTargetRef")
+	kind, _ := ref["kind"].(string)
+	name, _ := ref["name"].(string)
+	apiVersion, _ := ref["apiVersion"].(string)
+	if kind != "Deployment" || name == "" || (apiVersion != "" && !strings.HasPrefix(apiVersion, "apps/")) {
+		return "", false
+	}
+	return name, true
 }
 
 // Fingerprint is what Render would return, without the objects and
@@ -264,6 +302,10 @@ func (rd *Renderer) prepare(ctx context.Context, lfs *layeredFS, rel *specs.Rele
 		inv, err := rd.inventory(ctx, lfs, base, rel, ver)
 		if err != nil {
 			return nil, nil, fmt.Errorf("render %s version %s: %w", rel.ID(), v, err)
+		}
+		if ver.Replicas != nil && inv.autoscaler != "" {
+			return nil, nil, fmt.Errorf("render %s version %s: replicas is set, but the source's HorizontalPodAutoscaler %s scales Deployment %s; remove one of them",
+				rel.ID(), v, inv.autoscaler, inv.deployment)
 		}
 		invs[i] = inv
 		out.Workloads[v] = inv.deployment + "-" + v
@@ -360,6 +402,9 @@ type resID struct{ group, version, kind, name string }
 type inventory struct {
 	resources  []resID
 	deployment string
+	// autoscaler names the HorizontalPodAutoscaler that scales the
+	// Deployment, if the source has one.
+	autoscaler string
 	containers []string
 	revision   string
 	files      map[string][sha256.Size]byte
@@ -434,9 +479,19 @@ func (rd *Renderer) takeInventory(ctx context.Context, lfs *layeredFS, base stri
 	inv.contentID = contentIDOf(lfs, inv.files)
 
 	var deployments []string
+	targets := map[string]string{} // Deployment -> the autoscaler scaling it
 	for _, r := range rm.Resources() {
 		gvk := r.GetGvk()
 		inv.resources = append(inv.resources, resID{gvk.Group, gvk.Version, gvk.Kind, r.GetName()})
+		if gvk.Group == "autoscaling" && gvk.Kind == "HorizontalPodAutoscaler" {
+			m, err := r.Map()
+			if err != nil {
+				return nil, err
+			}
+			if target, ok := autoscalerTarget(&unstructured.Unstructured{Object: m}); ok {
+				targets[target] = r.GetName()
+			}
+		}
 		if gvk.Kind == "Deployment" {
 			deployments = append(deployments, r.GetName())
 			if len(deployments) == 1 {
@@ -458,6 +513,7 @@ func (rd *Renderer) takeInventory(ctx context.Context, lfs *layeredFS, base stri
 			src, len(deployments), strings.Join(deployments, ", "))
 	}
 	inv.deployment = deployments[0]
+	inv.autoscaler = targets[inv.deployment]
 	return inv, nil
 }
 

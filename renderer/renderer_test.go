@@ -5,11 +5,15 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"sluice.dev/sluice/specs"
 )
@@ -20,11 +24,18 @@ const exampleRepo = "../examples/catalog"
 
 func loadCatalog(t testing.TB) (*specs.Release, *os.Root) {
 	t.Helper()
-	rels, err := specs.LoadFile(filepath.Join(exampleRepo, "releases/catalog.yaml"))
+	return loadRelease(t, exampleRepo, "releases/catalog.yaml")
+}
+
+const autoscaledRepo = "testdata/autoscaled/repo"
+
+func loadRelease(t testing.TB, repo, file string) (*specs.Release, *os.Root) {
+	t.Helper()
+	rels, err := specs.LoadFile(filepath.Join(repo, file))
 	if err != nil {
 		t.Fatal(err)
 	}
-	root, err := os.OpenRoot(exampleRepo)
+	root, err := os.OpenRoot(repo)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,50 +43,146 @@ func loadCatalog(t testing.TB) (*specs.Release, *os.Root) {
 	return rels[0], root
 }
 
-// TestCatalogGolden renders every step of the example and compares it with
-// testdata/catalog/<step>.yaml (go test ./renderer -update rewrites them).
-func TestCatalogGolden(t *testing.T) {
-	rel, root := loadCatalog(t)
-	steps, err := specs.Plan(rel)
+// TestGolden renders every step of each test release and compares it with
+// testdata/<release>/<step>.yaml (go test ./renderer -update rewrites
+// them): examples/catalog, and a source with a HorizontalPodAutoscaler and
+// generated ConfigMaps and Secrets.
+func TestGolden(t *testing.T) {
+	for _, tc := range []struct{ name, repo, file string }{
+		{"catalog", exampleRepo, "releases/catalog.yaml"},
+		{"autoscaled", autoscaledRepo, "releases/shop.yaml"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rel, root := loadRelease(t, tc.repo, tc.file)
+			steps, err := specs.Plan(rel)
+			if err != nil {
+				t.Fatal(err)
+			}
+			steps = append(steps, specs.SteadyStep(rel), specs.RollbackStep(rel))
+			for _, step := range steps {
+				t.Run(step.Name, func(t *testing.T) {
+					checkGolden(t, root, rel, step, filepath.Join("testdata", tc.name, step.Name+".yaml"))
+				})
+			}
+		})
+	}
+}
+
+func checkGolden(t *testing.T, root *os.Root, rel *specs.Release, step specs.Step, golden string) {
+	t.Helper()
+	out, err := Render(context.Background(), root.FS(), rel, step)
 	if err != nil {
 		t.Fatal(err)
 	}
-	steps = append(steps, specs.SteadyStep(rel), specs.RollbackStep(rel))
-	for _, step := range steps {
-		t.Run(step.Name, func(t *testing.T) {
-			out, err := Render(context.Background(), root.FS(), rel, step)
+	got, err := out.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run go test ./renderer -update)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from the golden file; got:\n%s", golden, got)
+	}
+	// The same commit and step always give byte-identical YAML.
+	again, err := Render(context.Background(), root.FS(), rel, step)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := again.YAML(); !bytes.Equal(b, got) {
+		t.Error("a second render differs")
+	}
+}
+
+// TestAutoscaledVersions: each version's HorizontalPodAutoscaler and
+// generated ConfigMap and Secret are renamed with the version (references
+// follow), and a Deployment an autoscaler scales has no replicas, so
+// applying it never takes the count back from the autoscaler.
+func TestAutoscaledVersions(t *testing.T) {
+	rel, root := loadRelease(t, autoscaledRepo, "releases/shop.yaml")
+	cases := []struct {
+		step string
+		want []string // kind/name of the per-version objects
+	}{
+		{"deploy", []string{
+			"ConfigMap/shop-config-v1-", "ConfigMap/shop-config-v2-", "Deployment/shop-v1", "Deployment/shop-v2",
+			"HorizontalPodAutoscaler/shop-v1", "HorizontalPodAutoscaler/shop-v2", "Secret/shop-credentials-v1-", "Secret/shop-credentials-v2-",
+		}},
+		{"promote", []string{
+			"ConfigMap/shop-config-v2-", "Deployment/shop-v2", "HorizontalPodAutoscaler/shop-v2", "Secret/shop-credentials-v2-",
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.step, func(t *testing.T) {
+			out, err := Render(context.Background(), root.FS(), rel, mustStep(t, rel, tc.step))
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := out.YAML()
-			if err != nil {
-				t.Fatal(err)
-			}
-			golden := filepath.Join("testdata", "catalog", step.Name+".yaml")
-			if *update {
-				if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
-					t.Fatal(err)
+			var got []string
+			names := map[string]string{} // kind/version -> name
+			for _, o := range out.Objects {
+				switch o.GetKind() {
+				case "ConfigMap", "Secret":
+					// The generator's hash suffix follows the version suffix.
+					i := strings.LastIndex(o.GetName(), "-")
+					got = append(got, o.GetKind()+"/"+o.GetName()[:i+1])
+					names[o.GetKind()+"/"+o.GetName()[i-2:i]] = o.GetName()
+				case "Deployment", "HorizontalPodAutoscaler":
+					got = append(got, o.GetKind()+"/"+o.GetName())
 				}
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("per-version objects %v, want %v", got, tc.want)
+			}
+			for _, o := range out.Objects {
+				v := o.GetName()[len(o.GetName())-2:]
+				switch o.GetKind() {
+				case "Deployment":
+					if r, found, _ := unstructured.NestedFieldNoCopy(o.Object, "spec", "replicas"); found {
+						t.Errorf("Deployment %s has replicas %v; its autoscaler owns them", o.GetName(), r)
+					}
+					c := containersOf(o.Object)[0].(map[string]any)
+					envFrom, _, _ := unstructured.NestedSlice(c, "envFrom")
+					cm, _, _ := unstructured.NestedString(envFrom[0].(map[string]any), "configMapRef", "name")
+					env, _, _ := unstructured.NestedSlice(c, "env")
+					secret, _, _ := unstructured.NestedString(env[0].(map[string]any), "valueFrom", "secretKeyRef", "name")
+					if cm != names["ConfigMap/"+v] || secret != names["Secret/"+v] {
+						t.Errorf("Deployment %s refers to ConfigMap %q and Secret %q, want %q and %q", o.GetName(), cm, secret, names["ConfigMap/"+v], names["Secret/"+v])
+					}
+				case "HorizontalPodAutoscaler":
+					target, _, _ := unstructured.NestedString(o.Object, "spec", "scaleTargetRef", "name")
+					if target != "shop-"+v {
+						t.Errorf("HorizontalPodAutoscaler %s scales %q, want shop-%s", o.GetName(), target, v)
+					}
 				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test ./renderer -update)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("%s differs from the golden file; got:\n%s", golden, got)
-			}
-			// The same commit and step always give byte-identical YAML.
-			again, err := Render(context.Background(), root.FS(), rel, step)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if b, _ := again.YAML(); !bytes.Equal(b, got) {
-				t.Error("a second render differs")
 			}
 		})
+	}
+}
+
+// TestReplicasBesideAutoscaler: a version cannot set replicas when its
+// source's autoscaler owns them; the render says why.
+func TestReplicasBesideAutoscaler(t *testing.T) {
+	rel, root := loadRelease(t, autoscaledRepo, "releases/shop.yaml")
+	three := int32(3)
+	rel.Spec.Versions[1].Replicas = &three
+	want := "render shop/shop version v2: replicas is set, but the source's HorizontalPodAutoscaler shop scales Deployment shop; remove one of them"
+	for name, render := range map[string]func(context.Context, fs.FS, *specs.Release, specs.Step) (*Output, error){
+		"Render": New().Render, "Fingerprint": New().Fingerprint,
+	} {
+		if _, err := render(context.Background(), root.FS(), rel, mustStep(t, rel, "deploy")); err == nil || err.Error() != want {
+			t.Errorf("%s: err = %v, want %s", name, err, want)
+		}
 	}
 }
 

@@ -47,6 +47,7 @@ func run() error {
 		extra      = flag.String("sluice-args", "", "extra space-separated arguments for `sluice run`")
 		timing     = flag.Bool("release-timing", false, "instead of the scale runs, time one good and one bad release of examples/catalog (interval 10s, threshold 2, 10% to 50%, 50 requests/s, no dark launch)")
 		example    = flag.String("example", "examples/catalog", "the catalog example, for -release-timing")
+		extraEnv   = flag.String("sluice-env", "", "space-separated KEY=VALUE added to sluice's environment only, e.g. GOMEMLIMIT=440MiB as deploy/ sets it")
 	)
 	flag.Parse()
 	var ns []int
@@ -110,6 +111,7 @@ func run() error {
 			Workers:    *workers,
 			Passes:     *passes,
 			SluiceArgs: strings.Fields(*extra),
+			SluiceEnv:  strings.Fields(*extraEnv),
 			Log:        log,
 		})
 		if err != nil {

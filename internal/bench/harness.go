@@ -42,6 +42,9 @@ type Config struct {
 	Workers int
 	// SluiceArgs are added to `sluice run`.
 	SluiceArgs []string
+	// SluiceEnv (KEY=VALUE) is added to sluice's environment only, so that
+	// GOMEMLIMIT, say, does not reach the test cluster's components.
+	SluiceEnv []string
 	// Passes is how many no-change passes and changed releases are
 	// measured; default 3 each.
 	Passes int
@@ -355,6 +358,7 @@ func (h *harness) startSluice(ctx context.Context) error {
 		return fmt.Errorf("bench: %w", err)
 	}
 	h.cmd = exec.Command(h.cfg.Sluice, args...)
+	h.cmd.Env = append(os.Environ(), h.cfg.SluiceEnv...)
 	h.cmd.Stdout, h.cmd.Stderr = logFile, logFile
 	h.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := h.cmd.Start(); err != nil {
