@@ -117,8 +117,11 @@ func TestAutoscaledVersions(t *testing.T) {
 			"ConfigMap/shop-config-v1-", "ConfigMap/shop-config-v2-", "Deployment/shop-v1", "Deployment/shop-v2",
 			"HorizontalPodAutoscaler/shop-v1", "HorizontalPodAutoscaler/shop-v2", "Secret/shop-credentials-v1-", "Secret/shop-credentials-v2-",
 		}},
+		// The old version drains after the promotion is recorded; the
+		// steady state after it retires v1's objects.
 		{"promote", []string{
-			"ConfigMap/shop-config-v2-", "Deployment/shop-v2", "HorizontalPodAutoscaler/shop-v2", "Secret/shop-credentials-v2-",
+			"ConfigMap/shop-config-v1-", "ConfigMap/shop-config-v2-", "Deployment/shop-v1", "Deployment/shop-v2",
+			"HorizontalPodAutoscaler/shop-v1", "HorizontalPodAutoscaler/shop-v2", "Secret/shop-credentials-v1-", "Secret/shop-credentials-v2-",
 		}},
 	}
 	for _, tc := range cases {
