@@ -295,4 +295,3 @@ func checkOverlap(ctx context.Context, rd *renderer.Renderer, rel *specs.Release
 	}
 	return probs
 }
-
