@@ -75,6 +75,10 @@ func AsErrorList(err error, file string) ErrorList {
 	if errors.As(err, &fe) {
 		return ErrorList{fe}
 	}
+	var se *SizeError
+	if errors.As(err, &se) {
+		return ErrorList{{File: se.File, Reason: se.reason()}}
+	}
 	return ErrorList{{File: file, Reason: err.Error()}}
 }
 
@@ -89,9 +93,11 @@ type SizeError struct {
 	Size, Limit int64
 }
 
-func (e *SizeError) Error() string {
-	return fmt.Sprintf("%s: file is %s, over the %s limit for a release spec file (--max-spec-size); split it into several files",
-		e.File, FormatSize(e.Size), FormatSize(e.Limit))
+func (e *SizeError) Error() string { return e.File + ": " + e.reason() }
+
+func (e *SizeError) reason() string {
+	return fmt.Sprintf("file is %s, over the %s limit for a release spec file (--max-spec-size); split it into several files",
+		FormatSize(e.Size), FormatSize(e.Limit))
 }
 
 // CheckSize refuses a file of size bytes over limit; limit <= 0 means none.

@@ -244,7 +244,10 @@ func checkSources(ctx context.Context, rd *renderer.Renderer, rel *specs.Release
 		alone.Spec.Stable, alone.Spec.Candidate = v.Name, ""
 		rendered, err := rd.Render(ctx, root, &alone, specs.SteadyStep(&alone))
 		if err != nil {
-			out = append(out, problem(rel, p, "%s", strings.TrimPrefix(err.Error(), "render "+rel.ID()+" step stable: ")))
+			// The field names the release and version already.
+			msg := strings.TrimPrefix(err.Error(), "render "+rel.ID()+" step stable: ")
+			msg = strings.TrimPrefix(msg, "render "+rel.ID()+" version "+v.Name+": ")
+			out = append(out, problem(rel, p, "%s", msg))
 			continue
 		}
 		for _, o := range rendered.Objects {
