@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"os"
 	"os/exec"
@@ -276,5 +277,47 @@ func TestValidateEndsOnSIGTERM(t *testing.T) {
 			cmd.Process.Kill()
 			t.Fatalf("%s still runs 5s after SIGTERM", args[0])
 		}
+	}
+}
+
+// BenchmarkValidate times validate end to end: a 50 MB file refused by its
+// size, and a valid 1 MiB release (the example with a long list of
+// approvals), sources built and all.
+func BenchmarkValidate(b *testing.B) {
+	dir := filepath.Join(b.TempDir(), "repo")
+	if err := os.CopyFS(dir, os.DirFS("../../examples/catalog")); err != nil {
+		b.Fatal(err)
+	}
+	base, err := os.ReadFile(example)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var big strings.Builder
+	big.WriteString(strings.Replace(string(base), "  stable: v1\n", "  approvals:\n", 1))
+	for i := 0; big.Len() < int(1<<20)-100; i++ {
+		big.WriteString("    - {stage: canary, candidate: v2, by: someone-" + strings.Repeat("x", i%7) + "}\n")
+	}
+	big.WriteString("  stable: v1\n")
+	valid := filepath.Join(dir, "releases", "catalog.yaml")
+	if err := os.WriteFile(valid, []byte(big.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	huge := filepath.Join(b.TempDir(), "huge.yaml")
+	if err := os.WriteFile(huge, []byte(strings.Repeat(string(base)+"---\n", 50<<20/len(base))), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct {
+		name string
+		file string
+		ok   bool
+	}{{"50MB-over-limit", huge, false}, {"1MiB-valid", valid, true}} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				_, errOut, err := sluice(context.Background(), "validate", bc.file)
+				if (err == nil) != bc.ok {
+					b.Fatalf("validate %s: %v\n%.300s", bc.name, err, errOut)
+				}
+			}
+		})
 	}
 }
