@@ -170,3 +170,21 @@ func BenchmarkLoadOverLimit(b *testing.B) {
 		}
 	}
 }
+
+// TestScalarsAsYAMLReadsThem: the decoding shortcuts read numbers as
+// yaml.v3 does.
+func TestScalarsAsYAMLReadsThem(t *testing.T) {
+	for _, tc := range []struct {
+		port string
+		want int32
+	}{{"80", 80}, {"+80", 80}, {"0x50", 80}, {"0o120", 80}, {"0120", 80}, {"8_0", 80}} {
+		rels, err := Parse("r.yaml", []byte(strings.Replace(validRelease, "port: 80", "port: "+tc.port, 1)))
+		if err != nil {
+			t.Errorf("port: %s: %v", tc.port, err)
+			continue
+		}
+		if got := rels[0].Spec.Service.Port; got != tc.want {
+			t.Errorf("port: %s read as %d, want %d", tc.port, got, tc.want)
+		}
+	}
+}

@@ -545,6 +545,12 @@ func (w *walker) walk(n *yaml.Node, v reflect.Value, path string) {
 	}
 }
 
+// leadingZero spots 0755, which YAML reads as octal and base 10 would not.
+func leadingZero(s string) bool {
+	s = strings.TrimLeft(s, "+-")
+	return len(s) > 1 && s[0] == '0'
+}
+
 // setBefore reports whether a mapping's keys before the i-th hold key. A
 // struct's mapping has a dozen keys: scanning them costs less than a map.
 // A mapping with many keys (unknown fields, say) is indexed once instead,
@@ -572,6 +578,17 @@ func (w *walker) setBefore(content []*yaml.Node, i int, key string) bool {
 // scalar decodes one scalar node with yaml.v3 itself, so values mean what
 // YAML says (0x1F, 1e3, a quoted "80"); that costs nothing on one scalar.
 func (w *walker) scalar(n *yaml.Node, v reflect.Value, path, what string) {
+	// The common cases without a decoder each: a string, a plain decimal.
+	switch {
+	case v.Kind() == reflect.String && n.ShortTag() == "!!str":
+		v.SetString(n.Value)
+		return
+	case v.CanInt() && n.ShortTag() == "!!int" && !leadingZero(n.Value):
+		if i, err := strconv.ParseInt(n.Value, 10, v.Type().Bits()); err == nil {
+			v.SetInt(i)
+			return
+		}
+	}
 	if err := n.Decode(v.Addr().Interface()); err != nil {
 		w.fail(n, path, "must be %s, not %s", what, describe(n))
 	}
