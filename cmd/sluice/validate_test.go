@@ -159,7 +159,7 @@ REPO/releases/other.yaml:7: metadata.name: renders Deployment istioinaction/cata
 // version) is refused by validate instead of failing in the controller.
 func TestValidateUnmanagedKind(t *testing.T) {
 	dir := fixture(t, map[string]string{
-		"apps/catalog/base/hpa.yaml": "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: catalog}\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: catalog}\n  maxReplicas: 3\n",
+		"apps/catalog/base/hpa.yaml":           "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: catalog}\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: catalog}\n  maxReplicas: 3\n",
 		"apps/catalog/base/kustomization.yaml": "+  - hpa.yaml\n",
 	})
 	_, errOut, err := sluice(t.Context(), "validate", dir)
