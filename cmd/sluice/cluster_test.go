@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -73,7 +75,7 @@ func TestDiff(t *testing.T) {
 	if code != 1 {
 		t.Errorf("diff of the next step: exit %d", code)
 	}
-	contains("diff of the next step", out, "--- live/VirtualService difftest/catalog-mesh\n+++ update/VirtualService difftest/catalog-mesh\n", "+    - match:\n")
+	contains("diff of the next step", out, "--- live/VirtualService difftest/catalog-mesh\n+++ update/VirtualService difftest/catalog-mesh\n", "+  - match:\n", "-    sluice.dev/step: deploy\n+    sluice.dev/step: dark-launch\n")
 	if strings.Contains(out, "Deployment") {
 		t.Errorf("the next step changes no Deployment:\n%s", out)
 	}
@@ -127,7 +129,10 @@ func TestGates(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := env.StartPrometheus(t.Context()); err != nil {
+		// t.Context is done by the time cleanups run.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := env.StartPrometheus(ctx); err != nil {
 			t.Error(err)
 		}
 	})
