@@ -97,34 +97,31 @@ func (r *Reconciler) refresh(ctx context.Context) (*snapshot, error) {
 	}
 	snap.releases = map[string]*entry{}
 	parsed := map[string]parsedFile{}
+	defs := map[string][]*entry{} // release ID -> its definitions, in file order
+	var order []string
+	limit := r.maxSpecSize()
 	for _, sf := range files {
 		f, blob := sf.path, sf.blob
 		r.mu.Lock()
 		pf, ok := r.parsed[f]
 		r.mu.Unlock()
 		if !ok || pf.blob != blob {
-			data, err := tree.ReadFile(f)
+			entries, err := r.parseFile(ctx, tree, f, limit, pf.entries)
 			if err != nil {
 				return nil, err
 			}
-			var unnamed error
-			pf.entries, unnamed = parseEntries(f, data)
-			pf.blob = blob
-			if unnamed != nil {
-				// Without a namespace and name there is no status file to
-				// report in: the log is the only place.
-				r.log.Error("release spec is invalid and names no release; skipping it", "file", f, "err", unnamed)
-			}
+			pf = parsedFile{blob: blob, entries: entries}
 		}
 		parsed[f] = pf
 		for _, e := range pf.entries {
-			if prev, dup := snap.releases[e.id]; dup {
-				err := fmt.Errorf("release %s is defined in both %s and %s", e.id, prev.file, e.file)
-				snap.releases[e.id] = &entry{id: e.id, namespace: e.namespace, name: e.name, file: prev.file, err: err}
-				continue
+			if _, seen := defs[e.id]; !seen {
+				order = append(order, e.id)
 			}
-			snap.releases[e.id] = e
+			defs[e.id] = append(defs[e.id], e)
 		}
+	}
+	for _, id := range order {
+		snap.releases[id] = r.owner(tree, prev, defs[id])
 	}
 	built = true
 	r.mu.Lock()
@@ -138,22 +135,108 @@ func (r *Reconciler) refresh(ctx context.Context) (*snapshot, error) {
 	return snap, nil
 }
 
+// parseFile reads and parses one spec file. A file over the size limit is
+// not read at all: the releases it defined before (known from its last
+// parse) are reported invalid with the size error, so they hold where they
+// are, and one huge file never holds the pass over the others.
+func (r *Reconciler) parseFile(ctx context.Context, tree *gitsync.Tree, f string, limit int64, before []*entry) ([]*entry, error) {
+	st, err := tree.Stat(f)
+	if err != nil {
+		return nil, err
+	}
+	if err := specs.CheckSize(f, st.Size(), limit); err != nil {
+		var out []*entry
+		for _, e := range before {
+			out = append(out, &entry{id: e.id, namespace: e.namespace, name: e.name, file: f, err: err})
+		}
+		if len(out) == 0 {
+			r.log.Warn("YAML file is over the size limit of a release spec; skipping it unread", "file", f, "err", err)
+		}
+		return out, nil
+	}
+	data, err := tree.ReadFile(f)
+	if err != nil {
+		return nil, err
+	}
+	entries, unnamed, err := parseEntries(ctx, f, data)
+	if err != nil {
+		return nil, err
+	}
+	if unnamed != nil {
+		// Without a namespace and name there is no status file to
+		// report in: the log is the only place.
+		r.log.Error("release spec is invalid and names no release; skipping it", "file", f, "err", unnamed)
+	}
+	return entries, nil
+}
+
+// maxSpecSize bounds a spec file. Config (in reconciler.go) has no setting
+// for it yet, so it is the default that `sluice validate` checks too.
+func (r *Reconciler) maxSpecSize() int64 { return specs.DefaultMaxSpecSize }
+
+// owner picks, among a release's definitions (in lexical file order, then
+// document order), the one Sluice follows; the others are logged as
+// duplicates and otherwise ignored, so a copy pushed beside a running
+// release never takes it over or invalidates it. The rule is stable across
+// restarts and across replicas, since it depends on Git alone where it
+// can: the file named by the release's status file (the one Sluice has
+// been following), else the file it came from in the previous snapshot
+// (a release not yet recorded), else the first in lexical order.
+func (r *Reconciler) owner(tree *gitsync.Tree, prev *snapshot, defs []*entry) *entry {
+	if len(defs) == 1 {
+		return defs[0]
+	}
+	first := defs[0]
+	pick := func(file string) *entry {
+		for _, e := range defs {
+			if e.file == file {
+				return e
+			}
+		}
+		return nil
+	}
+	var chosen *entry
+	st, err := (&snapshot{tree: tree}).status(r.cfg.StatusDir, first.namespace, first.name)
+	if err == nil && st != nil && st.SpecFile != "" {
+		chosen = pick(st.SpecFile)
+	}
+	if chosen == nil && prev != nil {
+		if pe, ok := prev.releases[first.id]; ok {
+			chosen = pick(pe.file)
+		}
+	}
+	if chosen == nil {
+		chosen = first
+	}
+	for _, e := range defs {
+		if e != chosen {
+			r.log.Error("release is defined twice; ignoring this definition, the first one stays in charge",
+				"release", e.id, "file", e.file, "in_charge", chosen.file)
+		}
+	}
+	return chosen
+}
+
 // parseEntries parses a file's releases. A file that is not a release spec
 // gives none; an invalid release gives an entry with its errors, named by
-// whatever metadata could be read.
-func parseEntries(file string, data []byte) ([]*entry, error) {
+// whatever metadata could be read. unnamed is the error of a file whose
+// invalid documents name no release.
+func parseEntries(ctx context.Context, file string, data []byte) (entries []*entry, unnamed, err error) {
 	if !specs.IsRelease(data) {
-		return nil, nil
+		return nil, nil, nil
 	}
-	rels, err := specs.Parse(file, data)
+	rels, perr := specs.ParseContext(ctx, file, data)
+	if ctx.Err() != nil {
+		return nil, nil, ctx.Err()
+	}
 	var out []*entry
 	valid := map[string]bool{}
 	for _, rel := range rels {
 		valid[rel.ID()] = true
 		out = append(out, &entry{id: rel.ID(), namespace: rel.Metadata.Namespace, name: rel.Metadata.Name, file: file, rel: rel})
 	}
-	if err == nil {
-		return out, nil
+	if perr == nil {
+		return out, nil, nil
 	}
 	named := false
 	for _, id := range identify(data) {
@@ -161,24 +244,26 @@ func parseEntries(file string, data []byte) ([]*entry, error) {
 			continue
 		}
 		named = true
-		out = append(out, &entry{id: id.namespace + "/" + id.name, namespace: id.namespace, name: id.name, file: file, err: errorsFor(err)})
+		out = append(out, &entry{id: id.namespace + "/" + id.name, namespace: id.namespace, name: id.name, file: file, err: errorsFor(perr)})
 	}
 	if !named {
-		return out, errorsFor(err)
+		return out, errorsFor(perr), nil
 	}
-	return out, nil
+	return out, nil, nil
 }
 
 type releaseID struct{ namespace, name string }
 
-// identify reads the metadata of every Release document, leniently.
+// identify reads the metadata of every Release document (and of every
+// document of Sluice's API group), leniently.
 func identify(data []byte) []releaseID {
 	var ids []releaseID
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	for {
 		var doc struct {
-			Kind     string `yaml:"kind"`
-			Metadata struct {
+			APIVersion string `yaml:"apiVersion"`
+			Kind       string `yaml:"kind"`
+			Metadata   struct {
 				Name      string `yaml:"name"`
 				Namespace string `yaml:"namespace"`
 			} `yaml:"metadata"`
@@ -193,7 +278,10 @@ func identify(data []byte) []releaseID {
 				return ids
 			}
 		}
-		if doc.Kind == specs.Kind && doc.Metadata.Name != "" && doc.Metadata.Namespace != "" {
+		// A misspelt kind of Sluice's group is still a release, named so
+		// that its status file says what is wrong.
+		sluice := doc.Kind == specs.Kind || strings.HasPrefix(doc.APIVersion, "sluice.dev/")
+		if sluice && doc.Metadata.Name != "" && doc.Metadata.Namespace != "" {
 			ids = append(ids, releaseID{doc.Metadata.Namespace, doc.Metadata.Name})
 		}
 	}

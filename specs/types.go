@@ -33,19 +33,24 @@ type Release struct {
 type Origin struct {
 	File string
 	Doc  int
-	// lines maps a field path (spec.stages[1].name) to its line in File.
-	lines map[string]int
+	// lines maps a field path (spec.stages[1].name) to its place in File.
+	lines map[string]position
 }
 
 // Line returns the line of a field path in the release's file, or of its
 // nearest ancestor that has one, and 0 when unknown.
-func (o Origin) Line(path string) int {
+func (o Origin) Line(path string) int { return o.pos(path).line }
+
+// Column is Line's column, 0 when unknown.
+func (o Origin) Column(path string) int { return o.pos(path).column }
+
+func (o Origin) pos(path string) position {
 	for p := path; p != ""; p = parentPath(p) {
 		if l, ok := o.lines[p]; ok {
 			return l
 		}
 	}
-	return 0
+	return position{}
 }
 
 // ID is namespace/name, the key Sluice uses for a release everywhere.

@@ -5,7 +5,6 @@ import (
 	"path"
 	"regexp"
 	"strings"
-	"text/template"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -39,6 +38,7 @@ func (v *validator) fail(path, format string, args ...any) {
 	v.errs = append(v.errs, FieldError{
 		File:   v.r.Origin.File,
 		Line:   v.r.Origin.Line(path),
+		Column: v.r.Origin.Column(path),
 		Path:   path,
 		Reason: fmt.Sprintf(format, args...),
 	})
@@ -60,7 +60,11 @@ func (v *validator) release() {
 		v.fail("apiVersion", "must be %s, got %q", APIVersion, r.APIVersion)
 	}
 	if r.Kind != Kind {
-		v.fail("kind", "must be %s, got %q", Kind, r.Kind)
+		hint := ""
+		if r.Kind != "" && editDistance(strings.ToLower(r.Kind), strings.ToLower(Kind)) <= 2 {
+			hint = fmt.Sprintf(" (did you mean %q?)", Kind)
+		}
+		v.fail("kind", "must be %s, got %q%s", Kind, r.Kind, hint)
 	}
 	v.dnsLabel("metadata.name", r.Metadata.Name)
 	v.dnsLabel("metadata.namespace", r.Metadata.Namespace)
@@ -178,8 +182,18 @@ func (v *validator) release() {
 		if w.Duration.Duration <= 0 {
 			v.fail("spec.window.duration", "must be longer than zero")
 		}
-		if _, err := w.Parse(); err != nil {
-			v.fail("spec.window.schedule", "%v", err)
+		tzOK := true
+		if w.TimeZone != "" {
+			if _, err := time.LoadLocation(w.TimeZone); err != nil {
+				tzOK = false
+				v.fail("spec.window.timeZone", "%q is not an IANA time zone such as Europe/Paris or America/New_York", w.TimeZone)
+			}
+		}
+		// A bad zone is the zone's error alone, not the schedule's too.
+		if tzOK {
+			if _, err := w.Parse(); err != nil {
+				v.fail("spec.window.schedule", "%v", err)
+			}
 		}
 	}
 	stageNames := map[string]bool{}
@@ -376,9 +390,9 @@ func (v *validator) analysis(p string, interval Duration, iterations int, metric
 		if !builtin && strings.TrimSpace(m.Query) == "" {
 			v.fail(mp+".query", "is required: %q is not a builtin metric (%s, %s)", m.Name, MetricRequestSuccessRate, MetricRequestDuration)
 		}
-		if m.Query != "" {
-			if _, err := template.New(m.Name).Option("missingkey=error").Parse(m.Query); err != nil {
-				v.fail(mp+".query", "is not a valid template: %v", err)
+		if strings.TrimSpace(m.Query) != "" {
+			if err := CheckQuery(m, v.sampleVars(m)); err != nil {
+				v.fail(mp+".query", "%v", err)
 			}
 		}
 		tr := m.ThresholdRange

@@ -135,6 +135,29 @@ func TestValidationRules(t *testing.T) {
 			[]string{`release.yaml:31: spec.stages[0].approval: the deploy stage is the first step and cannot wait for an approval`}},
 		{"invalid yaml", "  stable: v1\n", "  stable: [v1\n",
 			[]string{`release.yaml:15: invalid YAML: did not find expected ',' or ']'`}},
+		// Issue 13: what the controller would refuse later.
+		{"query template typo", "        interval: 1m\n  stages:", "        interval: 1m\n      - name: errors\n        query: 'sum(rate(x{namespace=\"{{ .Namespac }}\"}[1m]))'\n        thresholdRange: {max: 1}\n  stages:",
+			[]string{`release.yaml:30: spec.analysis.metrics[1].query: template names {{ .Namespac }}, which is not a variable (did you mean {{ .Namespace }}?) (variables: {{ .Namespace }}, {{ .Service }}, {{ .Workload }}, {{ .Version }}, {{ .Window }})`}},
+		{"query template syntax", "        interval: 1m\n  stages:", "        interval: 1m\n      - name: errors\n        query: 'sum(x{ns=\"{{ .Namespace }\"})'\n        thresholdRange: {max: 1}\n  stages:",
+			[]string{`release.yaml:30: spec.analysis.metrics[1].query: is not a valid template: template: errors:1: unexpected "}" in operand`}},
+		{"invalid promql", "        interval: 1m\n  stages:", "        interval: 1m\n      - name: errors\n        query: 'sum(rate(istio_requests_total{reporter='\n        thresholdRange: {max: 1}\n  stages:",
+			[]string{`release.yaml:30: spec.analysis.metrics[1].query: is not valid PromQL (at 1:40: unexpected end of input inside braces): sum(rate(istio_requests_total{reporter=`}},
+		{"promql range vector", "        interval: 1m\n  stages:", "        interval: 1m\n      - name: errors\n        query: 'istio_requests_total{namespace=\"{{ .Namespace }}\"}[{{ .Window }}]'\n        thresholdRange: {max: 1}\n  stages:",
+			[]string{`release.yaml:30: spec.analysis.metrics[1].query: gives a range vector, a gate needs one number: wrap it in a function such as rate(): istio_requests_total{namespace="istioinaction"}[1m]`}},
+		{"valid custom query", "        interval: 1m\n  stages:", "        interval: 1m\n      - name: errors\n        query: |\n          sum(rate(istio_requests_total{destination_workload_namespace=\"{{ .Namespace }}\",destination_workload=\"{{ .Workload }}\",response_code=~\"5.*\"}[{{ .Window }}]))\n        thresholdRange: {max: 1}\n  stages:",
+			nil},
+		{"bad time zone", "  stages:\n", "  window:\n    schedule: \"0 9 * * 1-5\"\n    duration: 8h\n    timeZone: Europe/Pariss\n  stages:\n",
+			[]string{`release.yaml:32: spec.window.timeZone: "Europe/Pariss" is not an IANA time zone such as Europe/Paris or America/New_York`}},
+		{"duplicated yaml key", "  stable: v1\n", "  stable: v1\n  service:\n    port: 81\n",
+			[]string{`release.yaml:16: spec.service: field is set twice`}},
+		{"duplicated map key", "                exact: internal\n", "                exact: internal\n              x-istio-cohort:\n                exact: other\n",
+			[]string{`release.yaml:38: spec.stages[1].darkLaunch.match[0].headers.x-istio-cohort: key is set twice`}},
+		{"kind misspelt", "kind: Release", "kind: Relase",
+			[]string{`release.yaml:2: kind: must be Release, got "Relase" (did you mean "Release"?)`}},
+		{"kind lowercase", "kind: Release", "kind: release",
+			[]string{`release.yaml:2: kind: must be Release, got "release" (did you mean "Release"?)`}},
+		{"port over int32", "port: 80", "port: 99999999999",
+			[]string{`release.yaml:9: spec.service.port: must be a whole number from -2147483648 to 2147483647, not "99999999999"`}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -143,6 +166,12 @@ func TestValidationRules(t *testing.T) {
 			}
 			doc := strings.Replace(validRelease, tc.old, tc.new, 1)
 			_, err := Parse("release.yaml", []byte(doc))
+			if tc.want == nil {
+				if err != nil {
+					t.Fatalf("Parse: %v", err)
+				}
+				return
+			}
 			if err == nil {
 				t.Fatalf("Parse succeeded, want errors:\n%s", strings.Join(tc.want, "\n"))
 			}

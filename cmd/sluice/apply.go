@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"sluice.dev/sluice/cluster"
+	"sluice.dev/sluice/specs"
 )
 
 func newApplyCommand() *cobra.Command {
@@ -15,6 +16,7 @@ func newApplyCommand() *cobra.Command {
 		kubeconfig, kubeContext string
 		dryRun                  string
 		wait                    time.Duration
+		limit                   = sizeFlag{n: specs.DefaultMaxSpecSize}
 	)
 	cmd := &cobra.Command{
 		Use:   "apply FILE --step NAME|INDEX",
@@ -36,7 +38,7 @@ until the step's Deployments are available.`,
 			if dryRun != "none" && dryRun != "server" {
 				return fmt.Errorf("--dry-run=%s: use none or server", dryRun)
 			}
-			rel, st, out, err := renderStep(cmd.Context(), args[0], name, step, repo)
+			rel, st, out, err := renderStep(cmd.Context(), args[0], name, step, repo, limit.n)
 			if err != nil {
 				return err
 			}
@@ -68,13 +70,14 @@ until the step's Deployments are available.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&step, "step", "", "step name or index (see sluice plan)")
-	f.StringVar(&name, "release", "", "release name, when FILE holds more than one")
+	f.StringVar(&name, "release", "", "release name (or namespace/name), when FILE holds more than one")
 	f.StringVar(&repo, "repo", "", "repository root that source paths are relative to")
 	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster config, then $KUBECONFIG or ~/.kube/config)")
 	f.StringVar(&kubeContext, "context", "", "kubeconfig context")
 	f.StringVar(&dryRun, "dry-run", "none", "none, or server to have the API server validate without persisting")
 	f.Lookup("dry-run").NoOptDefVal = "server"
 	f.DurationVar(&wait, "wait", 0, "wait this long for the step's Deployments to become available (0: do not wait)")
+	limit.register(cmd)
 	return cmd
 }
 

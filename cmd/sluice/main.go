@@ -21,9 +21,23 @@ func main() {
 		if !errors.As(err, &exit) {
 			fmt.Fprintln(os.Stderr, "Error:", err)
 		}
-		os.Exit(1)
+		code := 1
+		var c exitCode
+		if errors.As(err, &c) {
+			code = c.code
+		}
+		os.Exit(code)
 	}
 }
 
 // exitError is an error the command already reported in full.
 type exitError struct{ error }
+
+// exitCode is an error that ends the command with its own exit status
+// (sluice diff exits 1 on differences and 2 on errors, as kubectl diff).
+type exitCode struct {
+	error
+	code int
+}
+
+func (e exitCode) Unwrap() error { return e.error }

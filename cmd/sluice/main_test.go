@@ -25,7 +25,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(testenv.Main(m, testenv.Options{}, &env))
+	os.Exit(testenv.Main(m, testenv.Options{Prometheus: true}, &env))
 }
 
 // sluice runs the CLI in process and returns its stdout, stderr and error.

@@ -22,70 +22,10 @@ import (
 	"sluice.dev/sluice/specs"
 )
 
-func newValidateCommand() *cobra.Command {
-	var repo string
-	cmd := &cobra.Command{
-		Use:   "validate PATH...",
-		Short: "Check release specs and the kustomize sources they name",
-		Long: `Validate parses every release spec in the given files and directories
-(directories are searched recursively for YAML files that declare
-kind: Release), checks every field, and checks that each version's source is a
-kustomize directory inside the repository without remote bases. All errors
-are printed, each with its file, line and field path. Exit status is 0 when
-everything is valid and 1 otherwise.`,
-		Example: `  # Validate one file
-  sluice validate examples/catalog/releases/catalog.yaml
-
-  # Validate every release under a directory
-  sluice validate examples/`,
-		Args: cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			files, err := releaseFiles(args)
-			if err != nil {
-				return err
-			}
-			var all specs.ErrorList
-			count := 0
-			for _, f := range files {
-				rels, err := specs.LoadFile(f)
-				if err != nil {
-					all = append(all, specs.AsErrorList(err, f)...)
-					continue
-				}
-				for _, rel := range rels {
-					root, err := repoRoot(f, repo, rel)
-					if err != nil {
-						all = append(all, specs.FieldError{File: f, Reason: err.Error()})
-						continue
-					}
-					for i := range rel.Spec.Versions {
-						v := &rel.Spec.Versions[i]
-						if err := renderer.CheckSources(root, rel.SourceOf(v)); err != nil {
-							all = append(all, specs.FieldError{File: f, Line: rel.Origin.Line(fmt.Sprintf("spec.versions[%d]", i)),
-								Path: fmt.Sprintf("spec.versions[%d]", i), Reason: err.Error()})
-						}
-					}
-					count++
-				}
-			}
-			if len(all) > 0 {
-				all.Sort()
-				for _, e := range all {
-					fmt.Fprintln(cmd.ErrOrStderr(), e.Error())
-				}
-				return exitError{fmt.Errorf("%d error(s)", len(all))}
-			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%d release(s) in %d file(s) are valid\n", count, len(files))
-			return err
-		},
-	}
-	cmd.Flags().StringVar(&repo, "repo", "", "repository root that source paths are relative to (default: found from each file)")
-	return cmd
-}
-
 func newPlanCommand() *cobra.Command {
 	var (
 		output, name string
+		limit        = sizeFlag{n: specs.DefaultMaxSpecSize}
 	)
 	cmd := &cobra.Command{
 		Use:   "plan FILE",
@@ -97,7 +37,7 @@ whether it needs approval.`,
   sluice plan examples/catalog/releases/catalog.yaml -o json`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			rel, err := loadOne(args[0], name)
+			rel, err := loadOne(cmd.Context(), args[0], name, limit.n)
 			if err != nil {
 				return err
 			}
@@ -115,13 +55,15 @@ whether it needs approval.`,
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
-	cmd.Flags().StringVar(&name, "release", "", "release name, when FILE holds more than one")
+	cmd.Flags().StringVar(&name, "release", "", "release name (or namespace/name), when FILE holds more than one")
+	limit.register(cmd)
 	return cmd
 }
 
 func newRenderCommand() *cobra.Command {
 	var (
 		output, name, step, repo string
+		limit                    = sizeFlag{n: specs.DefaultMaxSpecSize}
 	)
 	cmd := &cobra.Command{
 		Use:   "render FILE --step NAME|INDEX",
@@ -137,7 +79,7 @@ Git work tree, that holds the release's sources). The steps are those of
   sluice render examples/catalog/releases/catalog.yaml --step 1 -o json`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, _, out, err := renderStep(cmd.Context(), args[0], name, step, repo)
+			_, _, out, err := renderStep(cmd.Context(), args[0], name, step, repo, limit.n)
 			if err != nil {
 				return err
 			}
@@ -161,18 +103,19 @@ Git work tree, that holds the release's sources). The steps are those of
 	}
 	cmd.Flags().StringVar(&step, "step", "", "step name or index (see sluice plan)")
 	cmd.Flags().StringVarP(&output, "output", "o", "yaml", "output format: yaml or json")
-	cmd.Flags().StringVar(&name, "release", "", "release name, when FILE holds more than one")
+	cmd.Flags().StringVar(&name, "release", "", "release name (or namespace/name), when FILE holds more than one")
 	cmd.Flags().StringVar(&repo, "repo", "", "repository root that source paths are relative to")
+	limit.register(cmd)
 	return cmd
 }
 
 // renderStep loads the release of file (the one named, when it holds
 // several), finds the step and renders it against the repository root.
-func renderStep(ctx context.Context, file, name, step, repo string) (*specs.Release, specs.Step, *renderer.Output, error) {
+func renderStep(ctx context.Context, file, name, step, repo string, limit int64) (*specs.Release, specs.Step, *renderer.Output, error) {
 	if step == "" {
 		return nil, specs.Step{}, nil, errors.New("--step is required: name a step of `sluice plan`, or its index")
 	}
-	rel, err := loadOne(file, name)
+	rel, err := loadOne(ctx, file, name, limit)
 	if err != nil {
 		return nil, specs.Step{}, nil, err
 	}
@@ -191,32 +134,68 @@ func renderStep(ctx context.Context, file, name, step, repo string) (*specs.Rele
 	return rel, st, out, nil
 }
 
-// loadOne reads the release of a file, or the one named when it holds several.
-func loadOne(file, name string) (*specs.Release, error) {
-	rels, err := specs.LoadFile(file)
+// loadOne reads the release of a file, or the one named (name or
+// namespace/name) when it holds several. A release defined twice in the
+// file is an error rather than a silent pick of the first.
+func loadOne(ctx context.Context, file, name string, limit int64) (*specs.Release, error) {
+	rels, err := loadFile(ctx, file, limit)
 	if err != nil {
 		return nil, err
+	}
+	if dups := specs.Duplicates(rels); len(dups) > 0 {
+		return nil, dups
 	}
 	if name == "" {
 		if len(rels) > 1 {
 			names := make([]string, len(rels))
 			for i, r := range rels {
-				names[i] = r.Metadata.Name
+				names[i] = r.ID()
 			}
 			return nil, fmt.Errorf("%s holds %d releases (%s): choose one with --release", file, len(rels), strings.Join(names, ", "))
 		}
 		return rels[0], nil
 	}
+	var found []*specs.Release
 	for _, r := range rels {
-		if r.Metadata.Name == name {
-			return r, nil
+		if r.Metadata.Name == name || r.ID() == name {
+			found = append(found, r)
 		}
 	}
-	return nil, fmt.Errorf("%s has no release named %q", file, name)
+	switch len(found) {
+	case 0:
+		return nil, fmt.Errorf("%s has no release named %q", file, name)
+	case 1:
+		return found[0], nil
+	}
+	return nil, fmt.Errorf("%s has %d releases named %q, in different namespaces: choose one with --release NAMESPACE/NAME", file, len(found), name)
 }
 
-// releaseFiles expands directories into the YAML files in them that declare a Release.
-func releaseFiles(args []string) ([]string, error) {
+// loadFile parses a spec file under the size limit, and returns as soon
+// as ctx is done (a signal) even when the read blocks (a FIFO, a network
+// file system): the abandoned read ends with the process.
+func loadFile(ctx context.Context, file string, limit int64) ([]*specs.Release, error) {
+	type result struct {
+		rels []*specs.Release
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		rels, err := specs.LoadFileContext(ctx, file, limit)
+		done <- result{rels, err}
+	}()
+	select {
+	case r := <-done:
+		return r.rels, r.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%s: %w", file, context.Cause(ctx))
+	}
+}
+
+// releaseFiles expands directories into the YAML files in them that are
+// Sluice's (apiVersion sluice.dev/..., whatever the kind). A file over the
+// size limit is not read: its first bytes tell whether it is one, and it
+// is then listed so that loading it reports the size.
+func releaseFiles(ctx context.Context, args []string, limit int64) ([]string, error) {
 	var files []string
 	for _, a := range args {
 		st, err := os.Stat(a)
@@ -231,6 +210,9 @@ func releaseFiles(args []string) ([]string, error) {
 			if err != nil {
 				return err
 			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 			if d.IsDir() {
 				if d.Name() == ".git" {
 					return filepath.SkipDir
@@ -240,11 +222,11 @@ func releaseFiles(args []string) ([]string, error) {
 			if ext := filepath.Ext(p); ext != ".yaml" && ext != ".yml" {
 				return nil
 			}
-			data, err := os.ReadFile(p)
+			ours, err := isSpecFile(p, limit)
 			if err != nil {
 				return err
 			}
-			if specs.IsRelease(data) {
+			if ours {
 				files = append(files, p)
 			}
 			return nil
@@ -254,32 +236,52 @@ func releaseFiles(args []string) ([]string, error) {
 		}
 	}
 	if len(files) == 0 {
-		return nil, fmt.Errorf("no release specs (kind: Release) found in %s", strings.Join(args, ", "))
+		return nil, fmt.Errorf("no release specs (apiVersion: %s) found in %s", specs.APIVersion, strings.Join(args, ", "))
 	}
 	sort.Strings(files)
 	return files, nil
 }
 
-// repoRoot opens the repository a release's paths are relative to: the
-// --repo flag, or the nearest directory above the file, up to the enclosing
-// Git work tree, in which every source of the release exists.
-func repoRoot(file, flag string, rel *specs.Release) (fs.FS, error) {
-	dir := flag
-	if dir == "" {
-		abs, err := filepath.Abs(filepath.Dir(file))
+// sniffSize is how much of a file over the limit is read to tell whether
+// it is a release spec.
+const sniffSize = 64 << 10
+
+func isSpecFile(p string, limit int64) (bool, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return false, err
+	}
+	if !st.Mode().IsRegular() {
+		return false, nil
+	}
+	if specs.CheckSize(p, st.Size(), limit) != nil {
+		prefix, err := io.ReadAll(io.LimitReader(f, sniffSize))
 		if err != nil {
-			return nil, err
+			return false, err
 		}
-		dir = abs
-		for d := abs; ; d = filepath.Dir(d) {
-			if hasSources(d, rel) {
-				dir = d
-				break
-			}
-			if _, err := os.Stat(filepath.Join(d, ".git")); err == nil || filepath.Dir(d) == d {
-				break
-			}
-		}
+		return specs.MaybeRelease(prefix), nil
+	}
+	data, err := io.ReadAll(f)
+	if err != nil {
+		return false, err
+	}
+	return specs.IsRelease(data), nil
+}
+
+// repoRoot opens the repository a release's paths are relative to: the
+// --repo flag, or else the directory above the file, up to the enclosing
+// Git work tree, in which most of the release's sources exist (the nearest
+// one on a tie). Taking most rather than all means one missing source is
+// reported alone, not every source as missing from the wrong root.
+func repoRoot(file, flag string, rel *specs.Release) (fs.FS, error) {
+	dir, err := findRoot(file, flag, rel)
+	if err != nil {
+		return nil, err
 	}
 	root, err := os.OpenRoot(dir)
 	if err != nil {
@@ -289,14 +291,41 @@ func repoRoot(file, flag string, rel *specs.Release) (fs.FS, error) {
 	return root.FS(), nil
 }
 
-func hasSources(dir string, rel *specs.Release) bool {
-	for i := range rel.Spec.Versions {
-		st, err := os.Stat(filepath.Join(dir, filepath.FromSlash(rel.SourceOf(&rel.Spec.Versions[i]))))
-		if err != nil || !st.IsDir() {
-			return false
+func findRoot(file, flag string, rel *specs.Release) (string, error) {
+	if flag != "" {
+		return flag, nil
+	}
+	abs, err := filepath.Abs(filepath.Dir(file))
+	if err != nil {
+		return "", err
+	}
+	best, bestN := abs, 0
+	for d := abs; ; d = filepath.Dir(d) {
+		if n := sourcesIn(d, rel); n > bestN {
+			best, bestN = d, n
+		}
+		if _, err := os.Stat(filepath.Join(d, ".git")); err == nil || filepath.Dir(d) == d {
+			break
 		}
 	}
-	return true
+	return best, nil
+}
+
+// sourcesIn counts the release's distinct source directories under dir.
+func sourcesIn(dir string, rel *specs.Release) int {
+	seen := map[string]bool{}
+	n := 0
+	for i := range rel.Spec.Versions {
+		src := rel.SourceOf(&rel.Spec.Versions[i])
+		if seen[src] || specs.CheckRepoPath(src) != nil {
+			continue
+		}
+		seen[src] = true
+		if st, err := os.Stat(filepath.Join(dir, filepath.FromSlash(src))); err == nil && st.IsDir() {
+			n++
+		}
+	}
+	return n
 }
 
 func writeJSON(w io.Writer, v any) error {
