@@ -52,6 +52,10 @@ type Config struct {
 	// Paths are the repository directories searched for release specs;
 	// default the whole repository.
 	Paths []string
+	// MaxSpecSize bounds a release spec file in bytes; a larger one is
+	// refused unread (its releases are reported invalid). Default
+	// specs.DefaultMaxSpecSize; negative: no limit.
+	MaxSpecSize int64
 	// StatusDir holds Sluice's status files; default record.DefaultStatusDir.
 	StatusDir string
 	// SyncInterval is how often Git is fetched; default 1m. Trigger syncs at once.

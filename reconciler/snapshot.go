@@ -12,6 +12,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"sluice.dev/sluice/gitsync"
+	"sluice.dev/sluice/record"
 	"sluice.dev/sluice/specs"
 )
 
@@ -170,9 +171,17 @@ func (r *Reconciler) parseFile(ctx context.Context, tree *gitsync.Tree, f string
 	return entries, nil
 }
 
-// maxSpecSize bounds a spec file. Config (in reconciler.go) has no setting
-// for it yet, so it is the default that `sluice validate` checks too.
-func (r *Reconciler) maxSpecSize() int64 { return specs.DefaultMaxSpecSize }
+// maxSpecSize bounds a spec file: Config.MaxSpecSize (negative: no
+// limit), or specs' default.
+func (r *Reconciler) maxSpecSize() int64 {
+	switch {
+	case r.cfg.MaxSpecSize < 0:
+		return 0
+	case r.cfg.MaxSpecSize > 0:
+		return r.cfg.MaxSpecSize
+	}
+	return specs.DefaultMaxSpecSize
+}
 
 // owner picks, among a release's definitions (in lexical file order, then
 // document order), the one Sluice follows; the others are logged as
@@ -196,7 +205,7 @@ func (r *Reconciler) owner(tree *gitsync.Tree, prev *snapshot, defs []*entry) *e
 		return nil
 	}
 	var chosen *entry
-	st, err := (&snapshot{tree: tree}).status(r.cfg.StatusDir, first.namespace, first.name)
+	st, err := record.Read(tree, r.cfg.StatusDir, first.namespace, first.name)
 	if err == nil && st != nil && st.SpecFile != "" {
 		chosen = pick(st.SpecFile)
 	}

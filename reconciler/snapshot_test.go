@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"sluice.dev/sluice/gitsync"
+	"sluice.dev/sluice/record"
 	"sluice.dev/sluice/specs"
 )
 
@@ -129,18 +130,18 @@ func TestSnapshotDuplicatesAndLimits(t *testing.T) {
 
 	// A restart has no previous snapshot: the status file decides, and
 	// without one the first file in lexical order.
-	st := &Status{Release: "shop/web", SpecFile: "releases/m.yaml", Phase: PhaseSteady}
+	st := &record.Status{Release: "shop/web", SpecFile: "releases/m.yaml", Phase: record.PhaseSteady}
 	data, err := st.Marshal()
 	if err != nil {
 		t.Fatal(err)
 	}
-	commit(map[string][]byte{StatusPath(DefaultStatusDir, "shop", "web"): data})
+	commit(map[string][]byte{record.StatusPath(record.DefaultStatusDir, "shop", "web"): data})
 	check(newR(), "restart", map[string]want{
 		"shop/web":  {file: "releases/m.yaml"},
 		"shop/cart": {file: "releases/n.yaml"},
 		"shop/typo": {file: "releases/k.yaml", err: "did you mean"},
 	})
-	commit(map[string][]byte{StatusPath(DefaultStatusDir, "shop", "web"): nil})
+	commit(map[string][]byte{record.StatusPath(record.DefaultStatusDir, "shop", "web"): nil})
 	check(newR(), "restart without a status", map[string]want{
 		"shop/web":  {file: "releases/a.yaml"},
 		"shop/cart": {file: "releases/n.yaml"},

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -30,6 +31,7 @@ import (
 	"sluice.dev/sluice/reconciler"
 	"sluice.dev/sluice/record"
 	"sluice.dev/sluice/server"
+	"sluice.dev/sluice/specs"
 )
 
 // gitFlags are the flags that name a Git remote and its credentials.
@@ -69,6 +71,7 @@ type runFlags struct {
 	git                     gitFlags
 	paths                   []string
 	statusDir               string
+	maxSpecSize             sizeFlag
 	interval, progress      time.Duration
 	workers                 int
 	promURL, promToken      string
@@ -136,6 +139,8 @@ given on the command line wins.`,
 	f := cmd.Flags()
 	f.StringSliceVar(&fl.paths, "path", []string{"."}, "repository directories holding release specs (repeatable)")
 	f.StringVar(&fl.statusDir, "status-dir", record.DefaultStatusDir, "repository directory for Sluice's status files")
+	fl.maxSpecSize = sizeFlag{n: specs.DefaultMaxSpecSize}
+	f.Var(&fl.maxSpecSize, "max-spec-size", "refuse release spec files larger than this (KiB, MiB; 0: no limit), unread; their releases are reported invalid")
 	f.DurationVar(&fl.interval, "interval", time.Minute, "how often to fetch Git")
 	// Workers mostly wait on Git and the API server (kustomize builds are
 	// bounded by the CPUs apart), and every worker waiting on a status
@@ -296,7 +301,7 @@ func runController(ctx context.Context, stderr io.Writer, fl *runFlags) error {
 	metrics := observe.NewMetrics()
 	rec, err := reconciler.New(reconciler.Config{
 		Repo: repo, Cluster: applier, Gates: g,
-		Paths: fl.paths, StatusDir: fl.statusDir, SyncInterval: fl.interval, Workers: fl.workers,
+		Paths: fl.paths, StatusDir: fl.statusDir, MaxSpecSize: cmp.Or(fl.maxSpecSize.n, -1), SyncInterval: fl.interval, Workers: fl.workers,
 		AllowedNamespaces: fl.namespaces, ProgressDeadline: fl.progress, ReapplyInterval: fl.reapply,
 		CommitLinger: fl.commitLinger, Forge: fp,
 		Observer: reconciler.Observers{metrics, observe.NewEvents(kube.EventsV1(), identity, log.With("component", "events"))},

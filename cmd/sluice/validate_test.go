@@ -155,19 +155,20 @@ REPO/releases/other.yaml:7: metadata.name: renders Deployment istioinaction/cata
 }
 
 // TestValidateUnmanagedKind: a source that builds a kind Sluice's
-// ServiceAccount may not apply (an HPA, which the renderer would copy per
-// version) is refused by validate instead of failing in the controller.
+// ServiceAccount may not apply (a PodDisruptionBudget) is refused by
+// validate instead of failing in the controller. (HPAs and Secrets are
+// managed since deploy/rbac.yaml grants them.)
 func TestValidateUnmanagedKind(t *testing.T) {
 	dir := fixture(t, map[string]string{
-		"apps/catalog/base/hpa.yaml":           "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: catalog}\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: catalog}\n  maxReplicas: 3\n",
-		"apps/catalog/base/kustomization.yaml": "+  - hpa.yaml\n",
+		"apps/catalog/base/pdb.yaml":           "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: catalog}\nspec:\n  minAvailable: 1\n  selector: {matchLabels: {app: catalog}}\n",
+		"apps/catalog/base/kustomization.yaml": "+  - pdb.yaml\n",
 	})
 	_, errOut, err := sluice(t.Context(), "validate", dir)
 	if err == nil {
 		t.Fatal("validate passed")
 	}
-	want := `REPO/releases/catalog.yaml:15: spec.versions[0].source: version v1 builds HorizontalPodAutoscaler catalog-v1, which Sluice may not manage: its ServiceAccount may apply only ConfigMap, Deployment, DestinationRule, Service, ServiceAccount, VirtualService (deploy/rbac.yaml)
-REPO/releases/catalog.yaml:17: spec.versions[1].source: version v2 builds HorizontalPodAutoscaler catalog-v2, which Sluice may not manage: its ServiceAccount may apply only ConfigMap, Deployment, DestinationRule, Service, ServiceAccount, VirtualService (deploy/rbac.yaml)
+	want := `REPO/releases/catalog.yaml:15: spec.versions[0].source: version v1 builds PodDisruptionBudget catalog, which Sluice may not manage: its ServiceAccount may apply only ConfigMap, Deployment, DestinationRule, HorizontalPodAutoscaler, Secret, Service, ServiceAccount, VirtualService (deploy/rbac.yaml)
+REPO/releases/catalog.yaml:17: spec.versions[1].source: version v2 builds PodDisruptionBudget catalog, which Sluice may not manage: its ServiceAccount may apply only ConfigMap, Deployment, DestinationRule, HorizontalPodAutoscaler, Secret, Service, ServiceAccount, VirtualService (deploy/rbac.yaml)
 `
 	if got := strings.ReplaceAll(errOut, dir, "REPO"); got != want {
 		t.Errorf("output:\n%s\nwant:\n%s", got, want)
