@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io/fs"
@@ -179,8 +180,9 @@ func catalogHistory(t testing.TB) *fakeRepo {
 // fakeMetrics answers range queries with a series per version, or one
 // series for a gate's query.
 type fakeMetrics struct {
-	queries []string
-	err     error
+	queries   []string
+	err       error
+	candidate string // the candidate's version; default v3
 }
 
 func (m *fakeMetrics) QueryRange(_ context.Context, q string, r promv1.Range) (model.Matrix, error) {
@@ -203,7 +205,7 @@ func (m *fakeMetrics) QueryRange(_ context.Context, q string, r promv1.Range) (m
 	case strings.Contains(q, "destination_version"):
 		return model.Matrix{
 			series(model.Metric{"destination_version": "v1"}, func(int) float64 { return 40 }),
-			series(model.Metric{"destination_version": "v3"}, func(int) float64 { return 10 }),
+			series(model.Metric{"destination_version": model.LabelValue(cmp.Or(m.candidate, "v3"))}, func(int) float64 { return 10 }),
 		}, nil
 	case strings.Contains(q, "histogram_quantile"):
 		return model.Matrix{series(model.Metric{}, func(i int) float64 { return 40 + float64(i%10) })}, nil
