@@ -50,7 +50,9 @@ type Options struct {
 	// the replica that leads; it is not called for a request that was
 	// itself relayed.
 	Relay func(ctx context.Context)
-	Log   *slog.Logger
+	// Dashboard, when set, is served under /ui/: read-only pages.
+	Dashboard http.Handler
+	Log       *slog.Logger
 }
 
 // Server serves the endpoints until Close.
@@ -98,6 +100,10 @@ func Handler(opts Options) (http.Handler, error) {
 	})
 	if opts.Metrics != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Metrics, promhttp.HandlerOpts{}))
+	}
+	if opts.Dashboard != nil {
+		mux.Handle("/ui/", opts.Dashboard)
+		mux.Handle("/ui", opts.Dashboard)
 	}
 	if opts.WebhookSecretFile != "" {
 		if _, err := readSecret(opts.WebhookSecretFile); err != nil {

@@ -32,6 +32,7 @@ transition is committed back to Git.`,
 		newRunCommand(),
 		newStatusCommand(),
 		newHistoryCommand(),
+		newDashboardCommand(),
 		newVersionCommand(),
 	)
 	return root

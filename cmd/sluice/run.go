@@ -96,6 +96,8 @@ type runFlags struct {
 	forge, forgeURL         string
 	forgeRepo, forgeToken   string
 	pprofListen             string
+	dashboard               bool
+	dash                    dashboardFlags
 }
 
 func newRunCommand() *cobra.Command {
@@ -164,6 +166,8 @@ given on the command line wins.`,
 	f.StringVar(&fl.kubeContext, "context", "", "kubeconfig context")
 	f.StringSliceVar(&fl.namespaces, "allowed-namespaces", nil, "namespaces releases may target (default: any)")
 	f.StringVar(&fl.listen, "listen", ":8080", "address for /healthz, /readyz, /metrics, POST /sync and POST /hooks/git; empty to disable")
+	f.BoolVar(&fl.dashboard, "dashboard", true, "serve the read-only web dashboard at /ui/ on --listen")
+	f.StringVar(&fl.dash.commitURL, "dashboard-commit-url", "", "the dashboard links commits to this URL, {commit} replaced by the hash (default: the --forge's commit pages)")
 	f.StringVar(&fl.webhookSecretFile, "webhook-secret-file", "", "file holding the push webhooks' shared secret; without it POST /hooks/git is not served")
 	f.StringVar(&fl.authorName, "git-author-name", "Sluice", "author of Sluice's commits")
 	f.StringVar(&fl.authorEmail, "git-author-email", "sluice@localhost", "author e-mail of Sluice's commits")
@@ -273,8 +277,9 @@ func runController(ctx context.Context, stderr io.Writer, fl *runFlags) error {
 		return fmt.Errorf("kubernetes client: %w", err)
 	}
 	var g reconciler.Gates
+	var ev *gates.Evaluator
 	if fl.promURL != "" {
-		ev, err := gates.New(gates.Options{Address: fl.promURL, BearerTokenFile: fl.promToken, CAFile: fl.promCA, Logger: log.With("component", "gates")})
+		ev, err = gates.New(gates.Options{Address: fl.promURL, BearerTokenFile: fl.promToken, CAFile: fl.promCA, Logger: log.With("component", "gates")})
 		if err != nil {
 			return err
 		}
@@ -318,6 +323,11 @@ func runController(ctx context.Context, stderr io.Writer, fl *runFlags) error {
 		}
 		if fl.leaderElect {
 			opts.Relay = leaders.relay(log)
+		}
+		if fl.dashboard {
+			if opts.Dashboard, err = newDashboard(repo, fl.statusDir, ev, fl.dash.commitURL, fl.forge, fl.forgeURL, fl.forgeRepo, fl.git.url, log.With("component", "dashboard")); err != nil {
+				return err
+			}
 		}
 		srv, err := server.Start(ctx, opts)
 		if err != nil {
