@@ -19,6 +19,7 @@ import (
 // TestRBAC applies deploy/rbac.yaml and runs the apply path as Sluice's
 // ServiceAccount: everything Sluice does is allowed, Secrets are not.
 func TestRBAC(t *testing.T) {
+	env := testEnv.Env(t)
 	ctx := testContext(t)
 	admin, _ := newApplier(t)
 	data, err := os.ReadFile("../deploy/rbac.yaml")
