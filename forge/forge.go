@@ -173,7 +173,7 @@ func redactURL(raw string) string { return secret.URL(raw) }
 // ssh://git@host/platform/releases.git or git@host:platform/releases.git
 // all give platform/releases.
 func RepoFromGitURL(gitURL string) (string, error) {
-	p := gitURL
+	var p string
 	if u, err := url.Parse(gitURL); err == nil && u.Scheme != "" && u.Host != "" {
 		p = u.Path
 	} else if i := strings.Index(gitURL, ":"); i > 0 && !strings.Contains(gitURL[:i], "/") {

@@ -120,7 +120,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", opts.Addr)
+	ln, err := new(net.ListenConfig).Listen(ctx, "tcp", opts.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", opts.Addr, err)
 	}

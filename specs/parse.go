@@ -102,7 +102,7 @@ func IsRelease(data []byte) bool {
 			Kind       string `yaml:"kind"`
 		}
 		err := dec.Decode(&head)
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return false
 		}
 		if err != nil {
@@ -127,7 +127,7 @@ func Parse(file string, data []byte) ([]*Release, error) {
 	for doc := 0; ; doc++ {
 		var root yaml.Node
 		err := dec.Decode(&root)
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
@@ -219,10 +219,7 @@ type walker struct {
 	errs  ErrorList
 }
 
-var (
-	durationType    = reflect.TypeOf(Duration{})
-	unmarshalerType = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
-)
+var durationType = reflect.TypeOf(Duration{})
 
 func (w *walker) fail(n *yaml.Node, path, format string, args ...any) {
 	w.errs = append(w.errs, FieldError{File: w.file, Line: n.Line, Path: path, Reason: fmt.Sprintf(format, args...)})
