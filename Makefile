@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin
 
-.PHONY: help build test test-tools testenv bench bench-scale bench-release fuzz schema golden
+.PHONY: help build test test-short test-tools testenv bench bench-scale bench-release fuzz schema golden
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -19,6 +19,9 @@ test-tools: ## install what the test cluster needs (etcd, Prometheus, Kubernetes
 
 test: test-tools ## run every test, against the real local test cluster, Prometheus and Git servers
 	$(GO) test -count=1 -timeout 30m ./...
+
+test-short: ## the inner loop: every test that needs no cluster, Prometheus or Gitea (under a minute)
+	$(GO) test -short -count=1 ./...
 
 testenv: test-tools ## start the local test cluster and keep it up until Ctrl-C
 	$(GO) run ./internal/testenv/cmd/testenv

@@ -73,6 +73,7 @@ func routeWeights(t *testing.T, dyn dynamic.Interface, ns, name string) []string
 // apply creates, updates, leaves alone and prunes, and that an unchanged
 // step writes nothing.
 func TestApplySteps(t *testing.T) {
+	env := testEnv.Env(t)
 	ns := newNamespace(t)
 	a, counter := newApplier(t)
 	ctx := testContext(t)
@@ -183,6 +184,7 @@ func TestApplySteps(t *testing.T) {
 // are no longer rendered, in reverse dependency order, and leaves alone
 // look-alikes without the full set of owner labels and other releases.
 func TestPrune(t *testing.T) {
+	env := testEnv.Env(t)
 	ns := newNamespace(t)
 	a, _ := newApplier(t)
 	ctx := testContext(t)
@@ -262,6 +264,7 @@ func TestPrune(t *testing.T) {
 // TestDrift edits applied objects by hand and checks that the next apply
 // of the same set reports each edit as drift and reverts it.
 func TestDrift(t *testing.T) {
+	env := testEnv.Env(t)
 	ns := newNamespace(t)
 	a, counter := newApplier(t)
 	ctx := testContext(t)
@@ -387,6 +390,7 @@ func TestDrift(t *testing.T) {
 
 // TestDryRun validates and reports without changing the cluster.
 func TestDryRun(t *testing.T) {
+	env := testEnv.Env(t)
 	ns := newNamespace(t)
 	a, counter := newApplier(t)
 	ctx := testContext(t)
@@ -430,6 +434,7 @@ func TestDryRun(t *testing.T) {
 // TestRejected checks that a set the API server rejects names the object
 // and field and leaves nothing of the set behind.
 func TestRejected(t *testing.T) {
+	env := testEnv.Env(t)
 	ns := newNamespace(t)
 	a, _ := newApplier(t)
 	ctx := testContext(t)
@@ -547,6 +552,7 @@ func TestBadKindAndScope(t *testing.T) {
 // TestOtherReleasesObject refuses to take over an object another release
 // owns, and adopts one nobody owns.
 func TestOtherReleasesObject(t *testing.T) {
+	env := testEnv.Env(t)
 	ns := newNamespace(t)
 	a, _ := newApplier(t)
 	ctx := testContext(t)

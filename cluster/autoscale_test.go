@@ -30,7 +30,7 @@ func TestAutoscaledRelease(t *testing.T) {
 	if err := a.WatchLive(ctx); err != nil {
 		t.Fatal(err)
 	}
-	applyAutoscaledRelease(ctx, t, a, counter, kubernetes.NewForConfigOrDie(env.RESTConfig()), newNamespace(t))
+	applyAutoscaledRelease(ctx, t, a, counter, kubernetes.NewForConfigOrDie(testEnv.Env(t).RESTConfig()), newNamespace(t))
 }
 
 // hpaManager is the field manager of the simulated autoscaler's writes.
@@ -150,8 +150,8 @@ func applyAutoscaledRelease(ctx context.Context, t *testing.T, a *Applier, count
 		t.Fatal(err)
 	}
 	for _, mf := range d.ManagedFields {
-		if mf.Manager == DefaultFieldManager && mf.FieldsV1 != nil && strings.Contains(string(mf.FieldsV1.Raw), `"f:replicas"`) {
-			t.Errorf("Sluice's managed fields hold spec.replicas: %s", mf.FieldsV1.Raw)
+		if mf.Manager == DefaultFieldManager && mf.FieldsV1 != nil && strings.Contains(mf.FieldsV1.GetRawString(), `"f:replicas"`) {
+			t.Errorf("Sluice's managed fields hold spec.replicas: %s", mf.FieldsV1.GetRawString())
 		}
 	}
 

@@ -9,6 +9,7 @@ import (
 // BenchmarkApply100 applies the first step of 100 releases, then the same
 // step again, which must write nothing.
 func BenchmarkApply100(b *testing.B) {
+	env := testEnv.Env(b)
 	const releases = 100
 	cfg, counter := CountingConfig(env.RESTConfig())
 	// Measure Sluice and the API server, not client-side throttling

@@ -17,6 +17,7 @@ import (
 // releases' objects refused), with no LIST or GET per apply and no request
 // at all for an unchanged step.
 func TestWatchLive(t *testing.T) {
+	env := testEnv.Env(t)
 	ns := newNamespace(t)
 	a, counter := newApplier(t)
 	ctx := testContext(t)

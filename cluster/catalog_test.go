@@ -54,6 +54,7 @@ func describeRoutes(vs *unstructured.Unstructured) []string {
 // TestCatalogSteps applies every step of examples/catalog in order, as
 // the renderer produces them, and reads back what the mesh would route.
 func TestCatalogSteps(t *testing.T) {
+	env := testEnv.Env(t)
 	rels, err := specs.LoadFile("../examples/catalog/releases/catalog.yaml")
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 
 // TestCRDInSet applies a CRD and an object of its new kind in one set.
 func TestCRDInSet(t *testing.T) {
+	env := testEnv.Env(t)
 	ns := newNamespace(t)
 	a, counter := newApplier(t)
 	ctx := testContext(t)

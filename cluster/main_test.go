@@ -21,16 +21,16 @@ import (
 	"sluice.dev/sluice/internal/testenv"
 )
 
-// env is the real API server every cluster test runs against.
-var env *testenv.Env
+// testEnv is the real API server the cluster tests run against, started by
+// the first test that needs it.
+var testEnv = testenv.NewShared(testenv.Options{})
 
-func TestMain(m *testing.M) {
-	os.Exit(testenv.Main(m, testenv.Options{}, &env))
-}
+func TestMain(m *testing.M) { os.Exit(testEnv.Main(m)) }
 
 // newNamespace creates a namespace for one test and deletes it after.
 func newNamespace(t testing.TB) string {
 	t.Helper()
+	env := testEnv.Env(t)
 	kube := kubernetes.NewForConfigOrDie(env.RESTConfig())
 	ns, err := kube.CoreV1().Namespaces().Create(context.Background(),
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: sanitize(t.Name()) + "-"}}, metav1.CreateOptions{})
@@ -132,6 +132,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 // newApplier returns an Applier on the admin config whose requests count.
 func newApplier(t testing.TB) (*Applier, *RequestCounter) {
 	t.Helper()
+	env := testEnv.Env(t)
 	cfg, counter := CountingConfig(env.RESTConfig())
 	a, err := New(cfg, Options{Log: testLogger(t)})
 	if err != nil {

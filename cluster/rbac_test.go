@@ -21,6 +21,7 @@ import (
 // does: everything Sluice does is allowed (a version's Secrets, ConfigMaps
 // and autoscaler included), nothing else is.
 func TestRBAC(t *testing.T) {
+	env := testEnv.Env(t)
 	ctx := testContext(t)
 	admin, _ := newApplier(t)
 	data, err := os.ReadFile("../deploy/rbac.yaml")
@@ -96,7 +97,7 @@ func TestRBAC(t *testing.T) {
 		if err := a.WatchLive(ctx); err != nil {
 			t.Fatalf("watch live objects as the sluice ServiceAccount: %v", err)
 		}
-		applyAutoscaledRelease(ctx, t, a, counter, kubernetes.NewForConfigOrDie(env.RESTConfig()), newNamespace(t))
+		applyAutoscaledRelease(ctx, t, a, counter, kubernetes.NewForConfigOrDie(testEnv.Env(t).RESTConfig()), newNamespace(t))
 	})
 
 	forbidden := []struct {

@@ -3,11 +3,11 @@ package dashboard
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"maps"
 	"os"
-	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -52,7 +52,7 @@ func (f *fakeRepo) Tree(_ context.Context, c plumbing.Hash) (fs.FS, error) {
 func (f *fakeRepo) Log(ctx context.Context, fn func(*object.Commit) error) error {
 	for i := len(f.commits) - 1; i >= 0; i-- {
 		if err := fn(f.commits[i]); err != nil {
-			if err == gitsync.ErrStopLog {
+			if errors.Is(err, gitsync.ErrStopLog) {
 				return nil
 			}
 			return err
@@ -212,5 +212,3 @@ func (m *fakeMetrics) QueryRange(_ context.Context, q string, r promv1.Range) (m
 	}
 	return model.Matrix{series(model.Metric{}, func(int) float64 { return 99.9 })}, nil
 }
-
-func sortedStrings(s []string) []string { return slices.Sorted(slices.Values(s)) }

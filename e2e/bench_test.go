@@ -49,6 +49,7 @@ func BenchmarkPushToFirstStep(b *testing.B) {
 // breach is visible in Prometheus to all traffic back on stable, with a
 // threshold of one failed check.
 func BenchmarkBreachToRollback(b *testing.B) {
+	env := testEnv.Env(b)
 	ctx := b.Context()
 	ev, err := gates.New(gates.Options{Address: env.PrometheusURL()})
 	if err != nil {

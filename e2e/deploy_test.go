@@ -92,6 +92,7 @@ func (a *applier) apply(ctx context.Context, u *unstructured.Unstructured, dryRu
 // its ServiceAccount, with its RBAC only, completes a release and is
 // refused anything else.
 func TestDeploy(t *testing.T) {
+	env := testEnv.Env(t)
 	t.Parallel()
 	ctx := t.Context()
 	objs := renderDeploy(t)
@@ -176,6 +177,7 @@ func TestDeploy(t *testing.T) {
 // with that ServiceAccount's own token for everything it does in the
 // cluster (apply, Events, the leader election Lease).
 func serviceAccountRelease(t *testing.T) {
+	env := testEnv.Env(t)
 	ctx := t.Context()
 	s := startStack(t, stack.Options{Namespace: "e2e-sa"})
 	saCfg, err := env.ServiceAccountConfig(ctx, sluiceNamespace, "sluice")

@@ -27,11 +27,11 @@ import (
 	"sluice.dev/sluice/record"
 )
 
-var env *testenv.Env
+// testEnv is the cluster and Prometheus the stacks run on, started by the
+// first test.
+var testEnv = testenv.NewShared(testenv.Options{Prometheus: true})
 
-func TestMain(m *testing.M) {
-	os.Exit(testenv.Main(m, testenv.Options{Prometheus: true}, &env))
-}
+func TestMain(m *testing.M) { os.Exit(testEnv.Main(m)) }
 
 var (
 	buildOnce sync.Once
@@ -90,6 +90,7 @@ func newStackThreshold(t testing.TB, namespace string, threshold int) *stack.Sta
 // stack's Git log and every replica's log are printed when the test fails.
 func startStack(t testing.TB, opts stack.Options) *stack.Stack {
 	t.Helper()
+	env := testEnv.Env(t)
 	opts.Env, opts.Sluice, opts.Example = env, sluiceBinary(t), "../examples/catalog"
 	opts.Interval, opts.Window = interval, window
 	if opts.CohortShare == 0 {
@@ -173,6 +174,7 @@ var (
 // routes reads a VirtualService's first-route destinations as "subset=weight".
 func routes(t testing.TB, ns, name string) []string {
 	t.Helper()
+	env := testEnv.Env(t)
 	dyn := dynamic.NewForConfigOrDie(env.RESTConfig())
 	vs, err := dyn.Resource(vsGVR).Namespace(ns).Get(t.Context(), name, metav1.GetOptions{})
 	if err != nil {
@@ -193,6 +195,7 @@ func routes(t testing.TB, ns, name string) []string {
 
 func deployments(t testing.TB, ns string) []string {
 	t.Helper()
+	env := testEnv.Env(t)
 	list, err := kubernetes.NewForConfigOrDie(env.RESTConfig()).AppsV1().Deployments(ns).List(t.Context(), metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -277,6 +280,7 @@ func checkGoodRelease(t *testing.T, subjects []string, from, to string) {
 // advances and no check counts as failed; when it is back the release
 // goes on to promotion. It runs alone: the other tests share Prometheus.
 func TestPrometheusStoppedMidStep(t *testing.T) {
+	env := testEnv.Env(t)
 	s := newStack(t, "e2e-prometheus")
 	pushCandidate(t, s, "v2")
 	waitStatus(t, s, releaseTimeout, "step canary-10", func(st *record.Status) bool { return st.Step == "canary-10" })

@@ -27,6 +27,7 @@ type forgeStack struct {
 
 func startForgeStack(t *testing.T, namespace string, threshold int) *forgeStack {
 	t.Helper()
+	testenv.SkipIfShort(t, "Gitea and the local test cluster")
 	ctx := t.Context()
 	g, err := testenv.StartGitea(ctx, t.TempDir())
 	if err != nil {

@@ -60,6 +60,7 @@ func deliver(ctx context.Context, base, body string, headers map[string]string) 
 // Git history, the Events in the cluster) for the Git password and the
 // webhook secret.
 func TestSecretsNeverLeak(t *testing.T) {
+	env := testEnv.Env(t)
 	t.Parallel()
 	password, webhookSecret := "pw-"+randomHex(t, 12), "wh-"+randomHex(t, 12)
 	// Git is fetched only on request: the webhook is what starts the release.

@@ -14,9 +14,10 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
+
+	"sluice.dev/sluice/internal/secret"
 )
 
 // State is where a pull request stands.
@@ -165,26 +166,14 @@ func checkURL(raw string) error {
 
 // redactURL drops userinfo so a mistaken URL with a password never reaches
 // an error message.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		if i := strings.LastIndex(raw, "@"); i >= 0 {
-			return "..." + raw[i:]
-		}
-		return raw
-	}
-	if u.User != nil {
-		u.User = url.User("REDACTED")
-	}
-	return u.String()
-}
+func redactURL(raw string) string { return secret.URL(raw) }
 
 // RepoFromGitURL derives a forge repository path (owner/name) from the
 // Git URL Sluice follows: https://git.example.com/platform/releases.git,
 // ssh://git@host/platform/releases.git or git@host:platform/releases.git
 // all give platform/releases.
 func RepoFromGitURL(gitURL string) (string, error) {
-	p := gitURL
+	var p string
 	if u, err := url.Parse(gitURL); err == nil && u.Scheme != "" && u.Host != "" {
 		p = u.Path
 	} else if i := strings.Index(gitURL, ":"); i > 0 && !strings.Contains(gitURL[:i], "/") {
@@ -219,32 +208,12 @@ func splitRepo(provider, repo string) (owner, name string, err error) {
 // tokenFile is a path to a token, read at each use.
 type tokenFile string
 
-func (f tokenFile) read() (string, error) {
-	b, err := os.ReadFile(string(f))
-	if err != nil {
-		// The path is fine to show; its content never is.
-		return "", fmt.Errorf("read forge token file: %w", err)
-	}
-	tok := strings.TrimSpace(string(b))
-	if tok == "" {
-		return "", fmt.Errorf("forge token file %s is empty", string(f))
-	}
-	if strings.ContainsAny(tok, "\r\n") {
-		return "", fmt.Errorf("forge token file %s holds more than one line", string(f))
-	}
-	return tok, nil
-}
+func (f tokenFile) read() (string, error) { return secret.ReadFile("forge token", string(f)) }
 
 // scrub keeps the token out of an error, whatever a client library put in
-// it. An error that held the token is not unwrappable: its chain would
-// still hold it.
+// it (a response body echoing the request, a request with its headers): by
+// the policy gitsync and gates share, the result does not unwrap, since the
+// chain would still hold the token.
 func scrub(op string, err error, token string) error {
-	if err == nil {
-		return nil
-	}
-	msg := err.Error()
-	if token != "" && strings.Contains(msg, token) {
-		return errors.New(op + ": " + strings.ReplaceAll(msg, token, "REDACTED"))
-	}
-	return fmt.Errorf("%s: %w", op, err)
+	return secret.Error(op, err, []string{token})
 }

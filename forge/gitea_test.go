@@ -20,6 +20,7 @@ import (
 // whose main branch has one commit, and returns the server and a token file.
 func startGitea(t *testing.T, ctx context.Context) (*testenv.Gitea, string) {
 	t.Helper()
+	testenv.SkipIfShort(t, "Gitea")
 	g, err := testenv.StartGitea(ctx, t.TempDir())
 	if err != nil {
 		t.Fatal(err)

@@ -82,8 +82,8 @@ func gitlabMR(mr *gitlab.BasicMergeRequest) *PullRequest {
 		switch {
 		case mr.MergeUser != nil:
 			out.By = mr.MergeUser.Username
-		case mr.MergedBy != nil:
-			out.By = mr.MergedBy.Username
+		case mr.MergedBy != nil: //nolint:staticcheck // older GitLab servers fill only merged_by
+			out.By = mr.MergedBy.Username //nolint:staticcheck // as above
 		}
 	case "closed", "locked":
 		out.State = StateClosed

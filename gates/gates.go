@@ -20,6 +20,7 @@ import (
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 
+	"sluice.dev/sluice/internal/secret"
 	"sluice.dev/sluice/specs"
 )
 
@@ -49,10 +50,12 @@ type Options struct {
 // Evaluator runs metric gates against one Prometheus. It is safe for
 // concurrent use.
 type Evaluator struct {
-	api     promv1.API
-	address string // redacted, for messages
-	timeout time.Duration
-	log     *slog.Logger
+	api       promv1.API
+	address   string // redacted, for messages
+	password  string // the address' password, kept out of errors
+	tokenFile string // the bearer token's file, whose content is kept out of errors
+	timeout   time.Duration
+	log       *slog.Logger
 }
 
 // New checks opts and returns an Evaluator. It does not contact Prometheus:
@@ -92,11 +95,14 @@ func New(opts Options) (*Evaluator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gates: prometheus client for %s: %w", u.Redacted(), err)
 	}
+	password, _ := u.User.Password()
 	return &Evaluator{
-		api:     promv1.NewAPI(client),
-		address: u.Redacted(),
-		timeout: opts.Timeout,
-		log:     opts.Logger,
+		api:       promv1.NewAPI(client),
+		address:   u.Redacted(),
+		password:  password,
+		tokenFile: opts.BearerTokenFile,
+		timeout:   opts.Timeout,
+		log:       opts.Logger,
 	}, nil
 }
 
@@ -179,7 +185,7 @@ func (e *Evaluator) evaluate(ctx context.Context, at time.Time, t Target, m spec
 			// did not answer in time, which is Prometheus' failure.
 			return Result{}, fmt.Errorf("gates: metric %s: %w", m.Name, context.Cause(ctx))
 		}
-		return Result{}, &PrometheusError{Address: e.address, Metric: m.Name, Query: query, Err: err}
+		return Result{}, &PrometheusError{Address: e.address, Metric: m.Name, Query: query, Err: e.redact(err)}
 	}
 	if len(warnings) > 0 {
 		e.log.WarnContext(ctx, "prometheus query warnings", "metric", m.Name, "query", query, "warnings", []string(warnings))
@@ -195,6 +201,20 @@ func (e *Evaluator) evaluate(ctx context.Context, at time.Time, t Target, m spec
 	r.Value = v
 	r.Passed = inRange(v, r.Min, r.Max)
 	return r, nil
+}
+
+// redact keeps the credentials out of a client error, by the policy gitsync
+// and forge share: the result does not unwrap, since a client's error chain
+// may hold the request and its Authorization header.
+func (e *Evaluator) redact(err error) error {
+	secrets := []string{e.password}
+	if e.tokenFile != "" {
+		// Read now: the token may have rotated since the request.
+		if tok, rerr := readToken(e.tokenFile); rerr == nil {
+			secrets = append(secrets, tok)
+		}
+	}
+	return secret.Error("", err, secrets)
 }
 
 // singleValue extracts the one number a gate compares. ok is false when the

@@ -23,18 +23,22 @@ import (
 )
 
 var (
-	env         *testenv.Env
+	// testEnv is the Prometheus the gates query, started by the first test
+	// that needs it; the query-building and transport tests need none.
+	testEnv     = testenv.NewShared(testenv.Options{Prometheus: true})
 	fixtureAddr string // where the fixture serves /metrics
 )
 
 func TestMain(m *testing.M) {
+	// The fixture is an in-process exporter on loopback: cheap, and needs
+	// nothing installed.
 	f, err := startFixture()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "gates fixture:", err)
 		os.Exit(1)
 	}
 	fixtureAddr = f.addr
-	code := testenv.Main(m, testenv.Options{Prometheus: true}, &env)
+	code := testEnv.Main(m)
 	f.close()
 	os.Exit(code)
 }
@@ -144,15 +148,24 @@ func (f *fixture) tick() {
 
 // scrapeFixture makes Prometheus scrape the fixture, once for the package
 // (adding a target twice is a no-op, but each call waits for a scrape).
-var scrapeFixture = sync.OnceValue(func() error {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	return env.AddScrapeTarget(ctx, "gates-fixture", fixtureAddr)
-})
+var (
+	scrapeOnce sync.Once
+	scrapeErr  error
+)
+
+func scrapeFixture(env *testenv.Env) error {
+	scrapeOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		scrapeErr = env.AddScrapeTarget(ctx, "gates-fixture", fixtureAddr)
+	})
+	return scrapeErr
+}
 
 func evaluator(t testing.TB) *gates.Evaluator {
 	t.Helper()
-	if err := scrapeFixture(); err != nil {
+	env := testEnv.Env(t)
+	if err := scrapeFixture(env); err != nil {
 		t.Fatalf("start fixture: %v", err)
 	}
 	e, err := gates.New(gates.Options{Address: env.PrometheusURL(), Timeout: 5 * time.Second})
@@ -300,6 +313,7 @@ func TestBadQueryIsAPrometheusError(t *testing.T) {
 // TestPrometheusDown stops the real Prometheus: evaluating is then a
 // *PrometheusError, never a failed metric, and works again once it is back.
 func TestPrometheusDown(t *testing.T) {
+	env := testEnv.Env(t)
 	e := evaluator(t)
 	target := gates.Target{Namespace: fixtureNS, Workload: "shop-v2"}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

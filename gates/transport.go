@@ -3,13 +3,13 @@ package gates
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
-	"strings"
 	"time"
+
+	"sluice.dev/sluice/internal/secret"
 )
 
 // newTransport builds the HTTP transport for Prometheus: TLS verified with
@@ -76,21 +76,4 @@ func (b *bearerFileTransport) CloseIdleConnections() {
 }
 
 // readToken reads the token; its errors name the file, never its content.
-func readToken(file string) (string, error) {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		var pe *os.PathError
-		if errors.As(err, &pe) {
-			return "", fmt.Errorf("read bearer token file %s: %w", file, pe.Err)
-		}
-		return "", fmt.Errorf("read bearer token file %s: %w", file, err)
-	}
-	token := strings.TrimSpace(string(data))
-	if token == "" {
-		return "", fmt.Errorf("bearer token file %s is empty", file)
-	}
-	if strings.ContainsAny(token, "\r\n") {
-		return "", fmt.Errorf("bearer token file %s holds more than one line", file)
-	}
-	return token, nil
-}
+func readToken(file string) (string, error) { return secret.ReadFile("bearer token", file) }

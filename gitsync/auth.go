@@ -16,11 +16,13 @@ import (
 	"github.com/skeema/knownhosts"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/net/http/httpproxy"
+
+	"sluice.dev/sluice/internal/secret"
 )
 
 // Auth names files holding credentials, as mounted from a Kubernetes Secret.
 // The files are read on every network operation, so a rotated Secret takes
-// effect without a restart. Trailing newlines are ignored.
+// effect without a restart. Surrounding whitespace is ignored.
 type Auth struct {
 	// UsernameFile and PasswordFile hold HTTPS basic-auth credentials; the
 	// password may be a token. Without UsernameFile the user name comes from
@@ -113,20 +115,6 @@ type transportOpts struct {
 	secrets  []string // values to scrub from any error or log line
 }
 
-// readSecretFile reads a mounted Secret file, dropping trailing newlines.
-// Errors name the file, never its content.
-func readSecretFile(kind, path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("read %s file: %w", kind, err)
-	}
-	s := strings.TrimRight(string(b), "\r\n")
-	if s == "" {
-		return "", fmt.Errorf("%s file %s is empty", kind, path)
-	}
-	return s, nil
-}
-
 // loadTransport reads the credential files for one operation.
 func loadTransport(ep remoteEndpoint, a Auth) (transportOpts, error) {
 	var o transportOpts
@@ -144,13 +132,13 @@ func loadTransport(ep remoteEndpoint, a Auth) (transportOpts, error) {
 func loadHTTP(ep remoteEndpoint, a Auth) (transportOpts, error) {
 	var o transportOpts
 	if a.PasswordFile != "" {
-		pass, err := readSecretFile("password", a.PasswordFile)
+		pass, err := secret.ReadFile("password", a.PasswordFile)
 		if err != nil {
 			return o, err
 		}
 		user := ep.user
 		if a.UsernameFile != "" {
-			if user, err = readSecretFile("username", a.UsernameFile); err != nil {
+			if user, err = secret.ReadFile("username", a.UsernameFile); err != nil {
 				return o, err
 			}
 		}
@@ -210,7 +198,7 @@ func loadSSH(ep remoteEndpoint, a Auth) (transportOpts, error) {
 	}
 	var signer ssh.Signer
 	if a.SSHPassphraseFile != "" {
-		pass, err := readSecretFile("ssh passphrase", a.SSHPassphraseFile)
+		pass, err := secret.ReadFile("ssh passphrase", a.SSHPassphraseFile)
 		if err != nil {
 			return o, err
 		}

@@ -41,12 +41,11 @@ func TestCommitWritesOneCommit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	msg, trailers, err := gitsync.RenderMessage("", gitsync.MessageData{
-		Release: "istioinaction/catalog", Step: "canary-20", Action: "advance", Weight: 20,
-		Gates: []gitsync.GateFigure{{Name: "error-rate", Value: 0.002, Threshold: 0.01, Op: "<=", Passed: true}},
-	})
-	if err != nil {
-		t.Fatal(err)
+	msg := "catalog: 10% -> 20% (error-rate 0.002 <= 0.01)\n"
+	trailers := []gitsync.Trailer{
+		{Key: gitsync.TrailerRelease, Value: "istioinaction/catalog"},
+		{Key: gitsync.TrailerStep, Value: "canary-20"},
+		{Key: gitsync.TrailerAction, Value: "advance"},
 	}
 	res, err := r.Commit(ctx, gitsync.Change{
 		Message:  msg,

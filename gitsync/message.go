@@ -1,11 +1,9 @@
 package gitsync
 
 import (
-	"bytes"
 	"fmt"
 	"regexp"
 	"strings"
-	"text/template"
 )
 
 // Trailer is one "Key: Value" line at the end of a commit message, in the
@@ -129,66 +127,4 @@ func TrailerGroups(trailers []Trailer, key string) [][]Trailer {
 		}
 	}
 	return out
-}
-
-// GateFigure is one gate's measured value, for commit messages.
-type GateFigure struct {
-	Name      string
-	Value     float64
-	Threshold float64
-	// Op compares Value with Threshold, e.g. "<=" or ">=".
-	Op     string
-	Passed bool
-}
-
-// MessageData feeds a commit message template.
-type MessageData struct {
-	Release string // namespace/name, e.g. istioinaction/catalog
-	Step    string // e.g. canary-20
-	Action  string // e.g. advance, promote, rollback
-	Weight  int    // percent of traffic on the new version
-	Gates   []GateFigure
-	Note    string // free text, e.g. why a rollback happened
-}
-
-// DefaultMessageTemplate renders the subject and body of a Sluice commit.
-const DefaultMessageTemplate = `sluice: {{with .Action}}{{.}} {{end}}{{.Release}} at {{.Step}}{{if .Weight}} ({{.Weight}}% traffic){{end}}
-{{- if .Note}}
-
-{{.Note}}
-{{- end}}
-{{- if .Gates}}
-
-Gates:
-{{- range .Gates}}
-- {{.Name}}: {{printf "%g" .Value}} {{.Op}} {{printf "%g" .Threshold}} {{if .Passed}}passed{{else}}failed{{end}}
-{{- end}}
-{{- end}}
-`
-
-// RenderMessage executes tmpl (DefaultMessageTemplate when empty) with d and
-// returns the message with Sluice's standard trailers, ready for Change.
-func RenderMessage(tmpl string, d MessageData) (string, []Trailer, error) {
-	if tmpl == "" {
-		tmpl = DefaultMessageTemplate
-	}
-	if d.Release == "" || d.Step == "" {
-		return "", nil, fmt.Errorf("render commit message: release and step are required (got release %q, step %q)", d.Release, d.Step)
-	}
-	t, err := template.New("message").Option("missingkey=error").Parse(tmpl)
-	if err != nil {
-		return "", nil, fmt.Errorf("parse commit message template: %w", err)
-	}
-	var b bytes.Buffer
-	if err := t.Execute(&b, d); err != nil {
-		return "", nil, fmt.Errorf("render commit message template: %w", err)
-	}
-	trailers := []Trailer{
-		{Key: TrailerRelease, Value: d.Release},
-		{Key: TrailerStep, Value: d.Step},
-	}
-	if d.Action != "" {
-		trailers = append(trailers, Trailer{Key: TrailerAction, Value: d.Action})
-	}
-	return b.String(), trailers, nil
 }

@@ -1,9 +1,6 @@
 package gitsync_test
 
 import (
-	"flag"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -12,87 +9,6 @@ import (
 	"sluice.dev/sluice/internal/gitserver"
 )
 
-var update = flag.Bool("update", false, "rewrite golden files in testdata/")
-
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	p := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.WriteFile(p, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s mismatch (go test -update rewrites it)\n--- got\n%s\n--- want\n%s", p, got, want)
-	}
-}
-
-func TestRenderMessageGolden(t *testing.T) {
-	tests := []struct {
-		name string
-		tmpl string
-		data gitsync.MessageData
-	}{
-		{"advance", "", gitsync.MessageData{
-			Release: "istioinaction/catalog", Step: "canary-20", Action: "advance", Weight: 20,
-			Gates: []gitsync.GateFigure{
-				{Name: "error-rate", Value: 0.002, Threshold: 0.01, Op: "<=", Passed: true},
-				{Name: "p99-latency-ms", Value: 180, Threshold: 250, Op: "<=", Passed: true},
-			},
-		}},
-		{"rollback", "", gitsync.MessageData{
-			Release: "istioinaction/catalog", Step: "canary-50", Action: "rollback", Weight: 50,
-			Note:  "error rate above threshold for 3 checks",
-			Gates: []gitsync.GateFigure{{Name: "error-rate", Value: 0.31, Threshold: 0.01, Op: "<=", Passed: false}},
-		}},
-		{"promote-no-gates", "", gitsync.MessageData{Release: "istioinaction/catalog", Step: "stable", Action: "promote"}},
-		{"custom-template", "release {{.Release}} at {{.Step}}\n\nweight={{.Weight}}\n", gitsync.MessageData{Release: "ns/app", Step: "canary-10", Weight: 10}},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			msg, trailers, err := gitsync.RenderMessage(tc.tmpl, tc.data)
-			if err != nil {
-				t.Fatal(err)
-			}
-			full, err := gitsync.FormatMessage(msg, trailers)
-			if err != nil {
-				t.Fatal(err)
-			}
-			golden(t, "message-"+tc.name, full)
-			if got := gitsync.ParseTrailers(full); !reflect.DeepEqual(got, trailers) {
-				t.Errorf("ParseTrailers(rendered) = %v, want %v", got, trailers)
-			}
-		})
-	}
-}
-
-func TestRenderMessageErrors(t *testing.T) {
-	tests := []struct {
-		name string
-		tmpl string
-		data gitsync.MessageData
-		want string
-	}{
-		{"no release", "", gitsync.MessageData{Step: "s"}, "release and step are required"},
-		{"bad template", "{{.Release", gitsync.MessageData{Release: "r", Step: "s"}, "parse commit message template"},
-		{"unknown field", "{{.Nope}}", gitsync.MessageData{Release: "r", Step: "s"}, "render commit message template"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			_, _, err := gitsync.RenderMessage(tc.tmpl, tc.data)
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("err = %v, want %q", err, tc.want)
-			}
-		})
-	}
-}
-
-// TestParseTrailersAgreesWithGit checks ParseTrailers against git's own
-// parser on the messages Sluice cares about.
 func TestParseTrailersAgreesWithGit(t *testing.T) {
 	gitserver.RequireGit(t)
 	tests := []struct {

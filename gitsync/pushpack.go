@@ -131,8 +131,8 @@ func (r *Repo) newObjects(commit, base plumbing.Hash) ([]plumbing.Hash, error) {
 			if ok && prev.Hash == e.Hash {
 				continue
 			}
-			switch {
-			case e.Mode == filemode.Dir:
+			switch e.Mode {
+			case filemode.Dir:
 				var oldSub plumbing.Hash
 				if ok && prev.Mode == filemode.Dir {
 					oldSub = prev.Hash
@@ -140,7 +140,7 @@ func (r *Repo) newObjects(commit, base plumbing.Hash) ([]plumbing.Hash, error) {
 				if err := walk(e.Hash, oldSub); err != nil {
 					return err
 				}
-			case e.Mode == filemode.Submodule:
+			case filemode.Submodule:
 				// A submodule's commit is not in this repository.
 			default:
 				objs = append(objs, e.Hash)

@@ -336,6 +336,9 @@ func TestLogDeepensShallowClone(t *testing.T) {
 // TestCacheCompaction drives enough incremental fetches to trigger the
 // cache's compaction and checks git still finds the cache consistent.
 func TestCacheCompaction(t *testing.T) {
+	if testing.Short() {
+		t.Skip("sixty fetches to reach a compaction; skipped under -short")
+	}
 	ctx := testCtx(t)
 	bare := gitserver.GenerateRepo(t, t.TempDir(), "releases", 20, 40)
 	cache := filepath.Join(t.TempDir(), "cache")

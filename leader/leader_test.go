@@ -17,11 +17,10 @@ import (
 	"sluice.dev/sluice/internal/testenv"
 )
 
-var env *testenv.Env
+// testEnv holds the Leases, started by the first test that needs it.
+var testEnv = testenv.NewShared(testenv.Options{})
 
-func TestMain(m *testing.M) {
-	os.Exit(testenv.Main(m, testenv.Options{}, &env))
-}
+func TestMain(m *testing.M) { os.Exit(testEnv.Main(m)) }
 
 // Short settings keep the tests quick; they satisfy client-go's rules.
 const (
@@ -61,6 +60,7 @@ func (ts *terms) leading(who string) bool {
 
 func startReplica(t *testing.T, ts *terms, ns, name string, hold chan struct{}) *replica {
 	t.Helper()
+	env := testEnv.Env(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	r := &replica{name: name, cancel: cancel, done: make(chan error, 1), stopping: make(chan struct{}), hold: hold}
 	cfg := Config{
@@ -106,6 +106,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 func newNamespace(t *testing.T) string {
 	t.Helper()
+	env := testEnv.Env(t)
 	ns := strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-"))
 	if err := env.CreateNamespace(t.Context(), ns); err != nil {
 		t.Fatal(err)
@@ -117,6 +118,7 @@ func newNamespace(t *testing.T) string {
 // update), it finishes its work, releases the Lease, and the other leads
 // at once, without waiting for the Lease to expire. Terms never overlap.
 func TestHandOver(t *testing.T) {
+	env := testEnv.Env(t)
 	ns := newNamespace(t)
 	ts := &terms{now: map[string]bool{}}
 	hold := make(chan struct{})
@@ -171,6 +173,7 @@ func TestHandOver(t *testing.T) {
 // TestLost: a leader that cannot renew the Lease (another holder took it)
 // stops leading, and Run says so with ErrLost.
 func TestLost(t *testing.T) {
+	env := testEnv.Env(t)
 	ns := newNamespace(t)
 	ts := &terms{now: map[string]bool{}}
 	a := startReplica(t, ts, ns, "a", nil)
@@ -207,6 +210,7 @@ func TestLost(t *testing.T) {
 }
 
 func TestConfig(t *testing.T) {
+	env := testEnv.Env(t)
 	client := kubernetes.NewForConfigOrDie(env.RESTConfig()).CoordinationV1()
 	tests := []struct {
 		name    string

@@ -12,15 +12,15 @@ import (
 	"sluice.dev/sluice/reconciler"
 )
 
-var env *testenv.Env
+// testEnv is the API server the Events test writes to, started when needed.
+var testEnv = testenv.NewShared(testenv.Options{})
 
-func TestMain(m *testing.M) {
-	os.Exit(testenv.Main(m, testenv.Options{}, &env))
-}
+func TestMain(m *testing.M) { os.Exit(testEnv.Main(m)) }
 
 // TestEvents records transitions as events.k8s.io/v1 Events on the real
 // API server and reads them back as `kubectl get events` would.
 func TestEvents(t *testing.T) {
+	env := testEnv.Env(t)
 	ctx := t.Context()
 	const ns = "events"
 	if err := env.CreateNamespace(ctx, ns); err != nil {

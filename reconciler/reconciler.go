@@ -13,7 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-git/go-git/v5/plumbing"
 	"k8s.io/client-go/util/workqueue"
 
 	"sluice.dev/sluice/cluster"
@@ -516,19 +515,6 @@ func (r *Reconciler) commit(ctx context.Context, e *entry, en record.Entry) erro
 		})
 	}
 	return nil
-}
-
-// headTree returns the tree at the repository's head.
-func headTree(ctx context.Context, repo *gitsync.Repo) (plumbing.Hash, *gitsync.Tree, error) {
-	head, ok, err := repo.Head()
-	if err != nil {
-		return plumbing.ZeroHash, nil, err
-	}
-	if !ok {
-		return plumbing.ZeroHash, nil, errors.New("nothing synced yet")
-	}
-	t, err := repo.Tree(ctx, head)
-	return head, t, err
 }
 
 func phaseOf(st *record.Status) record.Phase {

@@ -23,11 +23,11 @@ import (
 	"sluice.dev/sluice/record"
 )
 
-var env *testenv.Env
+// testEnv is started by the first test that needs a cluster; the state
+// machine's tests need none.
+var testEnv = testenv.NewShared(testenv.Options{})
 
-func TestMain(m *testing.M) {
-	os.Exit(testenv.Main(m, testenv.Options{}, &env))
-}
+func TestMain(m *testing.M) { os.Exit(testEnv.Main(m)) }
 
 // remote is a bare Git repository seeded with the catalog example.
 type remote struct {
@@ -101,6 +101,7 @@ var (
 // Invalid with a message that says why, and nothing of it is applied; a
 // valid one beside it is applied.
 func TestRefusedReleases(t *testing.T) {
+	env := testEnv.Env(t)
 	noCandidate := func(spec string) string { return strings.Replace(spec, "  candidate: v2\n", "", 1) }
 	tests := []struct {
 		name string

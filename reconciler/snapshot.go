@@ -278,7 +278,7 @@ func identify(data []byte) []releaseID {
 			} `yaml:"metadata"`
 		}
 		err := dec.Decode(&doc)
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return ids
 		}
 		if err != nil {

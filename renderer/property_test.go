@@ -112,7 +112,12 @@ func TestRandomReleasesRouteConsistently(t *testing.T) {
 	}
 	r := rand.New(rand.NewPCG(1, 2))
 	rd := New()
-	for i := range 100 {
+	// Rendering is the slow part; the inner loop samples fewer releases.
+	n := 100
+	if testing.Short() {
+		n = 10
+	}
+	for i := range n {
 		gen := randomRelease(r)
 		// Through YAML and the strict parser, as people's specs come.
 		doc, err := yaml.Marshal(gen)

@@ -10,12 +10,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	secretfile "sluice.dev/sluice/internal/secret" // named apart from the tests' secret constant
 )
 
 // DefaultMaxBodyBytes bounds a webhook delivery's body.
@@ -125,7 +126,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", opts.Addr)
+	ln, err := new(net.ListenConfig).Listen(ctx, "tcp", opts.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", opts.Addr, err)
 	}
@@ -167,16 +168,12 @@ func (s *Server) Close() error {
 	return err
 }
 
-// readSecret reads the webhook secret file, dropping trailing newlines.
-// Errors name the file, never its content.
+// readSecret reads the webhook secret file; errors name the file, never its
+// content.
 func readSecret(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
+	s, err := secretfile.ReadFile("webhook secret", path)
 	if err != nil {
-		return nil, fmt.Errorf("read webhook secret file: %w", err)
-	}
-	s := strings.TrimRight(string(b), "\r\n")
-	if s == "" {
-		return nil, fmt.Errorf("webhook secret file %s is empty", path)
+		return nil, err
 	}
 	return []byte(s), nil
 }

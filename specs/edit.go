@@ -67,7 +67,7 @@ func FindSpecNode(data []byte, namespace, name string) (*yaml.Node, error) {
 	for {
 		var doc yaml.Node
 		err := dec.Decode(&doc)
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("no Release %s/%s in the file", namespace, name)
 		}
 		if err != nil {

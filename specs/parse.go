@@ -203,7 +203,7 @@ func IsRelease(data []byte) bool {
 			APIVersion any `yaml:"apiVersion"`
 		}
 		err := dec.Decode(&head)
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return false
 		}
 		if err != nil {
@@ -248,7 +248,7 @@ func ParseContext(ctx context.Context, file string, data []byte) ([]*Release, er
 		}
 		var root yaml.Node
 		err := dec.Decode(&root)
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
@@ -381,9 +381,7 @@ type walker struct {
 	fields map[reflect.Type]map[string]reflect.StructField
 }
 
-var (
-	durationType = reflect.TypeOf(Duration{})
-)
+var durationType = reflect.TypeOf(Duration{})
 
 func (w *walker) fail(n *yaml.Node, path, format string, args ...any) {
 	w.errs = append(w.errs, FieldError{File: w.file, Line: n.Line, Column: n.Column, Path: path, Reason: fmt.Sprintf(format, args...)})

@@ -14,11 +14,13 @@ import (
 	"sluice.dev/sluice/internal/testenv"
 )
 
-var env *testenv.Env
+// testEnv is started by the first test that needs a cluster.
+var testEnv = testenv.NewShared(testenv.Options{})
 
-func TestMain(m *testing.M) { os.Exit(testenv.Main(m, testenv.Options{}, &env)) }
+func TestMain(m *testing.M) { os.Exit(testEnv.Main(m)) }
 
 func TestBadFlags(t *testing.T) {
+	env := testEnv.Env(t)
 	for _, tt := range []struct {
 		args []string
 		want string
@@ -52,6 +54,7 @@ func TestBadFlags(t *testing.T) {
 // TestRun starts the command against the test cluster, reads the address it
 // prints, uses its endpoints and stops it by cancelling, as a signal would.
 func TestRun(t *testing.T) {
+	env := testEnv.Env(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	runCtx, stop := context.WithCancel(ctx)

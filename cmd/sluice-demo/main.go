@@ -64,7 +64,11 @@ func run(ctx context.Context, sluice, example string, interval, window time.Dura
 	if err != nil {
 		return err
 	}
-	defer env.Stop()
+	defer func() {
+		if err := env.Stop(); err != nil {
+			say("stopping the test cluster: %v", err)
+		}
+	}()
 	say("cluster up in %s; kubeconfig %s; Prometheus %s", env.StartupDuration().Round(time.Second), env.KubeconfigPath(), env.PrometheusURL())
 
 	s, err := stack.Start(ctx, dir, stack.Options{

@@ -29,6 +29,7 @@ func diffExit(err error) int {
 // not applied yet shows its objects created, an applied one nothing, a hand
 // edit shows as a change, a step that retires a version shows the prune.
 func TestDiff(t *testing.T) {
+	env := testEnv.Env(t)
 	ctx := t.Context()
 	const ns = "difftest"
 	if err := env.CreateNamespace(ctx, ns); err != nil {
@@ -100,6 +101,7 @@ func TestDiff(t *testing.T) {
 // metric without traffic has no data, a constant query is compared with
 // its threshold, and a Prometheus that is down is reported as such.
 func TestGates(t *testing.T) {
+	env := testEnv.Env(t)
 	ctx := t.Context()
 	dir := fixture(t, map[string]string{spec: exampleSpec(t, `      - name: request-duration
         thresholdRange:

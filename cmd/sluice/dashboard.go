@@ -124,7 +124,7 @@ func serveDashboard(ctx context.Context, cmd *cobra.Command, d http.Handler, rep
 	if interval <= 0 {
 		return fmt.Errorf("--interval %s: want more than 0", interval)
 	}
-	ln, err := net.Listen("tcp", listen)
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", listen, err)
 	}

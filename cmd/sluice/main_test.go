@@ -20,13 +20,13 @@ import (
 )
 
 var (
-	env    *testenv.Env
-	update = flag.Bool("update", false, "rewrite the golden files under testdata/")
+	// testEnv is the API server for `sluice apply`, started by the first
+	// test that needs it; plan, render and validate need none.
+	testEnv = testenv.NewShared(testenv.Options{Prometheus: true})
+	update  = flag.Bool("update", false, "rewrite the golden files under testdata/")
 )
 
-func TestMain(m *testing.M) {
-	os.Exit(testenv.Main(m, testenv.Options{Prometheus: true}, &env))
-}
+func TestMain(m *testing.M) { os.Exit(testEnv.Main(m)) }
 
 // sluice runs the CLI in process and returns its stdout, stderr and error.
 func sluice(ctx context.Context, args ...string) (string, string, error) {
@@ -119,6 +119,7 @@ func TestValidate(t *testing.T) {
 // TestApply applies a step with --dry-run=server (nothing changes), then for
 // real, then again (nothing to do), on the real API server.
 func TestApply(t *testing.T) {
+	env := testEnv.Env(t)
 	ctx := t.Context()
 	if err := env.CreateNamespace(ctx, "istioinaction"); err != nil {
 		t.Fatal(err)

@@ -262,7 +262,7 @@ func runController(ctx context.Context, stderr io.Writer, fl *runFlags) error {
 	}
 	restCfg.QPS, restCfg.Burst = float32(fl.kubeQPS), fl.kubeBurst
 	if fl.pprofListen != "" {
-		stop, err := servePprof(fl.pprofListen, log)
+		stop, err := servePprof(ctx, fl.pprofListen, log)
 		if err != nil {
 			return err
 		}
@@ -466,8 +466,8 @@ func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // servePprof serves Go's profiles on their own listener, apart from the
 // admin address, so they are never exposed by accident.
-func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
-	ln, err := net.Listen("tcp", addr)
+func servePprof(ctx context.Context, addr string, log *slog.Logger) (stop func(), err error) {
+	ln, err := new(net.ListenConfig).Listen(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("--pprof-listen %s: %w", addr, err)
 	}

@@ -275,7 +275,7 @@ func TestValidateEndsOnSIGTERM(t *testing.T) {
 				t.Errorf("%s after SIGTERM: %v, stderr %q", args[0], err, stderr.String())
 			}
 		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
+			_ = cmd.Process.Kill()
 			t.Fatalf("%s still runs 5s after SIGTERM", args[0])
 		}
 	}

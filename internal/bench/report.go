@@ -52,7 +52,9 @@ func ReadMachine() Machine {
 		var kb int
 		for line := range strings.SplitSeq(string(data), "\n") {
 			if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
-				fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
+				if _, err := fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb); err != nil {
+					kb = 0 // unknown
+				}
 			}
 		}
 		m.MemoryGiB = (kb + (1 << 19)) >> 20

@@ -40,10 +40,14 @@ type SSHServer struct {
 	KnownHosts string
 }
 
-// RequireSSHD skips the test when sshd is absent.
+// RequireSSHD skips the test when sshd is absent, and under -short.
 func RequireSSHD(t testing.TB) {
 	t.Helper()
 	RequireGit(t)
+	if testing.Short() {
+		// A real sshd per test is seconds: the full run, not the inner loop.
+		t.Skip("starts sshd; skipped under -short")
+	}
 	if _, err := os.Stat(SSHD); err != nil {
 		t.Skipf("%s not installed (apt-get install openssh-server): SSH tests need it", SSHD)
 	}

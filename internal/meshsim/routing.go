@@ -321,7 +321,8 @@ func compile(namespace, name string, src Source, objs objects) *table {
 			r.mirrors = append(r.mirrors, mirror{key: key, percent: p, endpoints: resolve(d.GetHost(), d.GetSubset(), vs.Namespace), label: destLabel(d)})
 		}
 		if m := hr.GetMirror(); m != nil {
-			addMirror(m, hr.GetMirrorPercentage(), hr.GetMirrorPercent().GetValue(), hr.GetMirrorPercent() != nil)
+			// Istio still honours the deprecated mirrorPercent, so the simulator does.
+			addMirror(m, hr.GetMirrorPercentage(), hr.GetMirrorPercent().GetValue(), hr.GetMirrorPercent() != nil) //nolint:staticcheck // see above
 		}
 		for _, mp := range hr.GetMirrors() {
 			if mp.GetDestination() != nil {

@@ -265,7 +265,7 @@ func TestRouting(t *testing.T) {
 			objs: base(virtualService(&networking.HTTPRoute{
 				Route:         []*networking.HTTPRouteDestination{to("v1", 100)},
 				Mirror:        &networking.Destination{Host: "catalog", Subset: "v2"},
-				MirrorPercent: wrapperspb.UInt32(50),
+				MirrorPercent: wrapperspb.UInt32(50), //nolint:staticcheck // the legacy field, on purpose
 				Mirrors: []*networking.HTTPMirrorPolicy{
 					{Destination: &networking.Destination{Host: "catalog", Subset: "v2"}, Percentage: &networking.Percent{Value: 10}},
 				},

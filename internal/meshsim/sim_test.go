@@ -30,11 +30,11 @@ import (
 	"sluice.dev/sluice/specs"
 )
 
-var env *testenv.Env
+// testEnv is started by the first test that needs a cluster; the routing
+// tests need none.
+var testEnv = testenv.NewShared(testenv.Options{Prometheus: true})
 
-func TestMain(m *testing.M) {
-	os.Exit(testenv.Main(m, testenv.Options{Prometheus: true}, &env))
-}
+func TestMain(m *testing.M) { os.Exit(testEnv.Main(m)) }
 
 type clients struct {
 	kube  kubernetes.Interface
@@ -43,6 +43,7 @@ type clients struct {
 
 func newClients(t *testing.T) clients {
 	t.Helper()
+	env := testEnv.Env(t)
 	kube, err := kubernetes.NewForConfig(env.RESTConfig())
 	if err != nil {
 		t.Fatal(err)
@@ -67,6 +68,7 @@ func uniqueNamespace(prefix string) string {
 // v2, and waits until both Deployments are available.
 func deployCatalog(ctx context.Context, t *testing.T, c clients, ns string) {
 	t.Helper()
+	env := testEnv.Env(t)
 	if err := env.CreateNamespace(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
@@ -172,6 +174,7 @@ func waitFor(t *testing.T, timeout time.Duration, check func() string) {
 
 func startSim(ctx context.Context, t *testing.T, cfg meshsim.Config) *meshsim.Simulator {
 	t.Helper()
+	env := testEnv.Env(t)
 	cfg.RESTConfig = env.RESTConfig()
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
@@ -216,6 +219,7 @@ func shareOK(c map[string]float64, min float64, want, tol float64) string {
 // Prometheus; the gates read v2's 10% errors as a 90% success rate; and the
 // split follows changes of the VirtualService and of availability.
 func TestSplitFollowsTheVirtualService(t *testing.T) {
+	env := testEnv.Env(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c := newClients(t)
@@ -337,6 +341,7 @@ func noMoreV2(t *testing.T, sim *meshsim.Simulator, workload string) {
 
 func promClient(t *testing.T) promv1.API {
 	t.Helper()
+	env := testEnv.Env(t)
 	client, err := promapi.NewClient(promapi.Config{Address: env.PrometheusURL()})
 	if err != nil {
 		t.Fatal(err)
@@ -435,6 +440,7 @@ func TestVersionsEndpoint(t *testing.T) {
 }
 
 func TestStartFailsClearly(t *testing.T) {
+	env := testEnv.Env(t)
 	ctx := context.Background()
 	for _, tt := range []struct {
 		cfg  meshsim.Config

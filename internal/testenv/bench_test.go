@@ -15,6 +15,7 @@ import (
 //
 //	go test ./internal/testenv/ -run '^$' -bench Start -benchtime 3x
 func BenchmarkStart(b *testing.B) {
+	testenv.SkipIfShort(b, "the local test cluster")
 	for _, prom := range []bool{false, true} {
 		name := "without-prometheus"
 		if prom {

@@ -21,6 +21,7 @@ func TestGiteaMissingBinary(t *testing.T) {
 }
 
 func TestGiteaStartStop(t *testing.T) {
+	testenv.SkipIfShort(t, "Gitea")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	g, err := testenv.StartGitea(ctx, t.TempDir())
@@ -50,6 +51,7 @@ func TestGiteaStartStop(t *testing.T) {
 // BenchmarkGiteaStart measures a fresh Gitea to a working API: app.ini,
 // migrate, admin user and token, web up.
 func BenchmarkGiteaStart(b *testing.B) {
+	testenv.SkipIfShort(b, "Gitea")
 	ctx := context.Background()
 	for b.Loop() {
 		g, err := testenv.StartGitea(ctx, b.TempDir())

@@ -4,11 +4,13 @@
 // the kubelet, Istio's CRDs installed, and optionally Prometheus.
 //
 // Prerequisites come from hack/testenv-tools.sh. Typical use, one cluster per
-// test package:
+// test binary, started by the first test that needs it (see Shared):
 //
-//	var env *testenv.Env
+//	var testEnv = testenv.NewShared(testenv.Options{})
 //
-//	func TestMain(m *testing.M) { os.Exit(testenv.Main(m, testenv.Options{}, &env)) }
+//	func TestMain(m *testing.M) { os.Exit(testEnv.Main(m)) }
+//
+//	func TestApply(t *testing.T) { env := testEnv.Env(t); ... }
 package testenv
 
 import (

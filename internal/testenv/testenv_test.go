@@ -31,17 +31,17 @@ import (
 	"sluice.dev/sluice/internal/testenv"
 )
 
-var env *testenv.Env
+// testEnv is the env under test, started by the first test that needs it.
+var testEnv = testenv.NewShared(testenv.Options{Prometheus: true, Nodes: 1})
 
-func TestMain(m *testing.M) {
-	os.Exit(testenv.Main(m, testenv.Options{Prometheus: true, Nodes: 1}, &env))
-}
+func TestMain(m *testing.M) { os.Exit(testEnv.Main(m)) }
 
 // waitTimeout is generous: these run on small, busy CI machines.
 const waitTimeout = 60 * time.Second
 
 func clients(t *testing.T) *kubernetes.Clientset {
 	t.Helper()
+	env := testEnv.Env(t)
 	cs, err := kubernetes.NewForConfig(env.RESTConfig())
 	if err != nil {
 		t.Fatalf("clientset: %v", err)
@@ -52,6 +52,7 @@ func clients(t *testing.T) *kubernetes.Clientset {
 // namespace creates a namespace for one test, ready for pods.
 func namespace(t *testing.T, name string) string {
 	t.Helper()
+	env := testEnv.Env(t)
 	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
 	defer cancel()
 	if err := env.CreateNamespace(ctx, name); err != nil {
@@ -81,6 +82,7 @@ func poll(t *testing.T, what string, cond func(ctx context.Context) (bool, strin
 }
 
 func TestEnvStarts(t *testing.T) {
+	env := testEnv.Env(t)
 	want, err := testenv.K8sVersion(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -276,6 +278,7 @@ func virtualService(name string, spec map[string]any) *unstructured.Unstructured
 }
 
 func TestVirtualServiceSchema(t *testing.T) {
+	env := testEnv.Env(t)
 	dyn, err := dynamic.NewForConfig(env.RESTConfig())
 	if err != nil {
 		t.Fatal(err)
@@ -317,6 +320,7 @@ func TestVirtualServiceSchema(t *testing.T) {
 }
 
 func TestServiceAccountIsLeastPrivileged(t *testing.T) {
+	env := testEnv.Env(t)
 	ns := namespace(t, "least-privilege")
 	cfg, err := env.ServiceAccountConfig(t.Context(), ns, "sluice")
 	if err != nil {
@@ -398,6 +402,7 @@ func queryScalar(ctx context.Context, api promv1.API, q string) (float64, error)
 }
 
 func TestPrometheusScrapesAddedTarget(t *testing.T) {
+	env := testEnv.Env(t)
 	reg := prometheus.NewRegistry()
 	requests := prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_testenv_probe_requests_total", Help: "Probe."})
 	reg.MustRegister(requests)
@@ -445,6 +450,7 @@ func TestPrometheusScrapesAddedTarget(t *testing.T) {
 }
 
 func TestPrometheusRejectsBadTargets(t *testing.T) {
+	env := testEnv.Env(t)
 	tests := []struct{ job, hostPort string }{
 		{"", "127.0.0.1:9"},
 		{"has space", "127.0.0.1:9"},
@@ -462,6 +468,7 @@ func TestPrometheusRejectsBadTargets(t *testing.T) {
 }
 
 func TestServiceAccountConfigRejectsEmptyNames(t *testing.T) {
+	env := testEnv.Env(t)
 	for _, tc := range [][2]string{{"", "x"}, {"default", ""}} {
 		if _, err := env.ServiceAccountConfig(t.Context(), tc[0], tc[1]); err == nil {
 			t.Errorf("ServiceAccountConfig(%q, %q) succeeded", tc[0], tc[1])
