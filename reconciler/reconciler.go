@@ -448,6 +448,21 @@ func (r *Reconciler) reconcile(ctx context.Context, id string) (time.Duration, e
 	return after, err
 }
 
+// Annotations are the metadata.annotations of a release as the last
+// snapshot has it; nil when the release is unknown or its spec invalid.
+// Safe for concurrent use; notifiers read per-release settings from them.
+func (r *Reconciler) Annotations(id string) map[string]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.snap == nil {
+		return nil
+	}
+	if e := r.snap.releases[id]; e != nil && e.rel != nil {
+		return e.rel.Metadata.Annotations
+	}
+	return nil
+}
+
 func (r *Reconciler) memoFor(id string) *releaseMemo {
 	r.mu.Lock()
 	defer r.mu.Unlock()

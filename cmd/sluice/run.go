@@ -27,6 +27,7 @@ import (
 	"sluice.dev/sluice/gates"
 	"sluice.dev/sluice/gitsync"
 	"sluice.dev/sluice/leader"
+	"sluice.dev/sluice/notify"
 	"sluice.dev/sluice/observe"
 	"sluice.dev/sluice/reconciler"
 	"sluice.dev/sluice/record"
@@ -98,6 +99,7 @@ type runFlags struct {
 	pprofListen             string
 	dashboard               bool
 	dash                    dashboardFlags
+	notifyConfig, commitURL string
 }
 
 func newRunCommand() *cobra.Command {
@@ -154,6 +156,8 @@ given on the command line wins.`,
 	f.IntVar(&fl.kubeBurst, "kube-burst", cluster.DefaultBurst, "requests Sluice may send the API server in a burst above --kube-qps")
 	f.BoolVar(&fl.watchLive, "watch-live-objects", true, "watch the objects Sluice manages and read them from memory, instead of listing them at every apply")
 	f.DurationVar(&fl.commitLinger, "commit-linger", reconciler.DefaultCommitLinger, "how long status records of releases that move together are gathered into one commit")
+	f.StringVar(&fl.notifyConfig, "notifications-config", "", "YAML file of the chat and webhook channels told about release transitions; empty disables")
+	f.StringVar(&fl.commitURL, "commit-url", "", "link of a commit in notifications, {commit} replaced by its hash (e.g. https://git.example.com/org/repo/commit/{commit})")
 	f.StringVar(&fl.pprofListen, "pprof-listen", "", "address to serve Go's net/http/pprof profiles on (e.g. 127.0.0.1:6060); empty disables")
 	f.StringVar(&fl.forge, "forge", "", "the forge hosting --git-url, for commit statuses and approval pull requests: gitea, github or gitlab; empty disables")
 	f.StringVar(&fl.forgeURL, "forge-url", "", "the forge's address: Gitea's or GitLab's root URL, GitHub's API URL (empty: api.github.com; a GitHub Enterprise Server's address gets /api/v3/)")
@@ -304,12 +308,37 @@ func runController(ctx context.Context, stderr io.Writer, fl *runFlags) error {
 	identity := leader.NewIdentity(host, advertise)
 
 	metrics := observe.NewMetrics()
-	rec, err := reconciler.New(reconciler.Config{
+	observers := reconciler.Observers{metrics, observe.NewEvents(kube.EventsV1(), identity, log.With("component", "events"))}
+	// rec is set below, before any transition can be reported.
+	var rec *reconciler.Reconciler
+	if fl.notifyConfig != "" {
+		annotations := func(id string) map[string]string {
+			if rec == nil {
+				return nil
+			}
+			return rec.Annotations(id)
+		}
+		n, err := notify.Open(fl.notifyConfig, notify.Options{CommitURL: fl.commitURL, Source: notify.Source(fl.git.url), Annotations: annotations,
+			Registerer: metrics.Registry(), Log: log.With("component", "notify")})
+		if err != nil {
+			return err
+		}
+		// Queued messages get a few seconds to go out at shutdown.
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if err := n.Close(ctx); err != nil {
+				log.Warn("stopping notifications", "err", err)
+			}
+		}()
+		observers = append(observers, n)
+	}
+	rec, err = reconciler.New(reconciler.Config{
 		Repo: repo, Cluster: applier, Gates: g,
 		Paths: fl.paths, StatusDir: fl.statusDir, MaxSpecSize: cmp.Or(fl.maxSpecSize.n, -1), SyncInterval: fl.interval, Workers: fl.workers,
 		AllowedNamespaces: fl.namespaces, ProgressDeadline: fl.progress, ReapplyInterval: fl.reapply,
 		CommitLinger: fl.commitLinger, Forge: fp,
-		Observer: reconciler.Observers{metrics, observe.NewEvents(kube.EventsV1(), identity, log.With("component", "events"))},
+		Observer: observers,
 		Log:      log,
 	})
 	if err != nil {
