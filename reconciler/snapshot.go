@@ -1,15 +1,12 @@
 package reconciler
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing"
-	"go.yaml.in/yaml/v3"
 
 	"sluice.dev/sluice/gitsync"
 	"sluice.dev/sluice/record"
@@ -248,52 +245,17 @@ func parseEntries(ctx context.Context, file string, data []byte) (entries []*ent
 		return out, nil, nil
 	}
 	named := false
-	for _, id := range identify(data) {
-		if valid[id.namespace+"/"+id.name] {
+	for _, id := range specs.Identify(data) {
+		if valid[id.String()] {
 			continue
 		}
 		named = true
-		out = append(out, &entry{id: id.namespace + "/" + id.name, namespace: id.namespace, name: id.name, file: file, err: errorsFor(perr)})
+		out = append(out, &entry{id: id.String(), namespace: id.Namespace, name: id.Name, file: file, err: errorsFor(perr)})
 	}
 	if !named {
 		return out, errorsFor(perr), nil
 	}
 	return out, nil, nil
-}
-
-type releaseID struct{ namespace, name string }
-
-// identify reads the metadata of every Release document (and of every
-// document of Sluice's API group), leniently.
-func identify(data []byte) []releaseID {
-	var ids []releaseID
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	for {
-		var doc struct {
-			APIVersion string `yaml:"apiVersion"`
-			Kind       string `yaml:"kind"`
-			Metadata   struct {
-				Name      string `yaml:"name"`
-				Namespace string `yaml:"namespace"`
-			} `yaml:"metadata"`
-		}
-		err := dec.Decode(&doc)
-		if errors.Is(err, io.EOF) {
-			return ids
-		}
-		if err != nil {
-			var te *yaml.TypeError
-			if !errors.As(err, &te) {
-				return ids
-			}
-		}
-		// A misspelt kind of Sluice's group is still a release, named so
-		// that its status file says what is wrong.
-		sluice := doc.Kind == specs.Kind || strings.HasPrefix(doc.APIVersion, "sluice.dev/")
-		if sluice && doc.Metadata.Name != "" && doc.Metadata.Namespace != "" {
-			ids = append(ids, releaseID{doc.Metadata.Namespace, doc.Metadata.Name})
-		}
-	}
 }
 
 // errorsFor is the whole error list of a file; a multi-release file names

@@ -101,3 +101,42 @@ func child(m *yaml.Node, key string) *yaml.Node {
 	}
 	return nil
 }
+
+// ID names a release: its namespace and name.
+type ID struct{ Namespace, Name string }
+
+// String is namespace/name.
+func (id ID) String() string { return id.Namespace + "/" + id.Name }
+
+// Identify reads, leniently, the metadata of every Release document of a
+// file (and of every document of Sluice's API group, so that a misspelt
+// kind is still reported on the release it names), even when the file
+// does not parse as a valid release.
+func Identify(data []byte) []ID {
+	var ids []ID
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var doc struct {
+			APIVersion string `yaml:"apiVersion"`
+			Kind       string `yaml:"kind"`
+			Metadata   struct {
+				Name      string `yaml:"name"`
+				Namespace string `yaml:"namespace"`
+			} `yaml:"metadata"`
+		}
+		err := dec.Decode(&doc)
+		if errors.Is(err, io.EOF) {
+			return ids
+		}
+		if err != nil {
+			var te *yaml.TypeError
+			if !errors.As(err, &te) {
+				return ids
+			}
+		}
+		sluice := doc.Kind == Kind || strings.HasPrefix(doc.APIVersion, "sluice.dev/")
+		if sluice && doc.Metadata.Name != "" && doc.Metadata.Namespace != "" {
+			ids = append(ids, ID{Namespace: doc.Metadata.Namespace, Name: doc.Metadata.Name})
+		}
+	}
+}

@@ -45,3 +45,13 @@ func TestPromoteEditMultiDocument(t *testing.T) {
 		t.Errorf("got:\n%s\nwant:\n%s", got, want)
 	}
 }
+
+func TestIdentify(t *testing.T) {
+	doc := "apiVersion: sluice.dev/v1alpha1\nkind: Release\nmetadata: {name: a, namespace: n}\nspec: {stable: 3}\n---\n" +
+		"apiVersion: sluice.dev/v1alpha1\nkind: Relase\nmetadata: {name: b, namespace: n}\n---\n" +
+		"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: n}\n"
+	got := Identify([]byte(doc))
+	if len(got) != 2 || got[0].String() != "n/a" || got[1].String() != "n/b" {
+		t.Errorf("Identify = %v, want n/a and n/b", got)
+	}
+}
