@@ -156,20 +156,33 @@ func applyAutoscaledRelease(ctx context.Context, t *testing.T, a *Applier, count
 	}
 
 	apply("canary-50", render("canary-50"))
-	// Promote retires v1: its Deployment, autoscaler, ConfigMap and Secret
-	// are pruned; v2 keeps its scale.
+	// Promote moves all traffic to v2 and keeps v1 to drain; v2 keeps its
+	// scale.
 	res = apply("promote", render("promote"))
+	if len(res.Pruned) != 0 {
+		t.Errorf("promote pruned %v while v1 drains", res.Pruned)
+	}
+	checkVersionObjects(ctx, t, kube, ns, "promote", []string{"v1", "v2"})
+	// The promoted release's steady state retires v1: its Deployment,
+	// autoscaler, ConfigMap and Secret are pruned.
+	promoted := *rel
+	promoted.Spec.Stable, promoted.Spec.Candidate = "v2", ""
+	out, err := renderer.Render(ctx, root.FS(), &promoted, specs.SteadyStep(&promoted))
+	if err != nil {
+		t.Fatalf("stable: render: %v", err)
+	}
+	res = apply("stable", Set{Owner: out.Owner, Objects: out.Objects})
 	var pruned []string
 	for _, r := range res.Pruned {
 		pruned = append(pruned, r.Kind+"/"+r.Name[:min(len(r.Name), strings.Index(r.Name, "-v1")+3)])
 	}
 	slices.Sort(pruned)
 	if want := []string{"ConfigMap/shop-config-v1", "Deployment/shop-v1", "HorizontalPodAutoscaler/shop-v1", "Secret/shop-credentials-v1"}; !slices.Equal(pruned, want) {
-		t.Errorf("promote pruned %v, want %v", pruned, want)
+		t.Errorf("stable after the promotion pruned %v, want %v", pruned, want)
 	}
-	checkVersionObjects(ctx, t, kube, ns, "promote", []string{"v2"})
+	checkVersionObjects(ctx, t, kube, ns, "stable", []string{"v2"})
 	if r := replicas("shop-v2"); r != 4 {
-		t.Errorf("after promote shop-v2 has %d replicas, want the autoscaler's 4", r)
+		t.Errorf("after the promotion shop-v2 has %d replicas, want the autoscaler's 4", r)
 	}
 }
 

@@ -90,7 +90,8 @@ func TestCatalogSteps(t *testing.T) {
 		"canary-30":   {[]string{"canary: v1=70 v2=30"}, []string{"catalog-v1", "catalog-v2"}},
 		"canary-40":   {[]string{"canary: v1=60 v2=40"}, []string{"catalog-v1", "catalog-v2"}},
 		"canary-50":   {[]string{"canary: v1=50 v2=50"}, []string{"catalog-v1", "catalog-v2"}},
-		"promote":     {[]string{"candidate: v2=100"}, []string{"catalog-v2"}},
+		// v1 drains after the promotion; the steady state after it retires it.
+		"promote": {[]string{"candidate: v2=100"}, []string{"catalog-v1", "catalog-v2"}},
 	}
 	var names []string
 	for _, s := range steps {
@@ -187,6 +188,25 @@ func TestCatalogSteps(t *testing.T) {
 		if !slices.Equal(gotDeps, w.deployments) {
 			t.Errorf("%s: Deployments %q, want %q", step.Name, gotDeps, w.deployments)
 		}
+	}
+
+	// The promoted release's steady state retires v1.
+	promoted := *rel
+	promoted.Spec.Stable, promoted.Spec.Candidate = "v2", ""
+	out, err := renderer.Render(ctx, root.FS(), &promoted, specs.SteadyStep(&promoted))
+	if err != nil {
+		t.Fatalf("stable: render: %v", err)
+	}
+	res, err := a.Apply(ctx, Set{Owner: out.Owner, Objects: out.Objects}, ApplyOptions{})
+	if err != nil {
+		t.Fatalf("stable: apply: %v", err)
+	}
+	var pruned []string
+	for _, r := range res.Pruned {
+		pruned = append(pruned, r.Kind+"/"+r.Name)
+	}
+	if !slices.Contains(pruned, "Deployment/catalog-v1") {
+		t.Errorf("stable after the promotion pruned %v, want Deployment/catalog-v1 among them", pruned)
 	}
 }
 
