@@ -437,6 +437,10 @@ func (e *Env) startControllerManager(ctx context.Context, c credentials) error {
 		"-persistentvolumeclaim-protection-controller",
 		"-ephemeral-volume-controller",
 		"-volumeattributesclass-protection-controller",
+		// No metrics server runs here, so the autoscaler controller could
+		// only fight the scale that tests write, as an autoscaler would,
+		// through the scale subresource.
+		"-horizontal-pod-autoscaler-controller",
 	}
 	_, err := e.launch(ctx, launchSpec{
 		name:  compControllerManager,
