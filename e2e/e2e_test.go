@@ -459,10 +459,21 @@ func TestNewCandidateAbandonsTheOld(t *testing.T) {
 	s := newStack(t, "e2e-v3")
 	pushCandidate(t, s, "v2")
 	waitStatus(t, s, releaseTimeout, "step canary-30", func(st *record.Status) bool { return st.Step == "canary-30" })
+	// A step takes just its interval (2s here), less than the person's two
+	// pushes may: Sluice is stopped while they push, so v3 is seen with v2
+	// at canary-30 whatever the timing, and the restarted one abandons it.
+	if err := s.KillSluice(); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := s.AddVersion(t.Context(), "v3"); err != nil {
 		t.Fatal(err)
 	}
-	pushCandidate(t, s, "v3")
+	if _, err := s.PushCandidate(t.Context(), "v3"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.StartSluice(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 	st := waitStatus(t, s, releaseTimeout, "candidate v3", func(st *record.Status) bool { return st.Candidate == "v3" })
 	if st.Step != "deploy" && st.StepIndex > 1 {
 		t.Errorf("v3 did not start from deploy: %+v", st)
