@@ -185,21 +185,9 @@ func (s *store) walk(ctx context.Context) (*history, error) {
 			h.truncated = true
 			return gitsync.ErrStopLog
 		}
-		// As record.History reads them: one trailer group per release
-		// the commit records, with its own subject when there are several.
-		for _, tr := range gitsync.TrailerGroups(gitsync.ParseTrailers(c.Message), record.TrailerRelease) {
-			rel := gitsync.TrailerValue(tr, record.TrailerRelease)
-			if rel == "" {
-				continue
-			}
-			subject := gitsync.TrailerValue(tr, record.TrailerSubject)
-			if subject == "" {
-				subject, _, _ = strings.Cut(c.Message, "\n")
-			}
-			h.byRelease[rel] = append(h.byRelease[rel], commitInfo{
-				Hash: c.Hash, When: c.Committer.When, Author: c.Author.Name,
-				Action: record.Action(gitsync.TrailerValue(tr, record.TrailerAction)),
-				Step:   gitsync.TrailerValue(tr, record.TrailerStep), Subject: subject,
+		for _, t := range record.CommitTransitions(c) {
+			h.byRelease[t.Release] = append(h.byRelease[t.Release], commitInfo{
+				Hash: t.Hash, When: t.When, Author: t.Author, Action: t.Action, Step: t.Step, Subject: t.Subject,
 			})
 		}
 		return nil

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 
 	"sluice.dev/sluice/gitsync"
@@ -66,13 +67,15 @@ func ReadAll(fsys fs.FS, dir string) ([]*Status, error) {
 
 // Transition is one recorded transition of a release, read back from Git.
 type Transition struct {
-	When    time.Time `json:"when"`
-	Commit  string    `json:"commit"`
-	Release string    `json:"release"`
-	Action  Action    `json:"action"`
-	Step    string    `json:"step"`
-	Subject string    `json:"subject"`
-	Author  string    `json:"author,omitempty"`
+	When time.Time `json:"when"`
+	// Hash is the commit; Commit its short form.
+	Hash    plumbing.Hash `json:"-"`
+	Commit  string        `json:"commit"`
+	Release string        `json:"release"`
+	Action  Action        `json:"action"`
+	Step    string        `json:"step"`
+	Subject string        `json:"subject"`
+	Author  string        `json:"author,omitempty"`
 }
 
 // Logger walks a repository's history from its head, newest first.
@@ -86,22 +89,11 @@ type Logger interface {
 func History(ctx context.Context, repo Logger, release string, limit int) ([]Transition, error) {
 	var out []Transition
 	err := repo.Log(ctx, func(c *object.Commit) error {
-		// A commit records one release, or several at once (one trailer
-		// group each, with the release's own subject).
-		for _, tr := range gitsync.TrailerGroups(gitsync.ParseTrailers(c.Message), TrailerRelease) {
-			rel := gitsync.TrailerValue(tr, TrailerRelease)
-			if rel == "" || (rel != release && !strings.HasSuffix(rel, "/"+release)) {
+		for _, t := range CommitTransitions(c) {
+			if t.Release != release && !strings.HasSuffix(t.Release, "/"+release) {
 				continue
 			}
-			subject := gitsync.TrailerValue(tr, TrailerSubject)
-			if subject == "" {
-				subject, _, _ = strings.Cut(c.Message, "\n")
-			}
-			out = append(out, Transition{
-				When: c.Committer.When, Commit: c.Hash.String()[:12], Release: rel,
-				Action: Action(gitsync.TrailerValue(tr, TrailerAction)), Step: gitsync.TrailerValue(tr, TrailerStep),
-				Subject: subject, Author: c.Author.Name,
-			})
+			out = append(out, t)
 			if limit > 0 && len(out) >= limit {
 				return gitsync.ErrStopLog
 			}
@@ -112,4 +104,27 @@ func History(ctx context.Context, repo Logger, release string, limit int) ([]Tra
 		return nil, err
 	}
 	return out, nil
+}
+
+// CommitTransitions are the transitions a commit records: one per release,
+// read from its trailer groups (a commit records one release, or several at
+// once, each with its own subject); none for a commit Sluice did not make.
+func CommitTransitions(c *object.Commit) []Transition {
+	var out []Transition
+	for _, tr := range gitsync.TrailerGroups(gitsync.ParseTrailers(c.Message), TrailerRelease) {
+		rel := gitsync.TrailerValue(tr, TrailerRelease)
+		if rel == "" {
+			continue
+		}
+		subject := gitsync.TrailerValue(tr, TrailerSubject)
+		if subject == "" {
+			subject, _, _ = strings.Cut(c.Message, "\n")
+		}
+		out = append(out, Transition{
+			When: c.Committer.When, Hash: c.Hash, Commit: c.Hash.String()[:12], Release: rel,
+			Action: Action(gitsync.TrailerValue(tr, TrailerAction)), Step: gitsync.TrailerValue(tr, TrailerStep),
+			Subject: subject, Author: c.Author.Name,
+		})
+	}
+	return out
 }
