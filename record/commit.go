@@ -23,16 +23,25 @@ type Entry struct {
 	Release   string
 	Namespace string
 	Name      string
-	Status    *Status
-	Action    Action
-	Subject   string
-	Edits     []gitsync.Edit
+	// Status is the new status; nil removes the status file (ActionDelete).
+	Status  *Status
+	Action  Action
+	Subject string
+	Edits   []gitsync.Edit
 }
 
 // Change is the commit that records e under statusDir: the status file
 // (and edits), with the subject, the status message as body, and the
 // trailers.
 func Change(statusDir string, e Entry) (gitsync.Change, error) {
+	if e.Status == nil {
+		return gitsync.Change{
+			Message:  e.Subject,
+			Trailers: []gitsync.Trailer{{Key: TrailerRelease, Value: e.Release}, {Key: TrailerAction, Value: string(e.Action)}},
+			Files:    map[string][]byte{StatusPath(statusDir, e.Namespace, e.Name): nil},
+			Edits:    e.Edits,
+		}, nil
+	}
 	data, err := e.Status.Marshal()
 	if err != nil {
 		return gitsync.Change{}, err
