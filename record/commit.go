@@ -14,6 +14,9 @@ const (
 	// TrailerSubject carries one release's own subject line in a commit
 	// that records several releases at once.
 	TrailerSubject = "Sluice-Subject"
+	// TrailerRequest is on a person's commit made with a Sluice command
+	// (approve, abort, retry, pause, resume, promote): the action asked for.
+	TrailerRequest = "Sluice-Request"
 )
 
 // Entry is one transition to record: the release's new status, what
