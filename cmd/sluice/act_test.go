@@ -166,7 +166,7 @@ func TestActionRacesAStatusCommit(t *testing.T) {
 		t.Errorf("output %q", out.String())
 	}
 	log := gitserver.MustGit(t, bare, "log", "--format=%s", "main")
-	want := "catalog: pause at canary-10 (by Jane Doe)\ncatalog: 10% -> 20% (success-rate 100 >= 99)\nseed releases"
+	want := "catalog: pause at canary-10 (by Jane Doe)\ncatalog: 10% -> 20% (success-rate 100 >= 99)\nseed releases.git"
 	if strings.TrimSpace(log) != want {
 		t.Fatalf("log:\n%s\nwant\n%s", log, want)
 	}
