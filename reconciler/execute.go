@@ -50,6 +50,8 @@ func (rc *run) reconcile(ctx context.Context) (time.Duration, error) {
 		if err := rc.execute(ctx, in, d); err != nil {
 			return 0, err
 		}
+		// What failed before worked this time: the failures are history.
+		in.Failure = nil
 		rc.memo.counters, in.Memo = d.Memo, d.Memo
 		if d.Action != "" {
 			// What was observed belongs to the step before the record.
