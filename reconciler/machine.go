@@ -28,6 +28,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"sluice.dev/sluice/forge"
 	"sluice.dev/sluice/record"
@@ -283,7 +284,7 @@ func decideBlocked(in Input) Decision {
 		return d
 	}
 	f := in.Failure
-	if st == nil || st.Phase == record.PhaseInvalid || (blocked && (!f.persistent(in.Now) || f.Reason == st.Message)) {
+	if st == nil || st.Phase == record.PhaseInvalid || (blocked && (!f.persistent(in.Now) || oneLine(f.Reason) == st.Message)) {
 		if !blocked {
 			return d
 		}
@@ -314,11 +315,28 @@ func decideBlocked(in Input) Decision {
 		s.Resume = &record.Resume{Phase: st.Phase, Since: st.Since, Message: st.Message, Resume: st.Resume}
 		s.Since = in.Now
 	}
-	s.Phase, s.Message = record.PhaseBlocked, f.Reason
+	s.Phase, s.Message = record.PhaseBlocked, oneLine(f.Reason)
 	d.Action, d.Status = record.ActionBlock, s
 	d.Subject = fmt.Sprintf("%s: blocked at %s (%d attempts since %s): %s", in.Name, st.Step, f.Count,
-		f.Since.UTC().Format("15:04:05Z"), firstLine(f.Reason))
+		f.Since.UTC().Format("15:04:05Z"), truncate(s.Message, 300))
 	return d
+}
+
+// oneLine joins an error's lines: a status message and its one-line
+// reason must carry the cause, which a wrapped error puts on its last
+// lines.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "..."
 }
 
 // resumed is the status a Blocked or Paused release goes back to.
@@ -340,10 +358,6 @@ func describePhase(s *record.Status) string {
 	return string(s.Phase)
 }
 
-func firstLine(s string) string {
-	l, _, _ := strings.Cut(s, "\n")
-	return l
-}
 
 func decide(in Input) Decision {
 	d := Decision{Memo: in.Memo}
