@@ -61,7 +61,7 @@ func TestMachineHooks(t *testing.T) {
 			status: at(1, "dark-launch", record.PhaseProgressing), gates: passing, hooks: passedAt("dark-launch"), need: NeedHooks, preStep: "canary-10"},
 		{name: "pre-step: once passed, not run again", release: []specs.Webhook{smoke},
 			status: at(1, "dark-launch", record.PhaseProgressing), gates: passing,
-			memo: func(m *Memo) { m.PreStep, m.PreStepValues = "canary-10", passedAt("canary-10").Values },
+			memo:   func(m *Memo) { m.PreStep, m.PreStepValues = "canary-10", passedAt("canary-10").Values },
 			action: record.ActionAdvance, step: "canary-10", subject: "webhook smoke 200", need: NeedAvailability},
 		{name: "pre-step: not while the gates fail", release: []specs.Webhook{smoke},
 			status: at(1, "dark-launch", record.PhaseProgressing), gates: failing,
