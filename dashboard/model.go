@@ -526,13 +526,14 @@ func gateSummary(g specs.Gates) string {
 }
 
 func gateShort(g specs.Gates) string {
-	switch len(g.Metrics) + len(g.Hooks(specs.WebhookCheck)) {
+	n := len(g.Metrics) + len(g.Hooks(specs.WebhookCheck))
+	switch n {
 	case 0:
 		return "held until available"
 	case 1:
 		return "1 gate every " + g.Interval.String()
 	}
-	return fmt.Sprintf("%d gates every %s", len(g.Metrics), g.Interval)
+	return fmt.Sprintf("%d gates every %s", n, g.Interval)
 }
 
 // planLength is the number of steps a release plans; 0 when it cannot.

@@ -168,7 +168,7 @@ func (v *validator) release() {
 	}
 
 	v.analysis("spec.analysis", s.Analysis.Interval, s.Analysis.Iterations, s.Analysis.Metrics)
-	v.webhooks("spec.analysis.webhooks", s.Analysis.Webhooks)
+	v.webhooks("spec.analysis.webhooks", s.Analysis.Webhooks, s.Analysis.Metrics)
 	if s.Analysis.Threshold < 0 {
 		v.fail("spec.analysis.threshold", "must be at least 1, got %d", s.Analysis.Threshold)
 	}
@@ -262,7 +262,11 @@ func (v *validator) stages() {
 			if a.SkipMetrics && len(a.Metrics) > 0 {
 				v.fail(p+".analysis.skipMetrics", "cannot be combined with metrics")
 			}
-			v.webhooks(p+".analysis.webhooks", a.Webhooks)
+			metrics := s.Analysis.Metrics
+			if len(a.Metrics) > 0 {
+				metrics = a.Metrics
+			}
+			v.webhooks(p+".analysis.webhooks", a.Webhooks, metrics)
 			if a.SkipMetrics && slices.ContainsFunc(a.Webhooks, func(w Webhook) bool { return w.Type == WebhookCheck }) {
 				v.fail(p+".analysis.skipMetrics", "cannot be combined with check webhooks")
 			}
@@ -429,13 +433,18 @@ func (v *validator) analysis(p string, interval Duration, iterations int, metric
 }
 
 // webhooks checks a list of webhook gates.
-func (v *validator) webhooks(p string, hooks []Webhook) {
+func (v *validator) webhooks(p string, hooks []Webhook, metrics []Metric) {
 	names := map[string]bool{}
 	for i, w := range hooks {
 		wp := fmt.Sprintf("%s[%d]", p, i)
 		v.dnsLabel(wp+".name", w.Name)
 		if names[w.Name] {
 			v.fail(wp+".name", "webhook %q is listed twice", w.Name)
+		}
+		if slices.ContainsFunc(metrics, func(m Metric) bool { return m.Name == w.Name }) {
+			// Gate values, in the status and on the dashboard, are told
+			// apart by name.
+			v.fail(wp+".name", "%q is also a metric's name; give the webhook its own", w.Name)
 		}
 		names[w.Name] = true
 		switch w.Type {

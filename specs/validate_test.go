@@ -141,6 +141,8 @@ func TestValidationRules(t *testing.T) {
 				`release.yaml:33: spec.analysis.webhooks[1].type: is required: pre-step, check or load`}},
 		{"webhook unknown field", "        interval: 1m\n", "        interval: 1m\n    webhooks:\n      - name: smoke\n        type: check\n        url: http://smoke.test/\n        secret: x\n",
 			[]string{`release.yaml:33: spec.analysis.webhooks[0].secret: unknown field (known fields: metadata, name, retries, timeout, type, url)`}},
+		{"webhook named as a metric", "        interval: 1m\n", "        interval: 1m\n    webhooks:\n      - name: request-success-rate\n        type: check\n        url: http://smoke.test/\n",
+			[]string{`release.yaml:30: spec.analysis.webhooks[0].name: "request-success-rate" is also a metric's name; give the webhook its own`}},
 		{"skipMetrics with check webhooks", "    - name: canary\n      weighted:\n", "    - name: canary\n      analysis:\n        skipMetrics: true\n        webhooks:\n          - name: smoke\n            type: check\n            url: http://smoke.test/\n      weighted:\n",
 			[]string{`release.yaml:40: spec.stages[2].analysis.skipMetrics: cannot be combined with check webhooks`}},
 		{"no routes", "  routes:\n    - name: mesh\n      gateways: [mesh]\n      hosts: [catalog]\n", "",
