@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"io"
 	"maps"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -321,4 +323,86 @@ func TestWebhookLoadFeedsQuietService(t *testing.T) {
 		t.Error("v2 served no request")
 	}
 	noSecretAnywhere(t, s)
+}
+
+// TestExampleReceiver runs the README's receiver (examples/webhook-receiver)
+// against sluice: it checks Sluice's signatures and runs a shell command
+// per webhook with the payload in its environment. The smoke test passes
+// before each step; the check fails at 30%, so the release rolls back
+// there at the threshold.
+func TestExampleReceiver(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "webhook-receiver")
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "../examples/webhook-receiver").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	key := filepath.Join(dir, "key")
+	if err := os.WriteFile(key, []byte(signingKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	var out strings.Builder
+	cmd := exec.CommandContext(ctx, bin, "--listen", addr, "--secret-file", key,
+		"--hook", `smoke-test=test "$SLUICE_CANDIDATE" = v2 && test "$SLUICE_META_SUITE" = catalog`,
+		"--hook", `health=test "$SLUICE_STEP" != canary-30 && test "$SLUICE_CANDIDATE_WEIGHT" -gt 0`)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("webhook-receiver:\n%s", out.String())
+		}
+	})
+	url := "http://" + addr + "/"
+	// Up once it refuses an unsigned request.
+	err = stack.WaitFor(ctx, 30*time.Second, 100*time.Millisecond, "the receiver", func(ctx context.Context) (bool, error) {
+		resp, err := http.Post(url, "application/json", strings.NewReader("{}"))
+		if err != nil {
+			return false, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusUnauthorized, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := hookStack(t, "e2e-hook-example", 2,
+		"      - {name: smoke-test, type: pre-step, url: \""+url+"\", metadata: {suite: catalog}}\n"+
+			"      - {name: health, type: check, url: \""+url+"\", retries: 0}\n")
+	pushCandidate(t, s, "v2")
+	final := waitPhase(t, s, record.PhaseRolledBack, releaseTimeout)
+	subjects := transitions(sluiceSubjects(t, s))
+	want := []string{
+		"catalog: start v1 -> v2 at deploy",
+		"catalog: deploy -> dark-launch (webhook smoke-test 200)",
+		"catalog: dark-launch -> 10% (",
+		"catalog: 10% -> 20% (",
+		"catalog: 20% -> 30% (",
+		"catalog: check failed at 30% (webhook health 500, 1/2 checks failed)",
+		"catalog: rolled back at 30% (webhook health 500, 2/2 checks failed)",
+	}
+	if len(subjects) != len(want) {
+		t.Fatalf("Sluice's commits:\n%s\nwant:\n%s", strings.Join(subjects, "\n"), strings.Join(want, "\n"))
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(subjects[i], w) {
+			t.Errorf("commit %d is %q, want it to start with %q", i, subjects[i], w)
+		}
+		if i >= 2 && i <= 4 && (!strings.Contains(subjects[i], "webhook health 200") || !strings.Contains(subjects[i], "webhook smoke-test 200")) {
+			t.Errorf("commit %q does not show both webhooks' 200", subjects[i])
+		}
+	}
+	if final.FailedChecks != 2 {
+		t.Errorf("rolled back after %d failed checks, want 2", final.FailedChecks)
+	}
 }
