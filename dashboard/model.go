@@ -509,24 +509,31 @@ func matchSummary(ms []specs.Match) string {
 }
 
 func gateSummary(g specs.Gates) string {
-	if len(g.Metrics) == 0 {
+	if !g.HasChecks() && len(g.Webhooks) == 0 {
 		return "available"
 	}
-	names := make([]string, len(g.Metrics))
-	for i, m := range g.Metrics {
-		names[i] = m.Name
+	names := make([]string, 0, len(g.Metrics)+len(g.Webhooks))
+	for _, m := range g.Metrics {
+		names = append(names, m.Name)
+	}
+	for _, w := range g.Webhooks {
+		names = append(names, "webhook "+w.Name+" ("+w.Type+")")
+	}
+	if !g.HasChecks() {
+		return "available; " + strings.Join(names, ", ")
 	}
 	return fmt.Sprintf("every %s ×%d: %s", g.Interval, g.Iterations, strings.Join(names, ", "))
 }
 
 func gateShort(g specs.Gates) string {
-	switch len(g.Metrics) {
+	n := len(g.Metrics) + len(g.Hooks(specs.WebhookCheck))
+	switch n {
 	case 0:
 		return "held until available"
 	case 1:
 		return "1 gate every " + g.Interval.String()
 	}
-	return fmt.Sprintf("%d gates every %s", len(g.Metrics), g.Interval)
+	return fmt.Sprintf("%d gates every %s", n, g.Interval)
 }
 
 // planLength is the number of steps a release plans; 0 when it cannot.

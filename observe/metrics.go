@@ -151,7 +151,8 @@ func (m *Metrics) GatesEvaluated(release string, values []record.GateValue) {
 	for _, g := range values {
 		result := "pass"
 		switch {
-		case g.Value == nil:
+		case g.Value == nil && g.Webhook == "":
+			// A webhook that did not answer failed; only a metric lacks data.
 			result = "no_data"
 		case !g.Passed:
 			result = "fail"

@@ -133,3 +133,23 @@ func gather(t *testing.T, g prometheus.Gatherer) map[string]*dto.MetricFamily {
 	}
 	return out
 }
+
+// TestWebhookGateChecks: a webhook gate counts as a check like a metric;
+// one that did not answer failed, it did not lack data.
+func TestWebhookGateChecks(t *testing.T) {
+	m := NewMetrics()
+	const id = "shop/cart"
+	m.GatesEvaluated(id, []record.GateValue{
+		record.WebhookValue("smoke", "check", 200, true, ""),
+		record.WebhookValue("contract", "check", 0, false, "timeout"),
+	})
+	for _, tc := range []struct{ metric, result string }{{"smoke", "pass"}, {"contract", "fail"}} {
+		var c dto.Metric
+		if err := m.gateChecks.WithLabelValues("shop", "cart", tc.metric, tc.result).Write(&c); err != nil {
+			t.Fatal(err)
+		}
+		if got := c.GetCounter().GetValue(); got != 1 {
+			t.Errorf("sluice_gate_checks_total{metric=%q,result=%q} = %g, want 1", tc.metric, tc.result, got)
+		}
+	}
+}

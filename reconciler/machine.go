@@ -82,6 +82,7 @@ type Input struct {
 	Available   *Availability
 	Gates       *GateCheck
 	PullRequest *PullRequestState
+	Hooks       *HookCheck
 	// Applied is set once Decision.Apply was applied in this reconcile
 	// (NeedApplied).
 	Applied bool
@@ -126,6 +127,10 @@ type Memo struct {
 	LastErr string
 	// StepSeen is when this process first saw the current step.
 	StepSeen time.Time
+	// PreStep names the step whose pre-step webhooks passed, with their
+	// values (hooks.go).
+	PreStep       string
+	PreStepValues []record.GateValue
 }
 
 // Availability is whether the step's workloads are up.
@@ -186,6 +191,8 @@ const (
 	NeedPullRequest
 	// NeedNext: nothing to observe; decide again on the new record.
 	NeedNext
+	// NeedHooks: run Decision.PreStep's pre-step webhooks (hooks.go).
+	NeedHooks
 	// NeedApplied: apply Decision.Apply (to the cluster, not from memory),
 	// then decide again with Input.Applied.
 	NeedApplied
@@ -245,6 +252,8 @@ type Decision struct {
 	Apply *specs.Step
 	// PullRequest is what to do with an approval pull request.
 	PullRequest PullRequestAction
+	// PreStep is the step whose pre-step webhooks NeedHooks runs.
+	PreStep *specs.Step
 	// Need is the observation to make before deciding again.
 	Need Need
 	// Memo is what to remember of the step after this decision.
@@ -622,10 +631,17 @@ func decideProgress(in Input, d Decision) Decision {
 		}
 		return d
 	}
+	if i == 0 {
+		// The first step's pre-step webhooks run once its workloads are
+		// up; every other step's before the release moves to it.
+		if pd, _, held := preStepGate(in, d, step); held {
+			return pd
+		}
+	}
 	if step.Kind == specs.KindPromote {
 		return promote(in, d)
 	}
-	if len(step.Gates.Metrics) == 0 {
+	if !step.Gates.HasChecks() {
 		// Nothing to check: the step is done when its workloads are up.
 		return advance(in, d, nil)
 	}
@@ -805,6 +821,11 @@ func advance(in Input, d Decision, values []record.GateValue) Decision {
 	if a.Outcome == Waiting {
 		return wait(in, d, values, a, fmt.Sprintf("%s: %s passed; %s waits for the release window", in.Name, stepLabel(cur), nxt.Name))
 	}
+	pd, hooked, held := preStepGate(in, d, nxt)
+	if held {
+		return pd
+	}
+	d, values = pd, slices.Concat(values, hooked)
 	// A pull request approves the whole stage: it is asked for once,
 	// before the stage's first step.
 	if nxt.Approval == specs.ApprovalPullRequest && nxt.Stage != cur.Stage && !in.Spec.Approved(nxt.Stage) {

@@ -23,6 +23,7 @@ import (
 	"sluice.dev/sluice/record"
 	"sluice.dev/sluice/renderer"
 	"sluice.dev/sluice/specs"
+	"sluice.dev/sluice/webhook"
 )
 
 // Cluster applies a step's objects and reports whether a workload is up.
@@ -86,6 +87,9 @@ type Config struct {
 	// pull requests (stages with approval: pullRequest); without it such a
 	// stage waits, saying it needs one.
 	Forge forge.Provider
+	// Webhooks posts the releases' webhook gates; default a client that
+	// does not sign (webhook.New with no SecretFile).
+	Webhooks *webhook.Client
 	// OnDelete is what happens to a release's objects when its spec is
 	// deleted from Git: OnDeleteDelete (default) removes them (but those
 	// annotated sluice.dev/on-delete: orphan), OnDeleteOrphan leaves them
@@ -105,6 +109,7 @@ type Reconciler struct {
 	cfg      Config
 	log      *slog.Logger
 	renderer *renderer.Renderer
+	hooks    *webhook.Client
 	queue    workqueue.TypedRateLimitingInterface[string]
 	trigger  chan struct{}
 
@@ -192,12 +197,16 @@ func New(cfg Config) (*Reconciler, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Webhooks == nil {
+		cfg.Webhooks = webhook.New(webhook.Options{})
+	}
 	_, watched := cfg.Cluster.(ChangeNotifier)
 	return &Reconciler{
 		watched:  watched,
 		cfg:      cfg,
 		log:      cfg.Log,
 		renderer: renderer.New(),
+		hooks:    cfg.Webhooks,
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[string](time.Second, 2*time.Minute),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "releases"}),

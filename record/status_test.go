@@ -34,6 +34,9 @@ func TestGateValueString(t *testing.T) {
 		{GateValue{Metric: "request-duration", Value: f(212), Max: f(500)}, "p99 212ms <= 500ms"},
 		{GateValue{Metric: "request-duration", Value: f(612.26), Max: f(500)}, "p99 612.3ms > 500ms"},
 		{GateValue{Metric: "error-budget", Max: f(1)}, "error-budget no data"},
+		{WebhookValue("smoke-test", "pre-step", 200, true, ""), "webhook smoke-test 200"},
+		{WebhookValue("smoke-test", "check", 503, false, ""), "webhook smoke-test 503"},
+		{WebhookValue("smoke-test", "check", 0, false, "timeout"), "webhook smoke-test timeout"},
 	}
 	for _, tc := range cases {
 		if got := tc.g.String(); got != tc.want {

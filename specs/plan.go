@@ -48,6 +48,24 @@ type Gates struct {
 	Threshold  int           `json:"threshold"`
 	NoData     string        `json:"noData"`
 	Metrics    []Metric      `json:"metrics,omitempty"`
+	Webhooks   []Webhook     `json:"webhooks,omitempty"`
+}
+
+// Hooks are the step's webhooks of one type, in spec order.
+func (g Gates) Hooks(typ string) []Webhook {
+	var out []Webhook
+	for _, w := range g.Webhooks {
+		if w.Type == typ {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// HasChecks reports whether the step is checked every interval: it has
+// metrics or check webhooks. A step without is done once available.
+func (g Gates) HasChecks() bool {
+	return len(g.Metrics) > 0 || len(g.Hooks(WebhookCheck)) > 0
 }
 
 // Plan expands a release into the ordered steps Sluice walks. It is a pure
@@ -167,6 +185,7 @@ func gatesFor(r *Release, st Stage, kind StepKind) Gates {
 		Threshold:  a.Threshold,
 		NoData:     a.NoData,
 		Metrics:    a.Metrics,
+		Webhooks:   a.Webhooks,
 	}
 	if g.Interval == 0 {
 		g.Interval = DefaultInterval
@@ -185,7 +204,7 @@ func gatesFor(r *Release, st Stage, kind StepKind) Gates {
 		// No request reaches the candidate's metrics at these steps (or there
 		// is no candidate), so they hold on availability unless a stage
 		// names its own metrics, such as a smoke test query.
-		g.Metrics = nil
+		g.Metrics, g.Webhooks = nil, nil
 	}
 	if o := st.Analysis; o != nil {
 		if o.Interval.Duration > 0 {
@@ -197,8 +216,18 @@ func gatesFor(r *Release, st Stage, kind StepKind) Gates {
 		if len(o.Metrics) > 0 {
 			g.Metrics = o.Metrics
 		}
+		if len(o.Webhooks) > 0 {
+			g.Webhooks = o.Webhooks
+		}
 		if o.SkipMetrics {
 			g.Metrics = nil
+			var keep []Webhook
+			for _, w := range g.Webhooks {
+				if w.Type != WebhookCheck {
+					keep = append(keep, w)
+				}
+			}
+			g.Webhooks = keep
 		}
 	}
 	out := make([]Metric, len(g.Metrics))

@@ -123,3 +123,50 @@ func TestWindowOpen(t *testing.T) {
 		}
 	}
 }
+
+func TestPlanWebhooks(t *testing.T) {
+	hooks := "    webhooks:\n" +
+		"      - {name: smoke, type: pre-step, url: http://smoke.test/, timeout: 30s, retries: 0}\n" +
+		"      - {name: health, type: check, url: http://health.test/}\n" +
+		"      - {name: load, type: load, url: http://load.test/}\n"
+	doc := strings.Replace(validRelease, "        interval: 1m\n", "        interval: 1m\n"+hooks, 1)
+	doc = strings.Replace(doc, "    - name: promote\n      promote: {}\n",
+		"    - name: promote\n      promote: {}\n      analysis:\n        webhooks:\n          - {name: confirm, type: pre-step, url: http://confirm.test/}\n", 1)
+	doc = strings.Replace(doc, "    - name: canary\n      weighted:\n", "    - name: canary\n      analysis:\n        skipMetrics: true\n      weighted:\n", 1)
+	rels, err := Parse("r.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps, err := Plan(rels[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := func(ws []Webhook) []string {
+		var out []string
+		for _, w := range ws {
+			out = append(out, w.Name)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		step      int
+		want      []string
+		hasChecks bool
+	}{
+		{0, nil, false}, // deploy: no traffic, no release-wide hooks
+		{1, []string{"smoke", "health", "load"}, true}, // dark-launch
+		{2, []string{"smoke", "load"}, false},          // canary-10: skipMetrics drops checks only
+		{7, []string{"confirm"}, false},                // promote: its stage's own
+	} {
+		if got := names(steps[tc.step].Gates.Webhooks); !reflect.DeepEqual(got, tc.want) || steps[tc.step].Gates.HasChecks() != tc.hasChecks {
+			t.Errorf("step %s: webhooks %v (checks %v), want %v (%v)", steps[tc.step].Name, got, steps[tc.step].Gates.HasChecks(), tc.want, tc.hasChecks)
+		}
+	}
+	smoke := steps[1].Gates.Hooks(WebhookPreStep)[0]
+	if smoke.Attempts() != 1 || smoke.TimeoutOrDefault() != 30*time.Second {
+		t.Errorf("smoke: %d attempts, timeout %s", smoke.Attempts(), smoke.TimeoutOrDefault())
+	}
+	if h := steps[1].Gates.Hooks(WebhookCheck)[0]; h.Attempts() != 3 || h.TimeoutOrDefault() != 10*time.Second {
+		t.Errorf("health: %d attempts, timeout %s", h.Attempts(), h.TimeoutOrDefault())
+	}
+}

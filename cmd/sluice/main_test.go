@@ -196,7 +196,8 @@ func TestStatusAndHistory(t *testing.T) {
 	} {
 		st := &record.Status{Release: "istioinaction/catalog", SpecFile: "releases/catalog.yaml", Phase: record.PhaseProgressing,
 			Stable: "v1", Candidate: "v2", Step: tr.step, Weight: 100, Since: time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC),
-			Gates: []record.GateValue{{Metric: "request-success-rate", Value: &rate, Min: &rate, Passed: true}}}
+			Gates: []record.GateValue{{Metric: "request-success-rate", Value: &rate, Min: &rate, Passed: true},
+				record.WebhookValue("smoke-test", "pre-step", 200, true, "")}}
 		data, err := st.Marshal()
 		if err != nil {
 			t.Fatal(err)
@@ -213,7 +214,7 @@ func TestStatusAndHistory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"istioinaction/catalog", "Progressing", "v1 -> v2", "dark-launch", "success-rate 99.5 >= 99.5", "2026-11-25T09:00:00Z"} {
+	for _, want := range []string{"istioinaction/catalog", "Progressing", "v1 -> v2", "dark-launch", "success-rate 99.5 >= 99.5, webhook smoke-test 200", "2026-11-25T09:00:00Z"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)
 		}

@@ -393,7 +393,18 @@ func describeMatch(ms []specs.Match) string {
 }
 
 func describeGates(g specs.Gates) string {
+	out := describeMetrics(g)
+	for _, w := range g.Webhooks {
+		out += fmt.Sprintf("; webhook %s (%s)", w.Name, w.Type)
+	}
+	return out
+}
+
+func describeMetrics(g specs.Gates) string {
 	if len(g.Metrics) == 0 {
+		if g.HasChecks() {
+			return fmt.Sprintf("every %s x%d", specs.Duration{Duration: g.Interval}, g.Iterations)
+		}
 		return "available"
 	}
 	var ms []string
