@@ -434,7 +434,7 @@ func plan(rel *specs.Release, st *record.Status) ([]StepView, []GateInfo) {
 	var gates []GateInfo
 	out := make([]StepView, len(steps))
 	for i, s := range steps {
-		out[i] = StepView{Index: i, Name: s.Name, Kind: string(s.Kind), Traffic: traffic(s), Approval: s.Approval, Gates: gateSummary(s.Gates), GatesShort: gateShort(s.Gates)}
+		out[i] = StepView{Index: i, Name: s.Name, Kind: string(s.Kind), Traffic: traffic(s), Approval: stepApproval(s), Gates: gateSummary(s.Gates), GatesShort: gateShort(s.Gates)}
 		switch {
 		case st.Phase == record.PhasePromoted:
 			out[i].State = "done"
@@ -465,6 +465,15 @@ func gateInfo(m specs.Metric) GateInfo {
 		g.Label, g.Unit = "Request duration p99 (ms)", "ms"
 	}
 	return g
+}
+
+// stepApproval is the approval a step waits for: only its stage's first
+// step waits; the others follow once the stage is approved.
+func stepApproval(s specs.Step) string {
+	if !s.AwaitsApproval {
+		return ""
+	}
+	return s.Approval
 }
 
 // traffic says what the candidate gets at a step.

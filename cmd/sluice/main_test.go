@@ -85,6 +85,29 @@ func TestPlanAndRender(t *testing.T) {
 	}
 }
 
+// TestPlanApprovalColumn: the APPROVAL column marks only the step that
+// waits, the first of a stage that needs an approval; the stage's other
+// steps follow once it is approved.
+func TestPlanApprovalColumn(t *testing.T) {
+	data, err := os.ReadFile(example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.NewReplacer(
+		"    - name: canary\n", "    - name: canary\n      approval: manual\n",
+		"    - name: promote\n", "    - name: promote\n      approval: pullRequest\n",
+	).Replace(string(data))
+	file := filepath.Join(t.TempDir(), "catalog.yaml")
+	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := sluice(t.Context(), "plan", file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "plan-approval.txt", out)
+}
+
 func TestValidate(t *testing.T) {
 	ctx := t.Context()
 	out, _, err := sluice(ctx, "validate", "../../examples")
