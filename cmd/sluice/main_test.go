@@ -26,7 +26,18 @@ var (
 	update  = flag.Bool("update", false, "rewrite the golden files under testdata/")
 )
 
-func TestMain(m *testing.M) { os.Exit(testEnv.Main(m)) }
+// runMainEnv, set in the environment, makes the test binary the sluice
+// command itself: the --watch test runs it in a terminal (tmux) without
+// building the binary first.
+const runMainEnv = "SLUICE_TEST_RUN_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(runMainEnv) == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(testEnv.Main(m))
+}
 
 // sluice runs the CLI in process and returns its stdout, stderr and error.
 func sluice(ctx context.Context, args ...string) (string, string, error) {

@@ -94,7 +94,7 @@ func sluiceCommit(t *testing.T, n int, when time.Time, release, action, step, su
 		t.Fatal(err)
 	}
 	sig := object.Signature{Name: "Sluice", Email: "sluice@localhost", When: when}
-	return &object.Commit{Hash: plumbing.NewHash(fmt.Sprintf("c0ffee%034x", n)), Author: sig, Committer: sig, Message: msg}
+	return &object.Commit{Hash: plumbing.NewHash(fmt.Sprintf("%012x%028x", 0xc0ffee000000+n, 0)), Author: sig, Committer: sig, Message: msg}
 }
 
 func statusViews(t *testing.T) []*statusView {
