@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"sluice.dev/sluice/record"
+	"sluice.dev/sluice/specs"
 )
 
 // Observer is told what the reconciler does, for metrics and Kubernetes
@@ -110,5 +111,21 @@ func (o Observers) Committed(action record.Action, retries int, err error) {
 func (o Observers) Transition(ctx context.Context, t Transition) {
 	for _, x := range o {
 		x.Transition(ctx, t)
+	}
+}
+
+// TrafficObserver is an Observer told, after each reconcile, what the
+// recorded step of a release gives its candidate (record.StepTraffic): a
+// dark launch's match, where the status's weight says 100.
+type TrafficObserver interface {
+	Traffic(release string, t specs.Traffic)
+}
+
+// Traffic tells every observer that is a TrafficObserver.
+func (o Observers) Traffic(release string, t specs.Traffic) {
+	for _, x := range o {
+		if to, ok := x.(TrafficObserver); ok {
+			to.Traffic(release, t)
+		}
 	}
 }

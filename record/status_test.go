@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"sluice.dev/sluice/specs"
 )
 
 func TestStatusRoundTrip(t *testing.T) {
@@ -87,6 +89,37 @@ func TestStatusReason(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := tc.st.Reason(); got != tc.want {
 				t.Errorf("Reason() = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestStepTraffic(t *testing.T) {
+	internal := []specs.Match{{Headers: map[string]specs.StringMatch{"x-istio-cohort": {Exact: "internal"}}}}
+	plan := []specs.Step{
+		{Index: 0, Name: "deploy", Kind: specs.KindDeploy},
+		{Index: 1, Name: "dark-launch", Kind: specs.KindDarkLaunch, Weight: 100, Match: internal},
+		{Index: 2, Name: "canary-10", Kind: specs.KindWeighted, Weight: 10},
+	}
+	dark := specs.Traffic{Match: "x-istio-cohort=internal", MatchWeight: 100}
+	tests := []struct {
+		name string
+		st   *Status
+		plan []specs.Step
+		want specs.Traffic
+	}{
+		{"dark launch: its match, no weighted share", &Status{Phase: PhaseProgressing, Step: "dark-launch", StepIndex: 1, Weight: 100}, plan, dark},
+		{"waiting at the dark launch", &Status{Phase: PhaseWaiting, Step: "dark-launch", StepIndex: 1, Weight: 100}, plan, dark},
+		{"weighted", &Status{Phase: PhaseProgressing, Step: "canary-10", StepIndex: 2, Weight: 10}, plan, specs.Traffic{Weight: 10}},
+		{"rolled back", &Status{Phase: PhaseRolledBack, Step: "rollback", StepIndex: 1}, plan, specs.Traffic{}},
+		{"the plan changed under the record: the recorded weight", &Status{Phase: PhaseProgressing, Step: "canary-20", StepIndex: 2, Weight: 20}, plan, specs.Traffic{Weight: 20}},
+		{"no plan", &Status{Phase: PhasePromoted, Step: "promote", StepIndex: 7, Weight: 100}, nil, specs.Traffic{Weight: 100}},
+		{"no status", nil, plan, specs.Traffic{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := StepTraffic(tc.st, tc.plan); got != tc.want {
+				t.Errorf("StepTraffic = %+v, want %+v", got, tc.want)
 			}
 		})
 	}

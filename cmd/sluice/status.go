@@ -107,7 +107,7 @@ func newStatusView(fsys fs.FS, st *record.Status) *statusView {
 	} else if v.plan, err = specs.Plan(rel); err != nil {
 		v.SpecError = err.Error()
 	}
-	v.Traffic = v.traffic()
+	v.Traffic = record.StepTraffic(st, v.plan)
 	v.TrafficText = v.Traffic.String()
 	return v
 }
@@ -126,26 +126,6 @@ func specOf(fsys fs.FS, st *record.Status) (*specs.Release, error) {
 		}
 	}
 	return nil, fmt.Errorf("%s holds no release %s", st.SpecFile, st.Release)
-}
-
-// current is the plan's step the record holds; false when the record
-// holds no planned step (stable, rollback) or the spec's plan no longer
-// has it.
-func (v *statusView) current() (specs.Step, bool) {
-	i := v.StepIndex
-	if v.Phase == record.PhaseRolledBack || i < 0 || i >= len(v.plan) || v.plan[i].Name != v.Step {
-		return specs.Step{}, false
-	}
-	return v.plan[i], true
-}
-
-// traffic is what the recorded step gives the candidate: from the plan,
-// which knows a dark launch's match, else the recorded weight.
-func (v *statusView) traffic() specs.Traffic {
-	if s, ok := v.current(); ok {
-		return s.Traffic()
-	}
-	return specs.Traffic{Weight: v.Weight}
 }
 
 func (v *statusView) detail(ctx context.Context, repo record.Logger, transitions int) (*releaseDetail, error) {
