@@ -334,6 +334,9 @@ func (o *statusOptions) watchStatus(ctx context.Context, out, errOut io.Writer, 
 	var (
 		snap    *statusSnapshot
 		problem string
+		first   = true
+		// machine output is a stream of documents, never redrawn.
+		machine = o.output == "json" || o.output == "yaml"
 	)
 	tick := time.NewTicker(o.interval)
 	defer tick.Stop()
@@ -350,20 +353,35 @@ func (o *statusOptions) watchStatus(ctx context.Context, out, errOut io.Writer, 
 			}
 			snap = next
 		}
-		if changed || tty {
+		if changed || tty && !machine {
 			var b strings.Builder
 			now := time.Now()
-			fmt.Fprintf(&b, "%s at %s, %s (every %s; Ctrl-C ends)\n", repo.URL(), repo.Branch(), snap.head.String()[:12], o.interval)
-			if problem != "" {
-				fmt.Fprintf(&b, "! %s\n", problem)
+			switch o.output {
+			case "json":
+				// A stream of JSON documents, one per commit.
+			case "yaml":
+				b.WriteString("---\n")
+			default:
+				fmt.Fprintf(&b, "%s at %s, %s (every %s; Ctrl-C ends)\n", repo.URL(), repo.Branch(), snap.head.String()[:12], o.interval)
+				if problem != "" {
+					fmt.Fprintf(&b, "! %s\n", problem)
+				}
+				b.WriteString("\n")
 			}
-			b.WriteString("\n")
 			if err := draw(ctx, &b, snap, now); err != nil {
+				if machine {
+					return err
+				}
 				fmt.Fprintf(&b, "Error: %v\n", err)
 			}
-			if err := writeFrame(out, b.String(), tty, snap == nil); err != nil {
+			frame := b.String()
+			if !first && !machine && !tty {
+				frame = "\n" + frame // one status after the other
+			}
+			if err := writeFrame(out, frame, tty && !machine); err != nil {
 				return err
 			}
+			first = false
 		}
 		select {
 		case <-ctx.Done():
@@ -376,7 +394,7 @@ func (o *statusOptions) watchStatus(ctx context.Context, out, errOut io.Writer, 
 				return nil
 			}
 			problem = "fetch failed: " + err.Error()
-			if !tty {
+			if !tty || machine {
 				fmt.Fprintf(errOut, "sluice status: %s\n", problem)
 			}
 		}
@@ -385,13 +403,9 @@ func (o *statusOptions) watchStatus(ctx context.Context, out, errOut io.Writer, 
 
 // writeFrame prints one frame: on a terminal it moves to the top left,
 // rewrites every line (clearing what is left of the old one) and clears
-// below, so the screen never flashes blank; elsewhere it appends the
-// frame after a blank line.
-func writeFrame(w io.Writer, frame string, tty, first bool) error {
+// below, so the screen never flashes blank; elsewhere it appends it.
+func writeFrame(w io.Writer, frame string, tty bool) error {
 	if !tty {
-		if !first {
-			frame = "\n" + frame
-		}
 		_, err := io.WriteString(w, frame)
 		return err
 	}

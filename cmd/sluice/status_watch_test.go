@@ -162,39 +162,68 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// TestStatusWatchAppends: --watch on a pipe prints the status once, then
-// again under a line naming the new commit at each commit, and ends on
-// Ctrl-C (the context) without an error.
+// TestStatusWatchAppends: --watch into a pipe prints the status once, then
+// again at each commit, and ends on Ctrl-C (the context) without an error:
+// as a table under a line naming the commit, or as a stream of JSON
+// documents.
 func TestStatusWatchAppends(t *testing.T) {
-	w := newGitWork(t)
-	w.record(waitingCatalog(), record.ActionWait, "catalog: dark-launch passed; canary-10 waits for approval")
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	var out syncBuffer
-	done := make(chan error, 1)
-	go func() {
-		cmd := newRootCommand()
-		cmd.SetArgs([]string{"status", "--watch", "--interval", "100ms", w.dir})
-		cmd.SetOut(&out)
-		cmd.SetErr(&out)
-		done <- cmd.ExecuteContext(ctx)
-	}()
-	waitFor(t, "the first status", func() bool { return strings.Contains(out.String(), "approval needed for canary-10") })
-	first := out.String()
-	w.record(approvedCatalog(), record.ActionAdvance, "catalog: dark-launch -> 10% (success-rate 99.9 >= 99)")
-	waitFor(t, "the status of the new commit", func() bool { return strings.Count(out.String(), "RELEASE ") == 2 })
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("--watch ended with %v", err)
-	}
-	got := out.String()
-	if !strings.HasPrefix(got, first) {
-		t.Errorf("the first status was not kept (appended, not redrawn):\n%s", got)
-	}
-	second := strings.TrimPrefix(got, first)
-	if strings.Contains(second, "Waiting") || !strings.Contains(second, "Progressing") || !strings.Contains(second, "canary-10  10%") ||
-		!strings.Contains(second, "at main, ") {
-		t.Errorf("the second status:\n%s", second)
+	for _, tc := range []struct {
+		output string
+		frames func(string) int
+		check  func(t *testing.T, first, second string)
+	}{
+		{"table", func(s string) int { return strings.Count(s, "RELEASE ") }, func(t *testing.T, first, second string) {
+			if !strings.Contains(first, "approval needed for canary-10") || !strings.HasPrefix(first, "file://") {
+				t.Errorf("the first status:\n%s", first)
+			}
+			if strings.Contains(second, "Waiting") || !strings.Contains(second, "Progressing") || !strings.Contains(second, "canary-10  10%") ||
+				!strings.HasPrefix(second, "\nfile://") || !strings.Contains(second, " at main, ") {
+				t.Errorf("the second status:\n%s", second)
+			}
+		}},
+		{"json", func(s string) int { return strings.Count(s, "\n]\n") }, func(t *testing.T, first, second string) {
+			dec := json.NewDecoder(strings.NewReader(first + second))
+			var phases []string
+			for dec.More() {
+				var list []map[string]any
+				if err := dec.Decode(&list); err != nil {
+					t.Fatalf("not a stream of JSON documents: %v\n%s", err, first+second)
+				}
+				phases = append(phases, fmt.Sprint(list[0]["phase"]))
+			}
+			if strings.Join(phases, " ") != "Waiting Progressing" {
+				t.Errorf("phases %v, want Waiting then Progressing", phases)
+			}
+		}},
+	} {
+		t.Run(tc.output, func(t *testing.T) {
+			w := newGitWork(t)
+			w.record(waitingCatalog(), record.ActionWait, "catalog: dark-launch passed; canary-10 waits for approval")
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			var out syncBuffer
+			done := make(chan error, 1)
+			go func() {
+				cmd := newRootCommand()
+				cmd.SetArgs([]string{"status", "--watch", "--interval", "100ms", "-o", tc.output, w.dir})
+				cmd.SetOut(&out)
+				cmd.SetErr(&out)
+				done <- cmd.ExecuteContext(ctx)
+			}()
+			waitFor(t, "the first status", func() bool { return tc.frames(out.String()) == 1 })
+			first := out.String()
+			w.record(approvedCatalog(), record.ActionAdvance, "catalog: dark-launch -> 10% (success-rate 99.9 >= 99)")
+			waitFor(t, "the status of the new commit", func() bool { return tc.frames(out.String()) == 2 })
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatalf("--watch ended with %v", err)
+			}
+			got := out.String()
+			if !strings.HasPrefix(got, first) {
+				t.Fatalf("the first status was not kept (appended, not redrawn):\n%s", got)
+			}
+			tc.check(t, first, strings.TrimPrefix(got, first))
+		})
 	}
 }
 
