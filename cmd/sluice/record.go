@@ -109,13 +109,6 @@ to the cluster.`,
 	return cmd
 }
 
-func firstArg(args []string) string {
-	if len(args) > 0 {
-		return args[0]
-	}
-	return ""
-}
-
 func secondArg(args []string) string {
 	if len(args) > 1 {
 		return args[1]

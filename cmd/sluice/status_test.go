@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -76,7 +77,7 @@ type fakeLog []*object.Commit
 func (l fakeLog) Log(_ context.Context, fn func(*object.Commit) error) error {
 	for _, c := range l {
 		if err := fn(c); err != nil {
-			if err == gitsync.ErrStopLog {
+			if errors.Is(err, gitsync.ErrStopLog) {
 				return nil
 			}
 			return err
