@@ -336,19 +336,9 @@ func planTable(w io.Writer, rel *specs.Release, steps []specs.Step) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "#\tSTEP\tKIND\tCANDIDATE TRAFFIC\tGATES\tAPPROVAL")
 	for _, s := range steps {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", s.Index, s.Name, s.Kind, traffic(s), describeGates(s.Gates), approvalOf(s))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", s.Index, s.Name, s.Kind, traffic(s), describeGates(s.Gates), orNone(approvalText(s)))
 	}
 	return tw.Flush()
-}
-
-// approvalOf is what the APPROVAL column says of a step: the approval
-// that step waits for, only on the stage's first step; the stage's other
-// steps follow once it is approved.
-func approvalOf(s specs.Step) string {
-	if !s.AwaitsApproval {
-		return "-"
-	}
-	return s.Approval
 }
 
 func orNone(s string) string {

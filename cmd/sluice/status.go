@@ -148,6 +148,9 @@ func (v *statusView) detail(ctx context.Context, repo record.Logger, transitions
 	return d, nil
 }
 
+// approvalText is what the APPROVAL column says of a step: the approval it
+// waits for, only on its stage's first step (the stage's other steps follow
+// once it is approved); empty for the others.
 func approvalText(s specs.Step) string {
 	if !s.AwaitsApproval {
 		return ""
@@ -221,6 +224,10 @@ type statusOptions struct {
 	watch       bool
 	interval    time.Duration
 	transitions int
+
+	// detailed is the release's detail at commit detailedAt.
+	detailed   *releaseDetail
+	detailedAt plumbing.Hash
 }
 
 func newStatusCommand() *cobra.Command {
@@ -297,13 +304,18 @@ func (o *statusOptions) print(ctx context.Context, w io.Writer, repo *gitsync.Re
 		}
 		return statusTable(w, snap.releases, now)
 	}
-	v, err := snap.find(release)
-	if err != nil {
-		return err
-	}
-	d, err := v.detail(ctx, repo, o.transitions)
-	if err != nil {
-		return err
+	d := o.detailed
+	if d == nil || o.detailedAt != snap.head {
+		// Once per commit: --watch redraws a terminal at every fetch, and
+		// the transitions come from walking the log.
+		v, err := snap.find(release)
+		if err != nil {
+			return err
+		}
+		if d, err = v.detail(ctx, repo, o.transitions); err != nil {
+			return err
+		}
+		o.detailed, o.detailedAt = d, snap.head
 	}
 	switch o.output {
 	case "json":
