@@ -168,11 +168,12 @@ func (s *syncBuffer) String() string {
 // documents.
 func TestStatusWatchAppends(t *testing.T) {
 	for _, tc := range []struct {
-		output string
-		frames func(string) int
-		check  func(t *testing.T, first, second string)
+		output  string
+		release string
+		frames  func(string) int
+		check   func(t *testing.T, first, second string)
 	}{
-		{"table", func(s string) int { return strings.Count(s, "RELEASE ") }, func(t *testing.T, first, second string) {
+		{"table", "", func(s string) int { return strings.Count(s, "RELEASE ") }, func(t *testing.T, first, second string) {
 			if !strings.Contains(first, "approval needed for canary-10") || !strings.HasPrefix(first, "file://") {
 				t.Errorf("the first status:\n%s", first)
 			}
@@ -181,7 +182,13 @@ func TestStatusWatchAppends(t *testing.T) {
 				t.Errorf("the second status:\n%s", second)
 			}
 		}},
-		{"json", func(s string) int { return strings.Count(s, "\n]\n") }, func(t *testing.T, first, second string) {
+		{"detail", "catalog", func(s string) int { return strings.Count(s, "Release: ") }, func(t *testing.T, first, second string) {
+			if !strings.Contains(first, "  >  1  dark-launch") || !strings.Contains(second, "  >  2  canary-10") ||
+				!strings.Contains(second, "advance  canary-10    catalog: dark-launch -> 10%") {
+				t.Errorf("the release before and after the commit:\n%s\n%s", first, second)
+			}
+		}},
+		{"json", "", func(s string) int { return strings.Count(s, "\n]\n") }, func(t *testing.T, first, second string) {
 			dec := json.NewDecoder(strings.NewReader(first + second))
 			var phases []string
 			for dec.More() {
@@ -205,7 +212,11 @@ func TestStatusWatchAppends(t *testing.T) {
 			done := make(chan error, 1)
 			go func() {
 				cmd := newRootCommand()
-				cmd.SetArgs([]string{"status", "--watch", "--interval", "100ms", "-o", tc.output, w.dir})
+				output := tc.output
+				if tc.release != "" {
+					output = "table"
+				}
+				cmd.SetArgs(append([]string{"status", "--watch", "--interval", "100ms", "-o", output}, strings.Fields(tc.release+" "+w.dir)...))
 				cmd.SetOut(&out)
 				cmd.SetErr(&out)
 				done <- cmd.ExecuteContext(ctx)
