@@ -18,6 +18,7 @@ import (
 //   - checks without data: "no data: held 2 of 5 checks since T";
 //   - blocked (or any phase this Sluice does not know): "blocked: " and
 //     the error, from the record's message;
+//   - paused: where, and the command that resumes it;
 //   - rolled back: the step, the failing gate and its value ("rolled back
 //     at canary-20: success-rate 80 < 99, 5/5 checks failed");
 //   - invalid: the first error;
@@ -48,13 +49,19 @@ func (s *Status) Reason() string {
 		if msg != "" {
 			parts = append(parts, "invalid: "+msg)
 		}
+	case PhasePaused:
+		// "paused at canary-10 by spec.paused; remove it (sluice resume
+		// shop/web) to go on"
+		if msg != "" {
+			parts = append(parts, msg)
+		}
 	case PhaseSteady, PhaseProgressing, PhasePromoted, "":
 	default:
-		// Blocked, or a phase of a newer Sluice: its message says why.
+		// Blocked (the error that keeps failing the reconcile), or a phase
+		// of a newer Sluice: its message says why.
 		if msg != "" {
-			prefix := strings.ToLower(string(s.Phase)) + ": "
-			if !strings.HasPrefix(strings.ToLower(msg), prefix) {
-				msg = prefix + msg
+			if phase := strings.ToLower(string(s.Phase)); !strings.HasPrefix(strings.ToLower(msg), phase) {
+				msg = phase + ": " + msg
 			}
 			parts = append(parts, msg)
 		}

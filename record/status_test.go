@@ -80,9 +80,11 @@ func TestStatusReason(t *testing.T) {
 		{"rolled back without a message: the failing gates",
 			Status{Phase: PhaseRolledBack, Gates: []GateValue{{Metric: "request-success-rate", Value: f(90), Min: f(99)}, {Metric: "request-duration", Value: f(20), Max: f(500), Passed: true}}},
 			"rolled back: success-rate 90 < 99"},
-		{"blocked: the error", Status{Phase: Phase("Blocked"), Message: "apply: namespaces \"shop\" not found\nmore detail"}, `blocked: apply: namespaces "shop" not found`},
-		{"blocked, message already says so", Status{Phase: Phase("Blocked"), Message: "Blocked: rbac refused"}, "Blocked: rbac refused"},
-		{"a phase of a newer Sluice", Status{Phase: Phase("Paused"), Message: "paused by jane"}, "paused: paused by jane"},
+		{"blocked: the error", Status{Phase: PhaseBlocked, Message: "apply: namespaces \"shop\" not found\nmore detail"}, `blocked: apply: namespaces "shop" not found`},
+		{"blocked, message already says so", Status{Phase: PhaseBlocked, Message: "Blocked: rbac refused"}, "Blocked: rbac refused"},
+		{"paused: where, and how to resume", Status{Phase: PhasePaused, Message: "paused at canary-10 by spec.paused; remove it (sluice resume shop/web) to go on"},
+			"paused at canary-10 by spec.paused; remove it (sluice resume shop/web) to go on"},
+		{"a phase of a newer Sluice", Status{Phase: Phase("Frozen"), Message: "by jane"}, "frozen: by jane"},
 		{"promoted, still draining", Status{Phase: PhasePromoted, Message: "ignored", Draining: []Drain{{Version: "v1", Until: at}}}, "v1 draining until 2026-11-25T10:00:00Z"},
 	}
 	for _, tc := range tests {
