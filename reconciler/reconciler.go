@@ -501,6 +501,9 @@ func (r *Reconciler) reconcile(ctx context.Context, id string) (time.Duration, e
 	if ctx.Err() == nil {
 		rc.reportStatus(ctx)
 		r.cfg.Observer.Reconciled(id, time.Since(start), rc.st, err)
+		if to, ok := r.cfg.Observer.(TrafficObserver); ok && rc.st != nil {
+			to.Traffic(id, stepTraffic(e, rc.st))
+		}
 	}
 	r.log.Debug("reconciled", "release", id, "head", snap.head.String()[:12], "phase", phaseOf(rc.st), "step", stepOf(rc.st), "next", after, "err", err)
 	return after, err
@@ -607,6 +610,16 @@ func (r *Reconciler) commit(ctx context.Context, e *entry, en record.Entry) erro
 		})
 	}
 	return nil
+}
+
+// stepTraffic is what the recorded step gives the candidate, from the
+// release's plan at this snapshot.
+func stepTraffic(e *entry, st *record.Status) specs.Traffic {
+	var plan []specs.Step
+	if e.rel != nil && e.rel.Spec.Candidate != "" {
+		plan, _ = specs.Plan(e.rel)
+	}
+	return record.StepTraffic(st, plan)
 }
 
 func phaseOf(st *record.Status) record.Phase {

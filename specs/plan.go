@@ -34,10 +34,16 @@ type Step struct {
 	// Match, when set, limits the candidate's traffic to matching requests.
 	Match []Match `json:"match,omitempty"`
 	// MirrorPercent is the share of traffic shadowed to the candidate.
-	MirrorPercent float64  `json:"mirrorPercent,omitempty"`
-	Gates         Gates    `json:"gates"`
-	Approval      string   `json:"approval,omitempty"`
-	Versions      []string `json:"versions"`
+	MirrorPercent float64 `json:"mirrorPercent,omitempty"`
+	Gates         Gates   `json:"gates"`
+	// Approval is the approval its stage needs (manual or pullRequest),
+	// set on every step of the stage: once the stage is approved, all its
+	// steps may run.
+	Approval string `json:"approval,omitempty"`
+	// AwaitsApproval marks the one step that waits for the stage's
+	// approval before it starts: the stage's first.
+	AwaitsApproval bool     `json:"awaitsApproval,omitempty"`
+	Versions       []string `json:"versions"`
 }
 
 // Gates is how a step is held: a check every Interval, Iterations passing
@@ -78,16 +84,18 @@ func Plan(r *Release) ([]Step, error) {
 	versions := []string{s.Stable, s.Candidate}
 	var steps []Step
 	add := func(st Stage, name string, kind StepKind, weight int32, match []Match) {
+		first := len(steps) == 0 || steps[len(steps)-1].Stage != st.Name
 		steps = append(steps, Step{
-			Index:    len(steps),
-			Name:     name,
-			Stage:    st.Name,
-			Kind:     kind,
-			Weight:   weight,
-			Match:    match,
-			Gates:    gatesFor(r, st, kind),
-			Approval: st.Approval,
-			Versions: versions,
+			Index:          len(steps),
+			Name:           name,
+			Stage:          st.Name,
+			Kind:           kind,
+			Weight:         weight,
+			Match:          match,
+			Gates:          gatesFor(r, st, kind),
+			Approval:       st.Approval,
+			AwaitsApproval: st.Approval != "" && first,
+			Versions:       versions,
 		})
 	}
 	for _, st := range s.Stages {

@@ -81,6 +81,59 @@ func TestPlanOverridesAndApproval(t *testing.T) {
 	if steps[1].Gates.Interval != 45*time.Second {
 		t.Errorf("override leaked into dark-launch: %v", steps[1].Gates.Interval)
 	}
+	// Only the stage's first step waits for its approval; every step of
+	// the stage still names it, for the machine.
+	for _, st := range steps {
+		wantApproval, wantAwaits := "", false
+		if st.Stage == "canary" {
+			wantApproval, wantAwaits = ApprovalManual, st.Name == "canary-10"
+		}
+		if st.Approval != wantApproval || st.AwaitsApproval != wantAwaits {
+			t.Errorf("%s: approval %q awaits %v, want %q %v", st.Name, st.Approval, st.AwaitsApproval, wantApproval, wantAwaits)
+		}
+	}
+}
+
+func TestStepTraffic(t *testing.T) {
+	internal := []Match{{Headers: map[string]StringMatch{"x-istio-cohort": {Exact: "internal"}}}}
+	cases := []struct {
+		name string
+		step Step
+		want Traffic
+		text string
+	}{
+		{"deploy", Step{Kind: KindDeploy}, Traffic{}, "0%"},
+		{"dark launch takes the matching requests, no weighted share", Step{Kind: KindDarkLaunch, Weight: 100, Match: internal},
+			Traffic{Match: "x-istio-cohort=internal", MatchWeight: 100}, "dark: x-istio-cohort=internal"},
+		{"weighted", Step{Kind: KindWeighted, Weight: 20}, Traffic{Weight: 20}, "20%"},
+		{"weighted share of matching requests", Step{Kind: KindWeighted, Weight: 10, Match: []Match{{SourceLabels: map[string]string{"app": "frontend", "tier": "web"}}}},
+			Traffic{Match: "from app=frontend,tier=web", MatchWeight: 10}, "10% of from app=frontend,tier=web"},
+		{"mirror", Step{Kind: KindMirror, MirrorPercent: 5}, Traffic{MirrorPercent: 5}, "0% (5% mirrored)"},
+		{"promote", Step{Kind: KindPromote, Weight: 100}, Traffic{Weight: 100}, "100%"},
+		{"rollback", Step{Kind: KindRollback}, Traffic{}, "0%"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := tc.step.Traffic()
+			if got != tc.want {
+				t.Errorf("Traffic() = %+v, want %+v", got, tc.want)
+			}
+			if got.String() != tc.text {
+				t.Errorf("String() = %q, want %q", got.String(), tc.text)
+			}
+		})
+	}
+}
+
+func TestDescribeMatch(t *testing.T) {
+	ms := []Match{
+		{Headers: map[string]StringMatch{"x-user": {Prefix: "test"}, "x-b": {Regex: "a.*"}}, Cookie: &CookieMatch{Name: "canary", Value: "1"}},
+		{Headers: map[string]StringMatch{"x-istio-cohort": {Exact: "internal"}}},
+	}
+	want := "x-b~a.* and x-user=test* and cookie canary=1 or x-istio-cohort=internal"
+	if got := DescribeMatch(ms); got != want {
+		t.Errorf("DescribeMatch = %q, want %q", got, want)
+	}
 }
 
 func TestPlanWithoutCandidate(t *testing.T) {

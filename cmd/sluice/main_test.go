@@ -26,7 +26,18 @@ var (
 	update  = flag.Bool("update", false, "rewrite the golden files under testdata/")
 )
 
-func TestMain(m *testing.M) { os.Exit(testEnv.Main(m)) }
+// runMainEnv, set in the environment, makes the test binary the sluice
+// command itself: the --watch test runs it in a terminal (tmux) without
+// building the binary first.
+const runMainEnv = "SLUICE_TEST_RUN_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(runMainEnv) == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(testEnv.Main(m))
+}
 
 // sluice runs the CLI in process and returns its stdout, stderr and error.
 func sluice(ctx context.Context, args ...string) (string, string, error) {
@@ -83,6 +94,29 @@ func TestPlanAndRender(t *testing.T) {
 	if _, _, err := sluice(ctx, "render", example, "--step", "canary-25"); err == nil || !strings.Contains(err.Error(), `no step "canary-25"`) {
 		t.Errorf("unknown step: %v", err)
 	}
+}
+
+// TestPlanApprovalColumn: the APPROVAL column marks only the step that
+// waits, the first of a stage that needs an approval; the stage's other
+// steps follow once it is approved.
+func TestPlanApprovalColumn(t *testing.T) {
+	data, err := os.ReadFile(example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.NewReplacer(
+		"    - name: canary\n", "    - name: canary\n      approval: manual\n",
+		"    - name: promote\n", "    - name: promote\n      approval: pullRequest\n",
+	).Replace(string(data))
+	file := filepath.Join(t.TempDir(), "catalog.yaml")
+	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := sluice(t.Context(), "plan", file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "plan-approval.txt", out)
 }
 
 func TestValidate(t *testing.T) {

@@ -277,7 +277,10 @@ func runController(ctx context.Context, stderr io.Writer, fl *runFlags) error {
 		}
 		defer stop()
 	}
-	applier, err := cluster.New(restCfg, cluster.Options{Log: log.With("component", "cluster")})
+	// The mark on every object it applies tells `sluice apply` that this
+	// controller manages the release, and which Git branch it follows.
+	applier, err := cluster.New(restCfg, cluster.Options{Log: log.With("component", "cluster"),
+		Annotations: map[string]string{cluster.AnnotationController: repo.URL() + " " + repo.Branch()}})
 	if err != nil {
 		return err
 	}

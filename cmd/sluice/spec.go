@@ -7,16 +7,13 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"maps"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
-	"sigs.k8s.io/yaml"
 
 	"sluice.dev/sluice/renderer"
 	"sluice.dev/sluice/specs"
@@ -339,7 +336,7 @@ func planTable(w io.Writer, rel *specs.Release, steps []specs.Step) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "#\tSTEP\tKIND\tCANDIDATE TRAFFIC\tGATES\tAPPROVAL")
 	for _, s := range steps {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", s.Index, s.Name, s.Kind, traffic(s), describeGates(s.Gates), orNone(s.Approval))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", s.Index, s.Name, s.Kind, traffic(s), describeGates(s.Gates), orNone(approvalText(s)))
 	}
 	return tw.Flush()
 }
@@ -360,36 +357,9 @@ func traffic(s specs.Step) string {
 	}
 	t := fmt.Sprintf("%d%%", s.Weight)
 	if len(s.Match) > 0 {
-		t += " of " + describeMatch(s.Match)
+		t += " of " + specs.DescribeMatch(s.Match)
 	}
 	return t
-}
-
-func describeMatch(ms []specs.Match) string {
-	var parts []string
-	for _, m := range ms {
-		var conds []string
-		for _, n := range slices.Sorted(maps.Keys(m.Headers)) {
-			h := m.Headers[n]
-			switch {
-			case h.Exact != "":
-				conds = append(conds, fmt.Sprintf("%s=%s", n, h.Exact))
-			case h.Prefix != "":
-				conds = append(conds, fmt.Sprintf("%s=%s*", n, h.Prefix))
-			default:
-				conds = append(conds, fmt.Sprintf("%s~%s", n, h.Regex))
-			}
-		}
-		if m.Cookie != nil {
-			conds = append(conds, fmt.Sprintf("cookie %s=%s", m.Cookie.Name, m.Cookie.Value))
-		}
-		if len(m.SourceLabels) > 0 {
-			b, _ := yaml.Marshal(m.SourceLabels)
-			conds = append(conds, "from "+strings.TrimSpace(strings.ReplaceAll(string(b), "\n", ",")))
-		}
-		parts = append(parts, strings.Join(conds, " and "))
-	}
-	return strings.Join(parts, " or ")
 }
 
 func describeGates(g specs.Gates) string {
