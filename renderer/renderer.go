@@ -50,6 +50,9 @@ type Output struct {
 	Workloads map[string]string
 	// Revisions maps each live version to its content revision.
 	Revisions map[string]string
+	// Routes names the step's Gateway API HTTPRoutes, whose controllers
+	// must accept them before the step counts as applied.
+	Routes []string
 	// Key identifies everything the render depends on (the release's
 	// definition, the step, the content its versions read): renders with
 	// equal keys are equal.
@@ -145,7 +148,9 @@ func Revision(ctx context.Context, repo fs.FS, rel *specs.Release, version strin
 // renamed with the version as suffix and its Deployment labelled with the
 // version; the shared resources (Service, ServiceAccount, ...) of the
 // primary version; and Sluice's DestinationRule and VirtualServices. The
-// release namespace and the ownership labels apply to all of it.
+// release namespace and the ownership labels apply to all of it. Routes
+// with Gateway API routing then add a Service per version and their
+// HTTPRoutes to the build's output (see gatewayAPI).
 func (rd *Renderer) Render(ctx context.Context, repo fs.FS, rel *specs.Release, step specs.Step) (*Output, error) {
 	lfs := newLayeredFS(repo)
 	out, invs, err := rd.prepare(ctx, lfs, rel, step)
@@ -202,8 +207,10 @@ func (rd *Renderer) Render(ctx context.Context, repo fs.FS, rel *specs.Release, 
 	if err != nil {
 		return nil, fmt.Errorf("render %s step %s: %w", rel.ID(), step.Name, err)
 	}
-	lfs.addGenerated(base+"/istio.yaml", bytes.Join(docs, []byte("---\n")))
-	root.Resources = append(root.Resources, "istio.yaml")
+	if len(docs) > 0 {
+		lfs.addGenerated(base+"/istio.yaml", bytes.Join(docs, []byte("---\n")))
+		root.Resources = append(root.Resources, "istio.yaml")
+	}
 	if err := addKustomization(lfs, base, root); err != nil {
 		return nil, err
 	}
@@ -224,6 +231,13 @@ func (rd *Renderer) Render(ctx context.Context, repo fs.FS, rel *specs.Release, 
 			return nil, fmt.Errorf("render %s step %s: %s: %w", rel.ID(), step.Name, r.CurId(), err)
 		}
 		out.Objects = append(out.Objects, obj)
+	}
+	if rel.Uses(specs.RoutingGatewayAPI) {
+		// During promote and rollback the version leaving keeps its
+		// Service, as it keeps its subset with Istio routing.
+		if out.Objects, err = gatewayAPI(rel, step, subsets, out.Objects, out.Owner); err != nil {
+			return nil, fmt.Errorf("render %s step %s: %w", rel.ID(), step.Name, err)
+		}
 	}
 	leaveReplicasToAutoscalers(out.Objects)
 	return out, nil
@@ -291,6 +305,7 @@ func (rd *Renderer) prepare(ctx context.Context, lfs *layeredFS, rel *specs.Rele
 		Owner:     Owner(rel),
 		Workloads: map[string]string{},
 		Revisions: map[string]string{},
+		Routes:    HTTPRouteNames(rel),
 		digest:    &digestMemo{},
 	}
 	invs := make([]*inventory, len(live))

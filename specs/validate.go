@@ -165,6 +165,8 @@ func (v *validator) release() {
 		}
 	}
 
+	v.routing()
+
 	v.analysis("spec.analysis", s.Analysis.Interval, s.Analysis.Iterations, s.Analysis.Metrics)
 	if s.Analysis.Threshold < 0 {
 		v.fail("spec.analysis.threshold", "must be at least 1, got %d", s.Analysis.Threshold)

@@ -1,0 +1,362 @@
+// Package gwroute holds what the renderer and the applier share about the
+// Gateway API HTTPRoutes Sluice renders: which of a route's parts are
+// Sluice's, how a rendered route merges into the route a person (or the
+// release's source) already has, and when a route's controller has
+// accepted it.
+//
+// HTTPRoute's spec.parentRefs, spec.hostnames and spec.rules are atomic
+// lists in the Gateway API CRDs, so server-side apply cannot share them
+// item by item between field managers: whoever applies the list owns all
+// of it. Sluice therefore merges before it applies: it keeps every rule,
+// parentRef and hostname it did not render, and every field of its own
+// rules it does not set (filters, timeouts, retries, session persistence),
+// and replaces only its own rules' matches, backends and mirror filters.
+package gwroute
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Group, Version and Kind of the routes Sluice renders.
+const (
+	Group      = "gateway.networking.k8s.io"
+	Version    = "v1"
+	APIVersion = Group + "/" + Version
+	Kind       = "HTTPRoute"
+)
+
+// Names of Sluice's rules. RuleMain carries the step's default traffic at
+// every step, so a filter a person adds to it applies all release long;
+// RuleMatch exists while a step sends matching requests elsewhere.
+const (
+	RulePrefix = "sluice"
+	RuleMain   = RulePrefix
+	RuleMatch  = RulePrefix + "-match"
+)
+
+// AnnotationOwned records, as JSON, the parentRefs, hostnames and mirror
+// backends Sluice rendered into a route, so that the next step can tell
+// them from those a person added and drop the ones it no longer renders.
+const AnnotationOwned = "sluice.dev/route-owned"
+
+// Owned is what AnnotationOwned holds.
+type Owned struct {
+	ParentRefs []ParentKey `json:"parentRefs,omitempty"`
+	Hostnames  []string    `json:"hostnames,omitempty"`
+	// Backends are the Services a Sluice mirror filter may name (one per
+	// version of the release).
+	Backends []string `json:"backends,omitempty"`
+}
+
+// ParentKey identifies a parentRef with its defaults filled in.
+type ParentKey struct {
+	Group       string `json:"group"`
+	Kind        string `json:"kind"`
+	Namespace   string `json:"namespace,omitempty"`
+	Name        string `json:"name"`
+	SectionName string `json:"sectionName,omitempty"`
+	Port        int64  `json:"port,omitempty"`
+}
+
+func (k ParentKey) String() string {
+	s := k.Kind + " " + k.Name
+	if k.Namespace != "" {
+		s = k.Kind + " " + k.Namespace + "/" + k.Name
+	}
+	if k.SectionName != "" {
+		s += " section " + k.SectionName
+	}
+	if k.Port != 0 {
+		s += " port " + strconv.FormatInt(k.Port, 10)
+	}
+	return s
+}
+
+// KeyOf is the identity of a parentRef (an unstructured map) of a route in
+// namespace routeNamespace, with the API's defaults.
+func KeyOf(ref map[string]any, routeNamespace string) ParentKey {
+	k := ParentKey{Group: Group, Kind: "Gateway", Namespace: routeNamespace}
+	if g, ok := ref["group"].(string); ok {
+		k.Group = g
+	}
+	if v, ok := ref["kind"].(string); ok && v != "" {
+		k.Kind = v
+	}
+	if v, ok := ref["namespace"].(string); ok && v != "" {
+		k.Namespace = v
+	}
+	k.Name, _ = ref["name"].(string)
+	k.SectionName, _ = ref["sectionName"].(string)
+	k.Port = toInt(ref["port"])
+	return k
+}
+
+func toInt(v any) int64 {
+	switch x := v.(type) {
+	case int64:
+		return x
+	case int:
+		return int64(x)
+	case int32:
+		return int64(x)
+	case float64:
+		return int64(x)
+	case json.Number:
+		n, _ := x.Int64()
+		return n
+	}
+	return 0
+}
+
+// ReadOwned reads AnnotationOwned from an object's metadata; a missing or
+// unreadable one owns nothing.
+func ReadOwned(obj map[string]any) Owned {
+	var o Owned
+	md, _ := obj["metadata"].(map[string]any)
+	ann, _ := md["annotations"].(map[string]any)
+	if s, ok := ann[AnnotationOwned].(string); ok {
+		_ = json.Unmarshal([]byte(s), &o)
+	}
+	return o
+}
+
+// EncodeOwned is AnnotationOwned's value.
+func EncodeOwned(o Owned) string {
+	b, _ := json.Marshal(o) // strings and numbers always marshal
+	return string(b)
+}
+
+// Merge returns desired (a route Sluice rendered) merged into live (the
+// route as it is, or as the release's source wrote it): live's spec with
+// Sluice's parentRefs, hostnames and rules put in, and everything else
+// kept. desired must carry AnnotationOwned. Neither argument is modified.
+//
+//   - parentRefs and hostnames: desired's, then live's that Sluice neither
+//     renders now nor rendered before (per live's AnnotationOwned).
+//   - rules: desired's rules, each over the live rule of the same name
+//     (so its filters, timeouts and other fields stay), with desired's
+//     matches and backendRefs, and live's filters but for Sluice's mirror
+//     filters, which desired's replace; then live's rules whose names do
+//     not start with RulePrefix, in their order. A rule of Sluice's that
+//     desired no longer has is dropped.
+//   - metadata is desired's: server-side apply merges it field by field.
+func Merge(desired, live map[string]any) map[string]any {
+	out := deepCopy(desired).(map[string]any)
+	if live == nil {
+		return out
+	}
+	dspec, _ := out["spec"].(map[string]any)
+	lspec, _ := deepCopy(live["spec"]).(map[string]any)
+	if dspec == nil || lspec == nil {
+		return out
+	}
+	md, _ := live["metadata"].(map[string]any)
+	ns, _ := md["namespace"].(string)
+	if dmd, ok := out["metadata"].(map[string]any); ok {
+		if n, ok := dmd["namespace"].(string); ok && n != "" {
+			ns = n
+		}
+	}
+	before, now := ReadOwned(live), ReadOwned(desired)
+
+	// parentRefs
+	sluiceParents := map[ParentKey]bool{}
+	for _, k := range append(slices.Clone(before.ParentRefs), now.ParentRefs...) {
+		sluiceParents[k] = true
+	}
+	parents := list(dspec["parentRefs"])
+	seen := map[ParentKey]bool{}
+	for _, p := range parents {
+		if m, ok := p.(map[string]any); ok {
+			seen[KeyOf(m, ns)] = true
+		}
+	}
+	for _, p := range list(lspec["parentRefs"]) {
+		m, ok := p.(map[string]any)
+		if !ok {
+			continue
+		}
+		if k := KeyOf(m, ns); !sluiceParents[k] && !seen[k] {
+			seen[k] = true
+			parents = append(parents, m)
+		}
+	}
+	setList(lspec, "parentRefs", parents)
+
+	// hostnames
+	sluiceHosts := map[string]bool{}
+	for _, h := range append(slices.Clone(before.Hostnames), now.Hostnames...) {
+		sluiceHosts[h] = true
+	}
+	hosts := list(dspec["hostnames"])
+	seenHost := map[string]bool{}
+	for _, h := range hosts {
+		s, _ := h.(string)
+		seenHost[s] = true
+	}
+	for _, h := range list(lspec["hostnames"]) {
+		if s, ok := h.(string); ok && !sluiceHosts[s] && !seenHost[s] {
+			seenHost[s] = true
+			hosts = append(hosts, s)
+		}
+	}
+	setList(lspec, "hostnames", hosts)
+
+	// rules
+	mirrors := map[string]bool{}
+	for _, b := range append(slices.Clone(before.Backends), now.Backends...) {
+		mirrors[b] = true
+	}
+	liveRules := map[string]map[string]any{}
+	var others []any
+	for _, r := range list(lspec["rules"]) {
+		m, ok := r.(map[string]any)
+		if !ok {
+			continue
+		}
+		name, _ := m["name"].(string)
+		if IsSluiceRule(name) {
+			liveRules[name] = m
+			continue
+		}
+		others = append(others, m)
+	}
+	var rules []any
+	for _, r := range list(dspec["rules"]) {
+		d, ok := r.(map[string]any)
+		if !ok {
+			continue
+		}
+		name, _ := d["name"].(string)
+		l, ok := liveRules[name]
+		if !ok {
+			rules = append(rules, d)
+			continue
+		}
+		merged := l
+		for _, f := range []string{"name", "matches", "backendRefs"} {
+			if v, ok := d[f]; ok {
+				merged[f] = v
+			} else {
+				delete(merged, f)
+			}
+		}
+		var filters []any
+		for _, f := range list(l["filters"]) {
+			if fm, ok := f.(map[string]any); ok && isSluiceMirror(fm, mirrors) {
+				continue
+			}
+			filters = append(filters, f)
+		}
+		filters = append(filters, list(d["filters"])...)
+		setList(merged, "filters", filters)
+		rules = append(rules, merged)
+	}
+	rules = append(rules, others...)
+	setList(lspec, "rules", rules)
+	out["spec"] = lspec
+	return out
+}
+
+// IsSluiceRule reports whether a rule's name marks it as Sluice's.
+func IsSluiceRule(name string) bool {
+	return name == RulePrefix || strings.HasPrefix(name, RulePrefix+"-")
+}
+
+func isSluiceMirror(f map[string]any, backends map[string]bool) bool {
+	if f["type"] != "RequestMirror" {
+		return false
+	}
+	rm, _ := f["requestMirror"].(map[string]any)
+	ref, _ := rm["backendRef"].(map[string]any)
+	name, _ := ref["name"].(string)
+	kind, _ := ref["kind"].(string)
+	return backends[name] && (kind == "" || kind == "Service")
+}
+
+func list(v any) []any {
+	l, _ := v.([]any)
+	return slices.Clone(l)
+}
+
+func setList(m map[string]any, key string, l []any) {
+	if len(l) == 0 {
+		delete(m, key)
+		return
+	}
+	m[key] = l
+}
+
+func deepCopy(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = deepCopy(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = deepCopy(e)
+		}
+		return out
+	}
+	return v
+}
+
+// Ready reports whether every parent Sluice attached route to (per its
+// AnnotationOwned) has accepted it, with Accepted and ResolvedRefs both
+// True for the route's current generation. When not, reason says which
+// parent and why, with the condition's own message when one is False.
+func Ready(route map[string]any) (bool, string) {
+	md, _ := route["metadata"].(map[string]any)
+	name, _ := md["name"].(string)
+	ns, _ := md["namespace"].(string)
+	gen := toInt(md["generation"])
+	owned := ReadOwned(route)
+	status, _ := route["status"].(map[string]any)
+	parents := list(status["parents"])
+	for _, want := range owned.ParentRefs {
+		var conds []any
+		found := false
+		for _, p := range parents {
+			pm, _ := p.(map[string]any)
+			ref, _ := pm["parentRef"].(map[string]any)
+			if ref != nil && KeyOf(ref, ns) == want {
+				conds, found = list(pm["conditions"]), true
+				break
+			}
+		}
+		if !found {
+			return false, fmt.Sprintf("HTTPRoute %s: no controller has reported on parent %s yet", name, want)
+		}
+		for _, typ := range []string{"Accepted", "ResolvedRefs"} {
+			c := condition(conds, typ)
+			switch {
+			case c == nil:
+				return false, fmt.Sprintf("HTTPRoute %s: parent %s has no %s condition yet", name, want, typ)
+			case toInt(c["observedGeneration"]) < gen:
+				return false, fmt.Sprintf("HTTPRoute %s: parent %s has not observed generation %d yet (%s is for %d)", name, want, gen, typ, toInt(c["observedGeneration"]))
+			case c["status"] != "True":
+				reason, _ := c["reason"].(string)
+				msg, _ := c["message"].(string)
+				return false, fmt.Sprintf("HTTPRoute %s: parent %s: %s=%v (%s: %s)", name, want, typ, c["status"], reason, msg)
+			}
+		}
+	}
+	return true, ""
+}
+
+func condition(conds []any, typ string) map[string]any {
+	for _, c := range conds {
+		if m, ok := c.(map[string]any); ok && m["type"] == typ {
+			return m
+		}
+	}
+	return nil
+}
