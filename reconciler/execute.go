@@ -173,6 +173,16 @@ func (rc *run) available(ctx context.Context) (*Availability, error) {
 			return &Availability{Workload: w, Reason: reason}, nil
 		}
 	}
+	// Gateway API routes count as applied once their controllers accept them.
+	if rt, ok := rc.r.cfg.Cluster.(RouteChecker); ok && len(rc.out.Routes) > 0 {
+		ok, reason, err := rt.RoutesReady(ctx, rc.e.namespace, rc.out.Routes)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return &Availability{Workload: "routes", Reason: reason}, nil
+		}
+	}
 	return &Availability{OK: true}, nil
 }
 

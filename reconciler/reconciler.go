@@ -30,6 +30,13 @@ type Cluster interface {
 	Available(ctx context.Context, namespace, name string) (ok bool, reason string, err error)
 }
 
+// RouteChecker is a Cluster that tells whether the controllers of a
+// step's Gateway API HTTPRoutes accepted them; a step with routes is not
+// available before they have.
+type RouteChecker interface {
+	RoutesReady(ctx context.Context, namespace string, routes []string) (ok bool, reason string, err error)
+}
+
 // ChangeNotifier is a Cluster that tells which release's objects changed
 // (a Deployment became available, a person edited a route).
 type ChangeNotifier interface {

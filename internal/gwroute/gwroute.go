@@ -16,6 +16,7 @@ package gwroute
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -138,11 +139,10 @@ func EncodeOwned(o Owned) string {
 //   - parentRefs and hostnames: desired's, then live's that Sluice neither
 //     renders now nor rendered before (per live's AnnotationOwned).
 //   - rules: desired's rules, each over the live rule of the same name
-//     (so its filters, timeouts and other fields stay), with desired's
-//     matches and backendRefs, and live's filters but for Sluice's mirror
-//     filters, which desired's replace; then live's rules whose names do
-//     not start with RulePrefix, in their order. A rule of Sluice's that
-//     desired no longer has is dropped.
+//     (so its filters, timeouts and other fields stay) with desired's
+//     fields put in (see mergeRule); then live's other rules, in their
+//     order, but for Sluice's rules that desired no longer has (names
+//     starting with RulePrefix) and unnamed rules desired holds equal.
 //   - metadata is desired's: server-side apply merges it field by field.
 func Merge(desired, live map[string]any) map[string]any {
 	out := deepCopy(desired).(map[string]any)
@@ -211,6 +211,15 @@ func Merge(desired, live map[string]any) map[string]any {
 	for _, b := range append(slices.Clone(before.Backends), now.Backends...) {
 		mirrors[b] = true
 	}
+	desiredRules := list(dspec["rules"])
+	named := map[string]bool{}
+	for _, r := range desiredRules {
+		if m, ok := r.(map[string]any); ok {
+			if name, _ := m["name"].(string); name != "" {
+				named[name] = true
+			}
+		}
+	}
 	liveRules := map[string]map[string]any{}
 	var others []any
 	for _, r := range list(lspec["rules"]) {
@@ -219,14 +228,19 @@ func Merge(desired, live map[string]any) map[string]any {
 			continue
 		}
 		name, _ := m["name"].(string)
-		if IsSluiceRule(name) {
+		switch {
+		case named[name]:
 			liveRules[name] = m
-			continue
+		case IsSluiceRule(name):
+			// A rule of Sluice's that this step does not render.
+		case name == "" && slices.ContainsFunc(desiredRules, func(d any) bool { return reflect.DeepEqual(d, m) }):
+			// An unnamed rule the source provides, already in desired.
+		default:
+			others = append(others, m)
 		}
-		others = append(others, m)
 	}
 	var rules []any
-	for _, r := range list(dspec["rules"]) {
+	for _, r := range desiredRules {
 		d, ok := r.(map[string]any)
 		if !ok {
 			continue
@@ -237,29 +251,52 @@ func Merge(desired, live map[string]any) map[string]any {
 			rules = append(rules, d)
 			continue
 		}
-		merged := l
-		for _, f := range []string{"name", "matches", "backendRefs"} {
-			if v, ok := d[f]; ok {
-				merged[f] = v
-			} else {
-				delete(merged, f)
-			}
-		}
-		var filters []any
-		for _, f := range list(l["filters"]) {
-			if fm, ok := f.(map[string]any); ok && isSluiceMirror(fm, mirrors) {
-				continue
-			}
-			filters = append(filters, f)
-		}
-		filters = append(filters, list(d["filters"])...)
-		setList(merged, "filters", filters)
-		rules = append(rules, merged)
+		rules = append(rules, mergeRule(d, l, IsSluiceRule(name), mirrors))
 	}
 	rules = append(rules, others...)
 	setList(lspec, "rules", rules)
 	out["spec"] = lspec
 	return out
+}
+
+// mergeRule puts desired's fields into the live rule of the same name.
+// For a rule of Sluice's, matches and backendRefs are Sluice's alone (an
+// absent one is removed). Filters merge by type: a desired filter
+// replaces live filters of its type (the API allows most types once per
+// rule), Sluice's mirror filters that desired no longer has go, and the
+// others a person added stay.
+func mergeRule(desired, live map[string]any, sluice bool, mirrors map[string]bool) map[string]any {
+	merged := live
+	if sluice {
+		for _, f := range []string{"matches", "backendRefs"} {
+			if _, ok := desired[f]; !ok {
+				delete(merged, f)
+			}
+		}
+	}
+	for k, v := range desired {
+		if k != "filters" {
+			merged[k] = v
+		}
+	}
+	want := list(desired["filters"])
+	types := map[any]bool{}
+	for _, f := range want {
+		if fm, ok := f.(map[string]any); ok && fm["type"] != "RequestMirror" && fm["type"] != "ExtensionRef" {
+			types[fm["type"]] = true
+		}
+	}
+	var filters []any
+	for _, f := range list(live["filters"]) {
+		fm, ok := f.(map[string]any)
+		if ok && (isSluiceMirror(fm, mirrors) || types[fm["type"]] || slices.ContainsFunc(want, func(w any) bool { return reflect.DeepEqual(w, f) })) {
+			continue
+		}
+		filters = append(filters, f)
+	}
+	filters = append(filters, want...)
+	setList(merged, "filters", filters)
+	return merged
 }
 
 // IsSluiceRule reports whether a rule's name marks it as Sluice's.
