@@ -185,7 +185,9 @@ status: `+status)
 	cond := func(typ, status string, gen int) string {
 		return `{type: ` + typ + `, status: "` + status + `", reason: R` + typ + `, message: "m ` + typ + `", observedGeneration: ` + string(rune('0'+gen)) + `}`
 	}
-	both := func(a, r string, gen int) string { return "[" + cond("Accepted", a, gen) + ", " + cond("ResolvedRefs", r, gen) + "]" }
+	both := func(a, r string, gen int) string {
+		return "[" + cond("Accepted", a, gen) + ", " + cond("ResolvedRefs", r, gen) + "]"
+	}
 	tests := []struct {
 		name, status string
 		ok           bool
