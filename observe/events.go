@@ -90,6 +90,9 @@ func (e *Events) Transition(ctx context.Context, t reconciler.Transition) {
 			Name:       t.VirtualService,
 		},
 	}
+	if t.RouteKind == "HTTPRoute" {
+		ev.Regarding.APIVersion, ev.Regarding.Kind = "gateway.networking.k8s.io/v1", "HTTPRoute"
+	}
 	if _, err := e.client.Events(t.Namespace).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
 		e.log.Warn("could not record an Event", "release", t.Release, "reason", reason, "err", err)
 	}

@@ -45,6 +45,9 @@ type Transition struct {
 	// unknown (an invalid spec never seen valid) or when the release's
 	// namespace is outside the allowed namespaces.
 	VirtualService string
+	// RouteKind is VirtualService's kind: HTTPRoute for a route with
+	// Gateway API routing; empty means VirtualService.
+	RouteKind string
 }
 
 // NopObserver does nothing; embed it to implement part of Observer.
