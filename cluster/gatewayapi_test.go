@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -293,6 +294,70 @@ func applyGatewayAPIRelease(ctx context.Context, t *testing.T, a *Applier, ns st
 		}
 		if ok, reason, err := a.RoutesReady(ctx, ns, out.Routes); err != nil || ok {
 			t.Fatalf("step %s: RoutesReady = %v, %q, %v; want not ready (no controller runs) and no error", step.Name, ok, reason, err)
+		}
+	}
+}
+
+// TestSwitchToGatewayAPI: a steady release whose spec moves from Istio to
+// Gateway API routing gets its HTTPRoutes and version Services, and its
+// VirtualServices and DestinationRule are pruned; and back again.
+func TestSwitchToGatewayAPI(t *testing.T) {
+	env := testEnv.Env(t)
+	rels, err := specs.LoadFile("../examples/catalog/releases/catalog.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel := rels[0]
+	ns := newNamespace(t)
+	rel.Metadata.Namespace = ns
+	root, err := os.OpenRoot("../examples/catalog")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { root.Close() })
+	a, _ := newApplier(t)
+	ctx := testContext(t)
+	dyn := dynamic.NewForConfigOrDie(env.RESTConfig())
+	kinds := func() []string {
+		t.Helper()
+		var out []string
+		for _, r := range []struct {
+			kind string
+			gvr  schema.GroupVersionResource
+		}{
+			{"Service", schema.GroupVersionResource{Version: "v1", Resource: "services"}},
+			{"DestinationRule", schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1", Resource: "destinationrules"}},
+			{"VirtualService", schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1", Resource: "virtualservices"}},
+			{"HTTPRoute", httpRoutes},
+		} {
+			list, err := dyn.Resource(r.gvr).Namespace(ns).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, u := range list.Items {
+				out = append(out, r.kind+" "+u.GetName())
+			}
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		routing string
+		want    []string
+	}{
+		{specs.RoutingIstio, []string{"Service catalog", "DestinationRule catalog", "VirtualService catalog-ingress", "VirtualService catalog-mesh"}},
+		{specs.RoutingGatewayAPI, []string{"Service catalog", "Service catalog-v1", "HTTPRoute catalog-ingress", "HTTPRoute catalog-mesh"}},
+		{specs.RoutingIstio, []string{"Service catalog", "DestinationRule catalog", "VirtualService catalog-ingress", "VirtualService catalog-mesh"}},
+	} {
+		rel.Spec.Routing = tc.routing
+		out, err := renderer.Render(ctx, root.FS(), rel, specs.SteadyStep(rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Apply(ctx, Set{Owner: out.Owner, Objects: out.Objects}, ApplyOptions{}); err != nil {
+			t.Fatalf("%s: %v", tc.routing, err)
+		}
+		if got := kinds(); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: objects %v, want %v", tc.routing, got, tc.want)
 		}
 	}
 }
