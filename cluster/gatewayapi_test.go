@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -263,6 +264,15 @@ func TestRoutesReady(t *testing.T) {
 		t.Fatal(err)
 	}
 	check(false, "has not observed generation 2 yet")
+	// sluice apply --wait waits the same way, and says why it gave up.
+	if err := a.WaitRoutes(ctx, ns, out2.Routes, 2*time.Second); err == nil || !strings.Contains(err.Error(), "not accepted within 2s: HTTPRoute catalog-mesh: parent Service "+ns+"/catalog has not observed generation 2 yet") {
+		t.Errorf("WaitRoutes = %v", err)
+	}
+	setStatus("catalog-mesh", meshParent, metav1.ConditionTrue, metav1.ConditionTrue, "")
+	setStatus("catalog-ingress", gwParent, metav1.ConditionTrue, metav1.ConditionTrue, "")
+	if err := a.WaitRoutes(ctx, ns, out2.Routes, 10*time.Second); err != nil {
+		t.Errorf("WaitRoutes once accepted: %v", err)
+	}
 }
 
 // applyGatewayAPIRelease applies the first steps of

@@ -2,12 +2,15 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"sluice.dev/sluice/internal/gwroute"
 )
@@ -53,4 +56,29 @@ func (a *Applier) RoutesReady(ctx context.Context, namespace string, names []str
 		}
 	}
 	return true, "", nil
+}
+
+// WaitRoutes waits until RoutesReady reports the HTTPRoutes namespace/names
+// accepted, or fails after deadline with its last reason.
+func (a *Applier) WaitRoutes(ctx context.Context, namespace string, names []string, deadline time.Duration) error {
+	if len(names) == 0 {
+		return nil
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, deadline)
+	defer cancel()
+	reason := ""
+	err := wait.PollUntilContextCancel(waitCtx, waitPollInterval, true, func(ctx context.Context) (bool, error) {
+		ok, why, err := a.RoutesReady(ctx, namespace, names)
+		reason = why
+		return ok, err
+	})
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(ctx.Err(), context.Canceled):
+		return fmt.Errorf("wait for routes in %s: %w", namespace, ctx.Err())
+	case waitCtx.Err() != nil:
+		return fmt.Errorf("routes in %s not accepted within %s: %s", namespace, deadline, reason)
+	}
+	return fmt.Errorf("wait for routes in %s: %w", namespace, err)
 }
