@@ -163,9 +163,9 @@ func (rd *Renderer) Render(ctx context.Context, repo fs.FS, rel *specs.Release, 
 	if step.Kind == specs.KindPromote {
 		primary = rel.Spec.Candidate
 	}
-	// During promote and rollback the version leaving keeps its subset, so
-	// no route ever names a subset that was already removed; the next
-	// steady state drops it.
+	// During promote and rollback the version leaving keeps its subset (or
+	// its Service), so no route ever names a backend that was already
+	// removed; the next steady state drops it.
 	subsets := append([]string(nil), live...)
 	if (step.Kind == specs.KindPromote || step.Kind == specs.KindRollback) && rel.Spec.Candidate != "" {
 		subsets = []string{rel.Spec.Stable, rel.Spec.Candidate}
@@ -203,9 +203,14 @@ func (rd *Renderer) Render(ctx context.Context, repo fs.FS, rel *specs.Release, 
 		root.Resources = append(root.Resources, "version-"+v)
 	}
 
-	docs, err := istioObjects(rel, step, subsets)
-	if err != nil {
-		return nil, fmt.Errorf("render %s step %s: %w", rel.ID(), step.Name, err)
+	routers := routersOf(rel)
+	var docs [][]byte
+	for _, rt := range routers {
+		d, err := rt.generate(rel, step, subsets)
+		if err != nil {
+			return nil, fmt.Errorf("render %s step %s: %w", rel.ID(), step.Name, err)
+		}
+		docs = append(docs, d...)
 	}
 	if len(docs) > 0 {
 		lfs.addGenerated(base+"/istio.yaml", bytes.Join(docs, []byte("---\n")))
@@ -232,10 +237,8 @@ func (rd *Renderer) Render(ctx context.Context, repo fs.FS, rel *specs.Release, 
 		}
 		out.Objects = append(out.Objects, obj)
 	}
-	if rel.Uses(specs.RoutingGatewayAPI) {
-		// During promote and rollback the version leaving keeps its
-		// Service, as it keeps its subset with Istio routing.
-		if out.Objects, err = gatewayAPI(rel, step, subsets, out.Objects, out.Owner); err != nil {
+	for _, rt := range routers {
+		if out.Objects, err = rt.finish(rel, step, subsets, out.Objects, out.Owner); err != nil {
 			return nil, fmt.Errorf("render %s step %s: %w", rel.ID(), step.Name, err)
 		}
 	}
