@@ -142,7 +142,7 @@ func TestGatewayAPISteps(t *testing.T) {
 
 	want := map[string][]string{
 		"deploy":      {"sluice: catalog-v1=100 +RequestHeaderModifier timeout=5s", "admin: catalog=1"},
-		"dark-launch": {"sluice-match[x-istio-cohort=internal]: catalog-v2=100", "sluice: catalog-v1=100 +RequestHeaderModifier timeout=5s", "admin: catalog=1"},
+		"dark-launch": {"sluice-match[x-istio-cohort=internal]: catalog-v2=100 +RequestHeaderModifier timeout=5s", "sluice: catalog-v1=100 +RequestHeaderModifier timeout=5s", "admin: catalog=1"},
 		"shadow":      {"sluice: catalog-v1=100 +RequestHeaderModifier +RequestMirror(catalog-v2) timeout=5s", "admin: catalog=1"},
 		"canary-10":   {"sluice: catalog-v1=90 catalog-v2=10 +RequestHeaderModifier timeout=5s", "admin: catalog=1"},
 		"canary-50":   {"sluice: catalog-v1=50 catalog-v2=50 +RequestHeaderModifier timeout=5s", "admin: catalog=1"},

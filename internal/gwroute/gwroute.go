@@ -143,9 +143,20 @@ func EncodeOwned(o Owned) string {
 //     fields put in (see mergeRule); then live's other rules, in their
 //     order, but for Sluice's rules that desired no longer has (names
 //     starting with RulePrefix) and unnamed rules desired holds equal.
+//   - Sluice's other rules (the match rule of a dark launch) then take
+//     what its main rule carries besides matches and backends (filters,
+//     timeouts, ...), so matching requests are treated as the others are
+//     but for where they go (rollouts-plugin-trafficrouter-gatewayapi
+//     #87: a header route lost the route's URL rewrite).
 //   - metadata is desired's: server-side apply merges it field by field.
 func Merge(desired, live map[string]any) map[string]any {
 	out := deepCopy(desired).(map[string]any)
+	before, now := ReadOwned(live), ReadOwned(desired)
+	mirrors := map[string]bool{}
+	for _, b := range append(slices.Clone(before.Backends), now.Backends...) {
+		mirrors[b] = true
+	}
+	defer inheritMain(out, mirrors)
 	if live == nil {
 		return out
 	}
@@ -161,7 +172,6 @@ func Merge(desired, live map[string]any) map[string]any {
 			ns = n
 		}
 	}
-	before, now := ReadOwned(live), ReadOwned(desired)
 
 	// parentRefs
 	sluiceParents := map[ParentKey]bool{}
@@ -207,10 +217,6 @@ func Merge(desired, live map[string]any) map[string]any {
 	setList(lspec, "hostnames", hosts)
 
 	// rules
-	mirrors := map[string]bool{}
-	for _, b := range append(slices.Clone(before.Backends), now.Backends...) {
-		mirrors[b] = true
-	}
 	desiredRules := list(dspec["rules"])
 	named := map[string]bool{}
 	for _, r := range desiredRules {
@@ -297,6 +303,54 @@ func mergeRule(desired, live map[string]any, sluice bool, mirrors map[string]boo
 	filters = append(filters, want...)
 	setList(merged, "filters", filters)
 	return merged
+}
+
+// inheritMain copies onto each of Sluice's rules but the main one the
+// main rule's fields other than name, matches and backendRefs that the
+// rule does not set, and the main rule's filters (but for Sluice's
+// mirror) of types the rule does not have (or, for repeatable types, equal
+// ones it does not have).
+func inheritMain(route map[string]any, mirrors map[string]bool) {
+	spec, _ := route["spec"].(map[string]any)
+	rules := list(spec["rules"])
+	var main map[string]any
+	for _, r := range rules {
+		if m, ok := r.(map[string]any); ok && m["name"] == RuleMain {
+			main = m
+		}
+	}
+	if main == nil {
+		return
+	}
+	for _, r := range rules {
+		m, ok := r.(map[string]any)
+		name, _ := m["name"].(string)
+		if !ok || name == RuleMain || !IsSluiceRule(name) {
+			continue
+		}
+		for k, v := range main {
+			switch k {
+			case "name", "matches", "backendRefs", "filters":
+				continue
+			}
+			if _, set := m[k]; !set {
+				m[k] = deepCopy(v)
+			}
+		}
+		filters := list(m["filters"])
+		for _, f := range list(main["filters"]) {
+			fm, ok := f.(map[string]any)
+			if !ok || isSluiceMirror(fm, mirrors) || slices.ContainsFunc(filters, func(g any) bool {
+				gm, _ := g.(map[string]any)
+				repeatable := fm["type"] == "ExtensionRef" || fm["type"] == "RequestMirror"
+				return gm["type"] == fm["type"] && (!repeatable || reflect.DeepEqual(gm, fm))
+			}) {
+				continue
+			}
+			filters = append(filters, deepCopy(f))
+		}
+		setList(m, "filters", filters)
+	}
 }
 
 // IsSluiceRule reports whether a rule's name marks it as Sluice's.

@@ -20,7 +20,8 @@ func obj(t *testing.T, s string) map[string]any {
 const owned = `{"parentRefs":[{"group":"","kind":"Service","namespace":"shop","name":"shop"}],"backends":["shop-v1","shop-v2"]}`
 
 // TestMerge: what a person or the source adds survives; Sluice's own
-// parts follow desired (flagger #1857 wiped users' filters).
+// parts follow desired (flagger #1857 wiped users' filters), and its
+// match rule treats requests as its main rule does (rollouts plugin #87).
 func TestMerge(t *testing.T) {
 	desired := `
 metadata:
@@ -88,6 +89,12 @@ rules:
 - name: sluice-match
   matches: [{headers: [{name: x-canary, type: Exact, value: "1"}]}]
   backendRefs: [{name: shop-v2, weight: 100}]
+  timeouts: {request: 5s}
+  filters:
+  - type: RequestHeaderModifier
+    requestHeaderModifier: {add: [{name: x-team, value: shop}]}
+  - type: RequestMirror
+    requestMirror: {backendRef: {name: audit}}
 - name: sluice
   backendRefs: [{name: shop-v1, weight: 100}]
   timeouts: {request: 5s}
