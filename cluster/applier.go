@@ -86,18 +86,20 @@ type Applier struct {
 	// cache, once WatchLive has synced, serves reads of the prune kinds.
 	cache *liveCache
 	// onChange is told about every change the watches see.
-	onChange atomic.Pointer[func(namespace, release string)]
+	onChange atomic.Pointer[func(namespace, release string, spec bool)]
 }
 
-// OnChange has fn told, from WatchLive's watches, the release
-// (namespace and name) of every managed object that was added, changed or
-// deleted: a Deployment becoming available, a hand edit. fn must be quick;
-// it runs on the watches' goroutines.
-func (a *Applier) OnChange(fn func(namespace, release string)) {
+// OnChange has fn told, from WatchLive's watches, the release (namespace
+// and name) of every managed object that was added, changed or deleted: a
+// Deployment becoming available, a hand edit. spec is false when only the
+// object's status moved (its generation, labels and annotations are as
+// they were), so that what Sluice applied cannot have changed. fn must be
+// quick; it runs on the watches' goroutines.
+func (a *Applier) OnChange(fn func(namespace, release string, spec bool)) {
 	a.onChange.Store(&fn)
 }
 
-func (a *Applier) changed(obj any) {
+func (a *Applier) changed(obj any, spec bool) {
 	fn := a.onChange.Load()
 	if fn == nil {
 		return
@@ -111,7 +113,7 @@ func (a *Applier) changed(obj any) {
 	}
 	l := u.GetLabels()
 	if ns, name := l[LabelReleaseNamespace], l[LabelRelease]; ns != "" && name != "" {
-		(*fn)(ns, name)
+		(*fn)(ns, name, spec)
 	}
 }
 
@@ -214,6 +216,8 @@ type Result struct {
 	Updated   []ObjectRef
 	Unchanged []ObjectRef
 	Pruned    []ObjectRef
+	// Orphaned are objects a Delete left, as their annotation asked.
+	Orphaned []ObjectRef
 	// Drift lists fields of objects Sluice had applied unchanged that no
 	// longer hold the applied value; the apply corrects them.
 	Drift []Drift
@@ -291,6 +295,9 @@ type run struct {
 	namespaces []string
 	opts       ApplyOptions
 	res        *Result
+	// deleting: the release is gone; objects annotated to be orphaned
+	// are left.
+	deleting bool
 }
 
 // namespacesOf are the namespaces a release's objects live in: those of
@@ -358,6 +365,14 @@ func (a *Applier) round(ctx context.Context, r *run, items []*item, pruneKinds [
 		}
 	}
 	prunes := pruneCandidates(items, live, r.owner, kinds)
+	if r.deleting {
+		prunes = slices.DeleteFunc(prunes, func(p *prune) bool {
+			if p.orphan {
+				res.Orphaned = append(res.Orphaned, p.ref)
+			}
+			return p.orphan
+		})
+	}
 
 	// Validate everything first so a set the server rejects is not left
 	// half-applied. Dry runs change nothing, so their order is free.
@@ -616,6 +631,8 @@ type prune struct {
 	uid      types.UID
 	resource schema.GroupVersionResource
 	rank     int
+	// orphan: the object asks to be left when its release is deleted.
+	orphan bool
 }
 
 // pruneCandidates are live objects with every owner label that the set
@@ -643,7 +660,8 @@ func pruneCandidates(items []*item, live map[objKey]*unstructured.Unstructured, 
 		if rank <= rankCRD {
 			continue
 		}
-		out = append(out, &prune{ref: refOf(u), uid: u.GetUID(), resource: resources[k.gk], rank: rank})
+		out = append(out, &prune{ref: refOf(u), uid: u.GetUID(), resource: resources[k.gk], rank: rank,
+			orphan: u.GetAnnotations()[specs.AnnotationOnDelete] == specs.OnDeleteOrphan})
 	}
 	slices.SortFunc(out, func(x, y *prune) int {
 		if x.rank != y.rank {

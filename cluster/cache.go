@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -77,9 +78,9 @@ func (a *Applier) WatchLive(ctx context.Context) error {
 			return fmt.Errorf("watch live objects: %w", err)
 		}
 		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc:    a.changed,
+			AddFunc:    func(obj any) { a.changed(obj, true) },
 			UpdateFunc: func(old, cur any) { a.changedUpdate(old, cur) },
-			DeleteFunc: a.changed,
+			DeleteFunc: func(obj any) { a.changed(obj, true) },
 		}); err != nil {
 			return fmt.Errorf("watch live objects: %w", err)
 		}
@@ -101,10 +102,25 @@ func (a *Applier) WatchLive(ctx context.Context) error {
 func (a *Applier) changedUpdate(old, cur any) {
 	o, ok1 := old.(*unstructured.Unstructured)
 	c, ok2 := cur.(*unstructured.Unstructured)
-	if ok1 && ok2 && o.GetResourceVersion() == c.GetResourceVersion() {
+	if !ok1 || !ok2 {
+		a.changed(cur, true)
 		return
 	}
-	a.changed(cur)
+	if o.GetResourceVersion() == c.GetResourceVersion() {
+		return
+	}
+	a.changed(cur, specChanged(o, c))
+}
+
+// specChanged tells whether an update may have changed what Sluice
+// applied: the generation moved (the API server bumps it on every spec
+// change of a kind that has one), or the labels or annotations did, or
+// the kind keeps no generation (a Service, a ConfigMap).
+func specChanged(old, cur *unstructured.Unstructured) bool {
+	if cur.GetGeneration() == 0 || old.GetGeneration() != cur.GetGeneration() {
+		return true
+	}
+	return !maps.Equal(old.GetLabels(), cur.GetLabels()) || !maps.Equal(old.GetAnnotations(), cur.GetAnnotations())
 }
 
 // objects returns the cached objects of one kind that carry every owner

@@ -162,7 +162,7 @@ func namespaces(ix *index) []string {
 // phases lists every phase, for the filter.
 func phases() []record.Phase {
 	return []record.Phase{record.PhaseProgressing, record.PhaseWaiting, record.PhaseRolledBack,
-		record.PhasePromoted, record.PhaseSteady, record.PhaseInvalid}
+		record.PhasePromoted, record.PhaseSteady, record.PhaseInvalid, record.PhaseBlocked, record.PhasePaused}
 }
 
 // StepView is one step of the plan on the release page.

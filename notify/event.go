@@ -26,11 +26,10 @@ const (
 	EventSteady     Event = "steady"     // steady
 	EventResumed    Event = "resumed"    // resume: the spec is valid again
 	EventRetired    Event = "retired"    // retire: a drained version was removed
+	EventBlocked    Event = "blocked"    // block: the reconcile keeps failing for one reason
+	EventPaused     Event = "paused"     // pause: spec.paused holds the release
+	EventDeleted    Event = "deleted"    // delete: the release spec was deleted, its objects removed
 )
-
-// eventBlocked is another name for EventInvalid in configurations: an
-// invalid spec blocks its release until someone fixes it.
-const eventBlocked = "blocked"
 
 // eventAll in a configuration subscribes to every event.
 const eventAll = "all"
@@ -38,14 +37,14 @@ const eventAll = "all"
 // DefaultEvents are the events a channel gets when it names none: what
 // people act on. Advances, failed checks and no-data holds repeat while a
 // release runs or flaps, so they are opt-in.
-var defaultEvents = []Event{EventStarted, EventWaiting, EventRolledBack, EventPromoted, EventInvalid}
+var defaultEvents = []Event{EventStarted, EventWaiting, EventRolledBack, EventPromoted, EventInvalid, EventBlocked}
 
 // DefaultEvents returns the events a channel gets when it names none.
 func DefaultEvents() []Event { return append([]Event(nil), defaultEvents...) }
 
 // allEvents lists every event, in the order a release usually meets them.
 var allEvents = []Event{EventStarted, EventAdvanced, EventCheck, EventNoData, EventWaiting,
-	EventRolledBack, EventPromoted, EventSteady, EventInvalid, EventResumed, EventRetired}
+	EventRolledBack, EventPromoted, EventSteady, EventInvalid, EventBlocked, EventPaused, EventResumed, EventRetired, EventDeleted}
 
 // EventOf maps an action to its event; an unknown action (from a newer
 // Sluice) has none.
@@ -73,6 +72,12 @@ func EventOf(a record.Action) (Event, bool) {
 		return EventResumed, true
 	case record.ActionRetire:
 		return EventRetired, true
+	case record.ActionBlock:
+		return EventBlocked, true
+	case record.ActionPause:
+		return EventPaused, true
+	case record.ActionDelete:
+		return EventDeleted, true
 	}
 	return "", false
 }
@@ -94,8 +99,9 @@ func parseEvents(names []string) (map[Event]bool, error) {
 				set[e] = true
 			}
 			continue
-		case eventBlocked:
-			name = string(EventInvalid)
+		case string(EventBlocked):
+			// An invalid spec blocks its release too.
+			set[EventInvalid] = true
 		}
 		known := false
 		for _, e := range allEvents {
@@ -104,7 +110,7 @@ func parseEvents(names []string) (map[Event]bool, error) {
 			}
 		}
 		if !known {
-			return nil, fmt.Errorf("unknown event %q (want %s, %s or %s)", raw, joinEvents(allEvents), eventBlocked, eventAll)
+			return nil, fmt.Errorf("unknown event %q (want %s or %s)", raw, joinEvents(allEvents), eventAll)
 		}
 	}
 	return set, nil
@@ -203,6 +209,12 @@ func (m *message) Title() string {
 		return m.Release + " resumed"
 	case EventRetired:
 		return m.Release + " retired a version"
+	case EventBlocked:
+		return m.Release + " is blocked"
+	case EventPaused:
+		return m.Release + " is paused"
+	case EventDeleted:
+		return m.Release + " was deleted"
 	}
 	return m.Release + ": " + string(m.Action)
 }
@@ -249,7 +261,7 @@ func (m *message) severity() int {
 	switch m.Event {
 	case EventPromoted:
 		return 1
-	case EventRolledBack, EventInvalid, EventCheck, EventNoData:
+	case EventRolledBack, EventInvalid, EventBlocked, EventCheck, EventNoData:
 		return -1
 	}
 	return 0

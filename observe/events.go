@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -64,37 +65,58 @@ func (e *Events) Transition(ctx context.Context, t reconciler.Transition) {
 		e.log.Debug("no VirtualService to report the transition on", "release", t.Release, "action", t.Action)
 		return
 	}
+	reason, typ := t.Action.Reason()
+	e.emit(ctx, t.Namespace, t.Name, t.VirtualService, t.RouteKind, string(t.Action), reason, typ, t.Subject)
+}
+
+// Drifted implements reconciler.Observer: a Warning Event "Drift" that
+// names what was put back.
+func (e *Events) Drifted(ctx context.Context, d reconciler.Drift) {
+	if d.VirtualService == "" || d.Namespace == "" || len(d.Fields) == 0 {
+		return
+	}
+	fields := make([]string, 0, len(d.Fields))
+	for _, f := range d.Fields {
+		fields = append(fields, f.String())
+	}
+	note := fmt.Sprintf("%s: reverted at %s: %s", d.Name, d.Step, strings.Join(fields, "; "))
+	e.emit(ctx, d.Namespace, d.Name, d.VirtualService, d.RouteKind, "revert", "Drift", corev1.EventTypeWarning, note)
+}
+
+// emit creates one Event on a release's VirtualService (kind is
+// VirtualService or empty), or on its HTTPRoute (kind HTTPRoute), and
+// logs (never returns) a failure.
+func (e *Events) emit(ctx context.Context, namespace, release, vs, kind, action, reason, typ, note string) {
 	ctx, cancel := context.WithTimeout(ctx, eventTimeout)
 	defer cancel()
 	now := e.now()
-	reason, typ := t.Action.Reason()
 	ev := &eventsv1.Event{
 		ObjectMeta: metav1.ObjectMeta{
 			// Unique per VirtualService and instant, as client-go's recorder names them.
-			Name:      fmt.Sprintf("%s.%x", t.VirtualService, now.UnixNano()),
-			Namespace: t.Namespace,
+			Name:      fmt.Sprintf("%s.%x", vs, now.UnixNano()),
+			Namespace: namespace,
 			// `kubectl get events -l sluice.dev/release=NAME` finds a release's Events.
-			Labels: map[string]string{specs.LabelRelease: t.Name},
+			Labels: map[string]string{specs.LabelRelease: release},
 		},
 		EventTime:           metav1.NewMicroTime(now),
 		ReportingController: ReportingController,
 		ReportingInstance:   e.instance,
-		Action:              string(t.Action),
+		Action:              action,
 		Reason:              reason,
 		Type:                typ,
-		Note:                truncate(t.Subject, maxNote),
+		Note:                truncate(note, maxNote),
 		Regarding: corev1.ObjectReference{
 			APIVersion: "networking.istio.io/v1",
 			Kind:       "VirtualService",
-			Namespace:  t.Namespace,
-			Name:       t.VirtualService,
+			Namespace:  namespace,
+			Name:       vs,
 		},
 	}
-	if t.RouteKind == "HTTPRoute" {
+	if kind == "HTTPRoute" {
 		ev.Regarding.APIVersion, ev.Regarding.Kind = "gateway.networking.k8s.io/v1", "HTTPRoute"
 	}
-	if _, err := e.client.Events(t.Namespace).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
-		e.log.Warn("could not record an Event", "release", t.Release, "reason", reason, "err", err)
+	if _, err := e.client.Events(namespace).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
+		e.log.Warn("could not record an Event", "release", namespace+"/"+release, "reason", reason, "err", err)
 	}
 }
 

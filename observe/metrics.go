@@ -33,6 +33,8 @@ type Metrics struct {
 	rollbacks         *prometheus.CounterVec
 	gateChecks        *prometheus.CounterVec
 	leader            prometheus.Gauge
+	drift             *prometheus.CounterVec
+	invalidFiles      prometheus.Gauge
 
 	state *releaseState
 }
@@ -84,6 +86,14 @@ func NewMetrics() *Metrics {
 			Name: "sluice_leader",
 			Help: "1 while this replica leads (reconciles), 0 while it stands by.",
 		}),
+		drift: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_drift_reverted_total",
+			Help: "Fields of a release's objects that were changed by hand (or by another controller) and that Sluice put back, by object kind.",
+		}, []string{"namespace", "release", "kind"}),
+		invalidFiles: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sluice_spec_files_invalid",
+			Help: "Release spec files that do not parse far enough to name a release (a YAML syntax error); their releases are counted Invalid in sluice_releases.",
+		}),
 		state: newReleaseState(),
 	}
 	m.reg.MustRegister(
@@ -92,6 +102,7 @@ func NewMetrics() *Metrics {
 		m.reconcileDuration, m.gitSyncDuration, m.gitSyncErrors,
 		m.commits, m.commitErrors, m.pushRetries,
 		m.transitions, m.rollbacks, m.gateChecks, m.leader,
+		m.drift, m.invalidFiles,
 		m.state,
 	)
 	return m
@@ -170,6 +181,16 @@ func (m *Metrics) Transition(_ context.Context, t reconciler.Transition) {
 	}
 }
 
+// Drifted implements reconciler.Observer.
+func (m *Metrics) Drifted(_ context.Context, d reconciler.Drift) {
+	for _, f := range d.Fields {
+		m.drift.WithLabelValues(d.Namespace, d.Name, f.Object.Kind).Inc()
+	}
+}
+
+// SpecFilesInvalid implements reconciler.Observer.
+func (m *Metrics) SpecFilesInvalid(files []string) { m.invalidFiles.Set(float64(len(files))) }
+
 func splitID(id string) (namespace, name string) {
 	ns, name, ok := strings.Cut(id, "/")
 	if !ok {
@@ -234,10 +255,7 @@ func newReleaseState() *releaseState {
 
 // allPhases lists every phase, so sluice_releases shows zeros too.
 func allPhases() []record.Phase {
-	return []record.Phase{
-		record.PhaseSteady, record.PhaseProgressing, record.PhaseWaiting,
-		record.PhasePromoted, record.PhaseRolledBack, record.PhaseInvalid,
-	}
+	return record.Phases()
 }
 
 func (s *releaseState) setStatus(id string, st *record.Status) {

@@ -31,6 +31,13 @@ type run struct {
 	step *specs.Step
 }
 
+// recordError is a failure to record a transition in Git: it is Git's, not
+// the release's, so it never blocks the release.
+type recordError struct{ err error }
+
+func (e *recordError) Error() string { return e.err.Error() }
+func (e *recordError) Unwrap() error { return e.err }
+
 // maxRounds bounds the observe-and-decide rounds of one reconcile; the
 // machine asks for at most availability, gates and a pull request, once
 // each, plus a resume.
@@ -43,6 +50,8 @@ func (rc *run) reconcile(ctx context.Context) (time.Duration, error) {
 		if err := rc.execute(ctx, in, d); err != nil {
 			return 0, err
 		}
+		// What failed before worked this time: the failures are history.
+		in.Failure = nil
 		rc.memo.counters, in.Memo = d.Memo, d.Memo
 		if d.Action != "" {
 			// What was observed belongs to the step before the record.
@@ -76,6 +85,8 @@ func (rc *run) reconcile(ctx context.Context) (time.Duration, error) {
 				return 0, err
 			}
 			in.PullRequest = pr
+		case NeedApplied:
+			in.Applied = true
 		case NeedNext:
 		}
 	}
@@ -90,6 +101,7 @@ func (rc *run) input(ctx context.Context) Input {
 		Now: rc.now, Release: e.id, Namespace: e.namespace, Name: e.name, File: e.file,
 		Status: rc.st, Head: rc.snap.head.String(), Memo: rc.memo.counters, Forge: r.cfg.Forge != nil, Watched: r.watched,
 		ProgressDeadline: r.cfg.ProgressDeadline, ReapplyInterval: r.cfg.ReapplyInterval,
+		Failure: rc.memo.failure,
 	}
 	switch {
 	case e.err != nil:
@@ -129,7 +141,7 @@ func (rc *run) execute(ctx context.Context, in Input, d Decision) error {
 			Release: rc.e.id, Namespace: rc.e.namespace, Name: rc.e.name,
 			Status: d.Status, Action: d.Action, Subject: d.Subject, Edits: edits,
 		}); err != nil {
-			return err
+			return &recordError{err}
 		}
 		rc.st = d.Status
 	}
@@ -141,7 +153,7 @@ func (rc *run) execute(ctx context.Context, in Input, d Decision) error {
 		if st := rc.st; st != nil {
 			revision = st.Revision
 		}
-		out, err := rc.apply(ctx, *d.Apply, revision)
+		out, err := rc.apply(ctx, *d.Apply, revision, d.Need == NeedApplied)
 		if err != nil {
 			return err
 		}
@@ -233,11 +245,16 @@ func (rc *run) check(ctx context.Context, in Input) (*GateCheck, error) {
 }
 
 // apply renders a step and applies it, unless the same render was applied
-// recently (a periodic re-apply corrects drift).
-func (rc *run) apply(ctx context.Context, step specs.Step, revision string) (*renderer.Output, error) {
+// recently and none of its objects changed since (the cluster's watches
+// say so; a periodic re-apply corrects drift they missed). force applies
+// in any case.
+func (rc *run) apply(ctx context.Context, step specs.Step, revision string, force bool) (*renderer.Output, error) {
 	rel := rc.e.rel
 	memo := rc.memo
-	recent := rc.now.Sub(memo.appliedAt) < rc.r.cfg.ReapplyInterval
+	recent := rc.now.Sub(memo.appliedAt) < rc.r.cfg.ReapplyInterval && !force
+	if memo.changed.Swap(false) {
+		recent = false // an object changed: compare it with what Sluice applied
+	}
 	// Most reconciles find the step as it was applied: the fingerprint
 	// tells so without a kustomize build, and no rendered objects are
 	// kept in memory between reconciles.
@@ -267,6 +284,10 @@ func (rc *run) apply(ctx context.Context, step specs.Step, revision string) (*re
 	if res.Changed() {
 		rc.r.log.Info("applied", "release", rel.ID(), "step", step.Name, "revision", shortRev(revision),
 			"created", len(res.Created), "updated", len(res.Updated), "pruned", len(res.Pruned), "drift", len(res.Drift))
+	}
+	if len(res.Drift) > 0 {
+		rc.r.cfg.Observer.Drifted(ctx, Drift{Release: rel.ID(), Namespace: rc.e.namespace, Name: rc.e.name,
+			Step: step.Name, Fields: res.Drift, VirtualService: rc.r.eventTarget(rc.e), RouteKind: rc.r.eventTargetKind(rc.e)})
 	}
 	memo.applied, memo.appliedAt, memo.renderKey = hash, rc.now, out.Key
 	return out, nil

@@ -16,6 +16,11 @@ package reconciler
 //	    │ spec.retry changed, new candidate: start again
 //	  Promoted ◀── the promote step is available: the spec names the candidate stable
 //	  Invalid  ◀── the spec cannot run; valid again: back where it was (resume)
+//	  Paused   ◀── spec.paused while Progressing or Waiting; removed: back (resume)
+//	  Blocked  ◀── the reconcile fails for one reason, again and again; it
+//	               succeeds again: back where it was (resume)
+//	  RolledBack ◀── spec.abort names the candidate (a person's abort)
+//	  Progressing(promote) ◀── spec.skipAnalysis names the candidate
 
 import (
 	"errors"
@@ -23,6 +28,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"sluice.dev/sluice/forge"
 	"sluice.dev/sluice/record"
@@ -68,10 +74,39 @@ type Input struct {
 	// available; ReapplyInterval is how often a held step is re-applied.
 	ProgressDeadline, ReapplyInterval time.Duration
 
+	// Failure is the error the release's last reconciles failed with, if
+	// they did: the same reason for long enough blocks the release.
+	Failure *Failure
+
 	// Observations Decide asked for with Need; nil until made.
 	Available   *Availability
 	Gates       *GateCheck
 	PullRequest *PullRequestState
+	// Applied is set once Decision.Apply was applied in this reconcile
+	// (NeedApplied).
+	Applied bool
+}
+
+// Failure is a run of reconciles of one release that failed for the same
+// reason (an apply the API server refuses, a missing namespace). Failures
+// to record in Git are not counted: they are not the release's.
+type Failure struct {
+	Reason string
+	// Count is how many reconciles in a row failed with Reason, from Since.
+	Count int
+	Since time.Time
+}
+
+// A release blocks after blockAttempts reconciles in a row over at least
+// blockAfter fail for one reason: long enough that a conflict the next
+// retry resolves is not recorded, short enough that a person sees it.
+const (
+	blockAttempts = 3
+	blockAfter    = 10 * time.Second
+)
+
+func (f *Failure) persistent(now time.Time) bool {
+	return f != nil && f.Count >= blockAttempts && now.Sub(f.Since) >= blockAfter
 }
 
 // Memo is what Sluice keeps of a step in memory only: counters a restart
@@ -151,6 +186,9 @@ const (
 	NeedPullRequest
 	// NeedNext: nothing to observe; decide again on the new record.
 	NeedNext
+	// NeedApplied: apply Decision.Apply (to the cluster, not from memory),
+	// then decide again with Input.Applied.
+	NeedApplied
 )
 
 // PullRequestOp is what to do with an approval pull request.
@@ -226,8 +264,100 @@ func Decide(in Input) Decision {
 	if d, ok := retireDrained(in); ok {
 		return d
 	}
-	return keepDraining(in, decide(in))
+	return keepDraining(in, decideBlocked(in))
 }
+
+// decideBlocked lays the Blocked state over the machine. A Blocked release
+// is decided as the phase it was blocked in; any transition from there
+// leaves Blocked, and so does a reconcile in which everything the machine
+// asked for (the apply first of all) succeeded. A release whose reconciles
+// keep failing for one reason is recorded Blocked once per reason.
+func decideBlocked(in Input) Decision {
+	st := in.Status
+	blocked := st != nil && st.Phase == record.PhaseBlocked
+	view := in
+	if blocked {
+		view.Status = resumed(st)
+	}
+	d := decide(view)
+	if d.Action != "" {
+		return d
+	}
+	f := in.Failure
+	if st == nil || st.Phase == record.PhaseInvalid || (blocked && (!f.persistent(in.Now) || oneLine(f.Reason) == st.Message)) {
+		if !blocked {
+			return d
+		}
+		if d.Need != NeedNothing {
+			return d // an observation still to make; it fails if the cause is not gone
+		}
+		if d.Apply != nil && !in.Applied {
+			d.Need, d.Requeue = NeedApplied, 0
+			return d
+		}
+		s := resumed(st)
+		if s.Phase == record.PhaseProgressing || s.Phase == record.PhaseWaiting {
+			// The step's clock starts again: nothing of it ran while blocked.
+			s.Since = in.Now
+			d.Memo = freshMemo(s, in.Now)
+		}
+		d.Action, d.Status = record.ActionResume, s
+		d.Subject = fmt.Sprintf("%s: unblocked; %s", in.Name, describePhase(s))
+		d.Need, d.Requeue = NeedNext, 0
+		return d
+	}
+	if !f.persistent(in.Now) {
+		return d
+	}
+	s := next(in)
+	s.Resume = st.Resume
+	if !blocked {
+		s.Resume = &record.Resume{Phase: st.Phase, Since: st.Since, Message: st.Message, Resume: st.Resume}
+		s.Since = in.Now
+	}
+	s.Phase, s.Message = record.PhaseBlocked, oneLine(f.Reason)
+	d.Action, d.Status = record.ActionBlock, s
+	d.Subject = fmt.Sprintf("%s: blocked at %s (%d attempts since %s): %s", in.Name, st.Step, f.Count,
+		f.Since.UTC().Format("15:04:05Z"), truncate(s.Message, 300))
+	return d
+}
+
+// oneLine joins an error's lines: a status message and its one-line
+// reason must carry the cause, which a wrapped error puts on its last
+// lines.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "..."
+}
+
+// resumed is the status a Blocked or Paused release goes back to.
+func resumed(st *record.Status) *record.Status {
+	s := *st
+	s.Resume = nil
+	s.Phase, s.Message = record.PhaseProgressing, ""
+	if r := st.Resume; r != nil {
+		s.Phase, s.Since, s.Message, s.Resume = r.Phase, r.Since, r.Message, r.Resume
+	}
+	return &s
+}
+
+func describePhase(s *record.Status) string {
+	switch s.Phase {
+	case record.PhaseProgressing, record.PhaseWaiting, record.PhasePaused:
+		return fmt.Sprintf("%s at %s", s.Phase, s.Step)
+	}
+	return string(s.Phase)
+}
+
 
 func decide(in Input) Decision {
 	d := Decision{Memo: in.Memo}
@@ -256,7 +386,60 @@ func decide(in Input) Decision {
 		// than guess which step the record means.
 		return decideStart(in, d)
 	}
+	step := in.Plan[st.StepIndex]
+	switch {
+	case in.Spec.Aborted():
+		return rollback(in, d, step, nil, fmt.Sprintf("aborted: spec.abort names %s", in.Spec.Spec.Candidate))
+	case in.Spec.AnalysisSkipped() && step.Kind != specs.KindPromote:
+		return skipAnalysis(in, d)
+	case in.Spec.Spec.Paused:
+		return decidePaused(in, d, step)
+	case st.Phase == record.PhasePaused:
+		s := resumed(st)
+		s.Since = in.Now // the step's checks start over
+		d.Action, d.Status = record.ActionResume, s
+		d.Subject = fmt.Sprintf("%s: resumed at %s", in.Name, stepLabel(step))
+		d.Memo = freshMemo(s, in.Now)
+		d.Apply, d.Need = &step, NeedAvailability
+		return d
+	}
 	return decideProgress(in, d)
+}
+
+// decidePaused holds the step, checks nothing and records the pause once.
+func decidePaused(in Input, d Decision, step specs.Step) Decision {
+	st := in.Status
+	d.Apply, d.Requeue = &step, in.ReapplyInterval
+	if st.Phase == record.PhasePaused {
+		d.Note = "paused by spec.paused"
+		return d
+	}
+	s := next(in)
+	if st.Phase == record.PhaseProgressing || st.Phase == record.PhaseWaiting {
+		s.Resume = &record.Resume{Phase: st.Phase, Since: st.Since, Message: st.Message}
+	}
+	s.Phase, s.Since = record.PhasePaused, in.Now
+	s.Message = fmt.Sprintf("paused at %s by spec.paused; remove it (sluice resume %s) to go on", step.Name, in.Release)
+	d.Action, d.Status = record.ActionPause, s
+	d.Subject = fmt.Sprintf("%s: paused at %s", in.Name, stepLabel(step))
+	return d
+}
+
+// skipAnalysis records the jump to the promote step that a person asked
+// for, then applies it; the promotion follows once it is available.
+func skipAnalysis(in Input, d Decision) Decision {
+	st := in.Status
+	cur, last := in.Plan[st.StepIndex], in.Plan[len(in.Plan)-1]
+	s := next(in)
+	s.Phase, s.Since = record.PhaseProgressing, in.Now
+	s.Step, s.StepIndex, s.Weight = last.Name, last.Index, last.Weight
+	s.PullRequest, s.Resume = nil, nil
+	d.Action, d.Status = record.ActionAdvance, s
+	d.Subject = fmt.Sprintf("%s: %s -> %s (analysis skipped: spec.skipAnalysis names %s)", in.Name, stepLabel(cur), stepLabel(last), in.Spec.Spec.Candidate)
+	d.PullRequest = retire(st, fmt.Sprintf("spec.skipAnalysis sent %s straight to promotion; this approval is moot.", in.Spec.Spec.Candidate))
+	d.Memo = freshMemo(s, in.Now)
+	d.Apply, d.Need = &last, NeedAvailability
+	return d
 }
 
 // next is a copy of the recorded status to build the new record on.
@@ -267,7 +450,7 @@ func next(in Input) *record.Status {
 	s := *in.Status
 	s.SpecFile = in.File
 	s.Message = ""
-	s.NoData = nil
+	s.NoData, s.Resume = nil, nil
 	return &s
 }
 
@@ -747,6 +930,9 @@ func promote(in Input, d Decision) Decision {
 	s.Draining = addDrain(in, carryDrains(s.Draining, rel.Spec.Candidate, ""), rel.Spec.Stable)
 	d.Action, d.Status, d.PromoteSpec = record.ActionPromote, s, true
 	d.Subject = fmt.Sprintf("%s: promoted %s (%s retired)", in.Name, rel.Spec.Candidate, rel.Spec.Stable)
+	if rel.AnalysisSkipped() {
+		d.Subject = fmt.Sprintf("%s: promoted %s, analysis skipped by spec.skipAnalysis (%s retired)", in.Name, rel.Spec.Candidate, rel.Spec.Stable)
+	}
 	d.Requeue = 0
 	return d
 }

@@ -95,6 +95,16 @@ func TestMachine(t *testing.T) {
 		s.PullRequest = prRef
 		s.Message = "wide-50 waits for approval: merge pull request #7 https://forge/pr/7"
 	})
+	blockedAt := with(at(2, "canary-10", record.PhaseBlocked), func(s *record.Status) {
+		s.Message = "namespaces \"web\" not found"
+		s.Resume = &record.Resume{Phase: record.PhaseProgressing, Since: t0.Add(-time.Minute)}
+	})
+	blockedSteady := &record.Status{Release: "web/shop", Phase: record.PhaseBlocked, Stable: "v1", Step: "stable", Since: t0, Message: "forbidden",
+		Resume: &record.Resume{Phase: record.PhaseSteady, Since: t0.Add(-time.Hour)}}
+	pausedAt := with(at(3, "canary-20", record.PhasePaused), func(s *record.Status) {
+		s.Message = "paused"
+		s.Resume = &record.Resume{Phase: record.PhaseProgressing, Since: t0.Add(-time.Minute)}
+	})
 	approveCanary := func(r *specs.Release) {
 		r.Spec.Approvals = []specs.Approval{{Stage: "canary", Candidate: "v2"}}
 	}
@@ -110,6 +120,8 @@ func TestMachine(t *testing.T) {
 		avail   *Availability
 		gates   *GateCheck
 		pr      *PullRequestState
+		failure *Failure
+		applied bool
 
 		action  record.Action
 		phase   record.Phase // of the new record, when action is set
@@ -375,6 +387,98 @@ func TestMachine(t *testing.T) {
 			action: record.ActionResume, phase: record.PhaseProgressing, step: "canary-10", subject: "shop: spec valid again; resume at 10%", apply: "canary-10", need: NeedAvailability},
 		{name: "fixed: a rolled-back release resumes rolled back", status: with(at(2, "rollback", record.PhaseInvalid), func(s *record.Status) { s.Message = "boom" }),
 			action: record.ActionResume, phase: record.PhaseRolledBack, step: "rollback", subject: "shop: spec valid again; RolledBack", apply: "rollback", requeue: 5 * time.Minute},
+
+		// Blocked: the reconcile keeps failing for one reason.
+		{name: "blocked: failing a while for one reason is recorded", status: at(2, "canary-10", record.PhaseProgressing), after: time.Minute,
+			failure: &Failure{Reason: "apply web/shop step canary-10: namespaces \"web\" not found", Count: 3, Since: t0.Add(45 * time.Second)},
+			action:  record.ActionBlock, phase: record.PhaseBlocked, step: "canary-10", subject: "shop: blocked at canary-10 (3 attempts since 10:00:45Z): apply web/shop", apply: "canary-10", need: NeedAvailability,
+			check: func(t *testing.T, d Decision) {
+				if r := d.Status.Resume; r == nil || r.Phase != record.PhaseProgressing || !r.Since.Equal(t0) {
+					t.Errorf("resume %+v, want Progressing since t0", r)
+				}
+				if !strings.Contains(d.Status.Message, "not found") {
+					t.Errorf("message %q", d.Status.Message)
+				}
+			}},
+		{name: "blocked: a few quick failures are not", status: at(2, "canary-10", record.PhaseProgressing), after: time.Minute,
+			failure: &Failure{Reason: "conflict", Count: 5, Since: t0.Add(55 * time.Second)},
+			apply:   "canary-10", need: NeedAvailability},
+		{name: "blocked: two failures over a long time are not", status: at(2, "canary-10", record.PhaseProgressing), after: time.Minute,
+			failure: &Failure{Reason: "conflict", Count: 2, Since: t0},
+			apply:   "canary-10", need: NeedAvailability},
+		{name: "blocked: the same reason again records nothing and tries again", status: blockedAt, after: time.Hour,
+			failure: &Failure{Reason: "namespaces \"web\" not found", Count: 40, Since: t0},
+			apply:   "canary-10", need: NeedAvailability},
+		{name: "blocked: a new reason is recorded, the resume point kept", status: blockedAt, after: time.Hour,
+			failure: &Failure{Reason: "forbidden", Count: 3, Since: t0.Add(30 * time.Minute)},
+			action:  record.ActionBlock, phase: record.PhaseBlocked, step: "canary-10", subject: "forbidden", apply: "canary-10", need: NeedAvailability,
+			check: func(t *testing.T, d Decision) {
+				if r := d.Status.Resume; r == nil || r.Phase != record.PhaseProgressing || !d.Status.Since.Equal(t0) {
+					t.Errorf("resume %+v since %s, want Progressing, blocked since t0", r, d.Status.Since)
+				}
+			}},
+		{name: "blocked: a restarted Sluice (no failure in memory) tries the step first", status: blockedAt, after: time.Hour,
+			apply: "canary-10", need: NeedAvailability},
+		{name: "blocked: the cause is gone: unblocked, the step's clock starts again", status: blockedAt, after: time.Hour, avail: up,
+			action: record.ActionResume, phase: record.PhaseProgressing, step: "canary-10", subject: "shop: unblocked; Progressing at canary-10", need: NeedNext,
+			check: func(t *testing.T, d Decision) {
+				if d.Status.Resume != nil || d.Status.Message != "" || !d.Status.Since.Equal(t0.Add(time.Hour)) {
+					t.Errorf("resumed %+v", d.Status)
+				}
+			}},
+		{name: "blocked when steady: the apply is made before unblocking", spec: func(r *specs.Release) { r.Spec.Candidate = "" }, status: blockedSteady, after: time.Hour,
+			apply: "stable", need: NeedApplied},
+		{name: "blocked when steady: applied: unblocked, since as it was", spec: func(r *specs.Release) { r.Spec.Candidate = "" }, status: blockedSteady, after: time.Hour, applied: true,
+			action: record.ActionResume, phase: record.PhaseSteady, step: "stable", subject: "shop: unblocked; Steady", apply: "stable", need: NeedNext,
+			check: func(t *testing.T, d Decision) {
+				if !d.Status.Since.Equal(t0.Add(-time.Hour)) {
+					t.Errorf("since %s, want as before the block", d.Status.Since)
+				}
+			}},
+		{name: "blocked: a transition leaves Blocked (abort)", spec: func(r *specs.Release) { r.Spec.Abort = "v2" }, status: blockedAt, after: time.Hour,
+			failure: &Failure{Reason: "namespaces \"web\" not found", Count: 40, Since: t0},
+			action:  record.ActionRollback, phase: record.PhaseRolledBack, step: "rollback", apply: "rollback", requeue: 30 * time.Second,
+			check: func(t *testing.T, d Decision) {
+				if d.Status.Resume != nil {
+					t.Errorf("resume kept: %+v", d.Status.Resume)
+				}
+			}},
+		{name: "blocked: an invalid spec is never blocked", invald: errors.New("boom"), status: with(at(2, "canary-10", record.PhaseInvalid), func(s *record.Status) { s.Message = "boom" }),
+			failure: &Failure{Reason: "x", Count: 9, Since: t0.Add(-time.Hour)}},
+
+		// A person's actions: abort, pause and resume, skip the analysis.
+		{name: "abort: spec.abort names the candidate: rolled back now", spec: func(r *specs.Release) { r.Spec.Abort = "v2" }, status: at(3, "canary-20", record.PhaseProgressing), after: time.Second,
+			action: record.ActionRollback, phase: record.PhaseRolledBack, step: "rollback", subject: "shop: rolled back at 20% (aborted: spec.abort names v2)", apply: "rollback", requeue: 30 * time.Second},
+		{name: "abort: waiting on a pull request retires it", spec: func(r *specs.Release) { r.Spec.Abort = "v2" }, status: waitingPR, forge: true,
+			action: record.ActionRollback, phase: record.PhaseRolledBack, step: "rollback", apply: "rollback", requeue: 30 * time.Second, prOp: PullRequestRetire},
+		{name: "abort: naming another version does nothing", spec: func(r *specs.Release) { r.Spec.Abort = "v1" }, status: at(3, "canary-20", record.PhaseProgressing),
+			apply: "canary-20", need: NeedAvailability},
+		{name: "abort: a rolled-back release stays rolled back", spec: func(r *specs.Release) { r.Spec.Abort = "v2" }, status: at(3, "rollback", record.PhaseRolledBack),
+			apply: "rollback", requeue: 5 * time.Minute},
+		{name: "pause: recorded once, the step held", spec: func(r *specs.Release) { r.Spec.Paused = true }, status: at(3, "canary-20", record.PhaseProgressing), after: time.Minute,
+			action: record.ActionPause, phase: record.PhasePaused, step: "canary-20", subject: "shop: paused at 20%", apply: "canary-20", requeue: 5 * time.Minute},
+		{name: "pause: held, no gates, no deadline", spec: func(r *specs.Release) { r.Spec.Paused = true }, status: pausedAt, after: time.Hour,
+			apply: "canary-20", requeue: 5 * time.Minute},
+		{name: "pause: while waiting on a pull request it stays open", spec: func(r *specs.Release) { r.Spec.Paused = true }, status: waitingPR, forge: true,
+			action: record.ActionPause, phase: record.PhasePaused, step: "canary-20", apply: "canary-20", requeue: 5 * time.Minute,
+			check: func(t *testing.T, d Decision) {
+				if d.Status.PullRequest == nil || d.Status.Resume == nil || d.Status.Resume.Phase != record.PhaseWaiting {
+					t.Errorf("pull request %+v, resume %+v", d.Status.PullRequest, d.Status.Resume)
+				}
+			}},
+		{name: "resume: unpaused, the step's checks start over", status: pausedAt, after: time.Hour,
+			action: record.ActionResume, phase: record.PhaseProgressing, step: "canary-20", subject: "shop: resumed at 20%", apply: "canary-20", need: NeedAvailability,
+			check: func(t *testing.T, d Decision) {
+				if !d.Status.Since.Equal(t0.Add(time.Hour)) || d.Status.Message != "" || d.Status.Resume != nil {
+					t.Errorf("resumed %+v", d.Status)
+				}
+			}},
+		{name: "pause: an abort still rolls back", spec: func(r *specs.Release) { r.Spec.Paused, r.Spec.Abort = true, "v2" }, status: pausedAt,
+			action: record.ActionRollback, phase: record.PhaseRolledBack, step: "rollback", apply: "rollback", requeue: 30 * time.Second},
+		{name: "skip analysis: straight to the promote step", spec: func(r *specs.Release) { r.Spec.SkipAnalysis = "v2" }, status: at(2, "canary-10", record.PhaseProgressing),
+			action: record.ActionAdvance, phase: record.PhaseProgressing, step: "promote", subject: "shop: 10% -> promote (analysis skipped: spec.skipAnalysis names v2)", apply: "promote", need: NeedAvailability},
+		{name: "skip analysis: at the promote step, promoted when available", spec: func(r *specs.Release) { r.Spec.SkipAnalysis = "v2" }, status: at(5, "promote", record.PhaseProgressing), avail: up,
+			action: record.ActionPromote, phase: record.PhasePromoted, step: "promote", requeue: 30 * time.Second},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -384,6 +488,7 @@ func TestMachine(t *testing.T) {
 				Spec: rel, Invalid: tc.invald, Status: tc.status, Head: "head", Forge: tc.forge, Watched: tc.watched,
 				ProgressDeadline: 10 * time.Minute, ReapplyInterval: 5 * time.Minute,
 				Available: tc.avail, Gates: tc.gates, PullRequest: tc.pr,
+				Failure: tc.failure, Applied: tc.applied,
 			}
 			if tc.invald != nil {
 				in.Spec = nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"sluice.dev/sluice/cluster"
 	"sluice.dev/sluice/record"
 )
 
@@ -27,6 +28,25 @@ type Observer interface {
 	Committed(action record.Action, retries int, err error)
 	// Transition reports a transition pushed to Git.
 	Transition(ctx context.Context, t Transition)
+	// Drifted reports fields of a release's objects that someone changed
+	// and that an apply has just put back.
+	Drifted(ctx context.Context, d Drift)
+	// SpecFilesInvalid reports, after each new snapshot of Git, the spec
+	// files that do not parse far enough to name a release.
+	SpecFilesInvalid(files []string)
+}
+
+// Drift is what an apply put back: the fields of a release's objects that
+// no longer held what Sluice had applied.
+type Drift struct {
+	Release, Namespace, Name string
+	// Step is the step that was re-applied.
+	Step   string
+	Fields []cluster.Drift
+	// VirtualService is where Events about the release go (Transition's).
+	VirtualService string
+	// RouteKind is VirtualService's kind, as Transition's.
+	RouteKind string
 }
 
 // Transition is one transition of a release, as committed to Git.
@@ -71,6 +91,12 @@ func (NopObserver) Committed(record.Action, int, error) {}
 // Transition does nothing.
 func (NopObserver) Transition(context.Context, Transition) {}
 
+// Drifted does nothing.
+func (NopObserver) Drifted(context.Context, Drift) {}
+
+// SpecFilesInvalid does nothing.
+func (NopObserver) SpecFilesInvalid([]string) {}
+
 // Observers calls each observer in turn.
 type Observers []Observer
 
@@ -113,5 +139,19 @@ func (o Observers) Committed(action record.Action, retries int, err error) {
 func (o Observers) Transition(ctx context.Context, t Transition) {
 	for _, x := range o {
 		x.Transition(ctx, t)
+	}
+}
+
+// Drifted tells every observer.
+func (o Observers) Drifted(ctx context.Context, d Drift) {
+	for _, x := range o {
+		x.Drifted(ctx, d)
+	}
+}
+
+// SpecFilesInvalid tells every observer.
+func (o Observers) SpecFilesInvalid(files []string) {
+	for _, x := range o {
+		x.SpecFilesInvalid(files)
 	}
 }

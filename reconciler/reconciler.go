@@ -11,6 +11,7 @@ import (
 	"path"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/client-go/util/workqueue"
@@ -37,10 +38,18 @@ type RouteChecker interface {
 	RoutesReady(ctx context.Context, namespace string, routes []string) (ok bool, reason string, err error)
 }
 
+// What happens to a deleted release's objects (Config.OnDelete).
+const (
+	OnDeleteDelete = specs.OnDeleteDelete
+	OnDeleteOrphan = specs.OnDeleteOrphan
+)
+
 // ChangeNotifier is a Cluster that tells which release's objects changed
 // (a Deployment became available, a person edited a route).
 type ChangeNotifier interface {
-	OnChange(fn func(namespace, release string))
+	// OnChange has fn told of each change; spec is false when only an
+	// object's status changed.
+	OnChange(fn func(namespace, release string, spec bool))
 }
 
 // Gates evaluates a step's metric gates.
@@ -84,6 +93,11 @@ type Config struct {
 	// pull requests (stages with approval: pullRequest); without it such a
 	// stage waits, saying it needs one.
 	Forge forge.Provider
+	// OnDelete is what happens to a release's objects when its spec is
+	// deleted from Git: OnDeleteDelete (default) removes them (but those
+	// annotated sluice.dev/on-delete: orphan), OnDeleteOrphan leaves them
+	// all. The status file is removed either way.
+	OnDelete string
 	// Observer is told about syncs, reconciles, gate evaluations and
 	// transitions (metrics, Kubernetes Events); default none.
 	Observer Observer
@@ -134,6 +148,12 @@ type releaseMemo struct {
 	eventTarget string
 	// forgeStatus is the commit status last set on the forge.
 	forgeStatus string
+	// changed is set, from the cluster's watches, when one of the
+	// release's objects changed: the next apply compares them with the
+	// render even if it applied it recently.
+	changed atomic.Bool
+	// failure is the run of failed reconciles the release is in, if any.
+	failure *Failure
 }
 
 // New checks cfg and returns a Reconciler.
@@ -143,6 +163,13 @@ func New(cfg Config) (*Reconciler, error) {
 	}
 	if len(cfg.Paths) == 0 {
 		cfg.Paths = []string{"."}
+	}
+	switch cfg.OnDelete {
+	case "":
+		cfg.OnDelete = OnDeleteDelete
+	case OnDeleteDelete, OnDeleteOrphan:
+	default:
+		return nil, fmt.Errorf("reconciler: on-delete %q: want %q or %q", cfg.OnDelete, OnDeleteDelete, OnDeleteOrphan)
 	}
 	if cfg.StatusDir == "" {
 		cfg.StatusDir = record.DefaultStatusDir
@@ -226,7 +253,13 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		<-batched
 	}()
 	if n, ok := r.cfg.Cluster.(ChangeNotifier); ok {
-		n.OnChange(func(namespace, release string) { r.queue.Add(namespace + "/" + release) })
+		n.OnChange(func(namespace, release string, spec bool) {
+			id := namespace + "/" + release
+			if spec {
+				r.memoFor(id).changed.Store(true)
+			}
+			r.queue.Add(id)
+		})
 	}
 	var wg sync.WaitGroup
 	for range r.cfg.Workers {
@@ -317,8 +350,12 @@ func (r *Reconciler) syncOnce(ctx context.Context, all bool) error {
 	if err != nil {
 		return err
 	}
-	p := &pass{head: snap.head.String()[:12], start: start, pending: make(map[string]bool, len(snap.releases))}
+	p := &pass{head: snap.head.String()[:12], start: start, pending: make(map[string]bool, len(snap.releases)+len(snap.gone)),
+		invalidFiles: len(snap.invalidFiles)}
 	for id := range snap.releases {
+		p.pending[id] = true
+	}
+	for _, id := range snap.gone {
 		p.pending[id] = true
 	}
 	p.total = len(p.pending)
@@ -335,6 +372,7 @@ func (r *Reconciler) syncOnce(ctx context.Context, all bool) error {
 			rest = append(rest, id)
 		}
 	}
+	changed = append(changed, snap.gone...)
 	for _, id := range changed {
 		r.queue.Add(id)
 	}
@@ -353,6 +391,8 @@ type pass struct {
 	pending map[string]bool
 	total   int
 	errors  int
+	// invalidFiles counts spec files that name no release (not in total).
+	invalidFiles int
 }
 
 // reconciled counts one release's reconcile towards the current pass.
@@ -373,7 +413,8 @@ func (r *Reconciler) reconciled(id string, err error) {
 	}
 	r.mu.Unlock()
 	if done {
-		r.log.Info("reconcile pass done", "head", p.head, "releases", p.total, "errors", p.errors, "took", time.Since(p.start).Round(time.Microsecond))
+		r.log.Info("reconcile pass done", "head", p.head, "releases", p.total, "errors", p.errors, "invalid_files", p.invalidFiles,
+			"took", time.Since(p.start).Round(time.Microsecond))
 	}
 }
 
@@ -414,6 +455,7 @@ func (r *Reconciler) ReconcileAll(ctx context.Context) error {
 	for id := range snap.releases {
 		ids = append(ids, id)
 	}
+	ids = append(ids, snap.gone...)
 	slices.Sort(ids)
 	var errs []error
 	for _, id := range ids {
@@ -434,11 +476,17 @@ func (r *Reconciler) reconcile(ctx context.Context, id string) (time.Duration, e
 	}
 	e, ok := snap.releases[id]
 	if !ok {
+		if slices.Contains(snap.gone, id) {
+			if err := r.deleteRelease(ctx, snap, id); err != nil {
+				r.cfg.Observer.Reconciled(id, time.Since(start), nil, err)
+				return 0, err
+			}
+		}
 		r.mu.Lock()
 		delete(r.memo, id)
 		r.mu.Unlock()
 		r.cfg.Observer.Removed(id)
-		return 0, nil // gone from Git: Sluice leaves the cluster as it is
+		return 0, nil
 	}
 	st, err := record.Read(snap.tree, r.cfg.StatusDir, e.namespace, e.name)
 	if err != nil {
@@ -447,12 +495,28 @@ func (r *Reconciler) reconcile(ctx context.Context, id string) (time.Duration, e
 	// Records carry whole seconds: they are for people and for Git diffs.
 	rc := &run{r: r, snap: snap, e: e, st: st, now: r.cfg.Now().UTC().Truncate(time.Second), memo: r.memoFor(id)}
 	after, err := rc.reconcile(ctx)
+	rc.memo.failure = failureAfter(rc.memo.failure, err, rc.now)
 	if ctx.Err() == nil {
 		rc.reportStatus(ctx)
 		r.cfg.Observer.Reconciled(id, time.Since(start), rc.st, err)
 	}
 	r.log.Debug("reconciled", "release", id, "head", snap.head.String()[:12], "phase", phaseOf(rc.st), "step", stepOf(rc.st), "next", after, "err", err)
 	return after, err
+}
+
+// failureAfter is the run of failures a reconcile that ended with err
+// leaves: counted while the reason stays the same; a success, or a
+// failure to record in Git (not the release's), ends it.
+func failureAfter(f *Failure, err error, now time.Time) *Failure {
+	var re *recordError
+	if err == nil || errors.As(err, &re) || errors.Is(err, context.Canceled) {
+		return nil
+	}
+	reason := err.Error()
+	if f != nil && f.Reason == reason {
+		return &Failure{Reason: reason, Count: f.Count + 1, Since: f.Since}
+	}
+	return &Failure{Reason: reason, Count: 1, Since: now}
 }
 
 // Annotations are the metadata.annotations of a release as the last
@@ -535,7 +599,11 @@ func (r *Reconciler) commit(ctx context.Context, e *entry, en record.Entry) erro
 	r.mu.Unlock()
 	var res gitsync.CommitResult
 	if b != nil {
-		res, err = b.commit(ctx, &commitReq{release: e.id, action: en.Action, subject: en.Subject, body: en.Status.Message, change: change})
+		body := ""
+		if en.Status != nil {
+			body = en.Status.Message
+		}
+		res, err = b.commit(ctx, &commitReq{release: e.id, action: en.Action, subject: en.Subject, body: body, change: change})
 	} else {
 		res, err = r.cfg.Repo.Commit(ctx, change)
 	}

@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"maps"
+	"path"
+	"slices"
 	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing"
@@ -18,6 +22,12 @@ type snapshot struct {
 	head     plumbing.Hash
 	tree     *gitsync.Tree
 	releases map[string]*entry
+	// gone are releases with a status file whose spec is no longer in Git:
+	// Sluice removes their objects and their status file.
+	gone []string
+	// invalidFiles are spec files that name no release Sluice can read (a
+	// YAML syntax error, over the size limit), with why.
+	invalidFiles map[string]error
 }
 
 // entry is one release of the snapshot, valid or not.
@@ -33,6 +43,8 @@ type entry struct {
 type parsedFile struct {
 	blob    plumbing.Hash
 	entries []*entry
+	// err is why the file names no release, when it does not.
+	err error
 }
 
 // refresh returns the snapshot of the current head, building it when the
@@ -85,7 +97,7 @@ func (r *Reconciler) refresh(ctx context.Context) (*snapshot, error) {
 	snap := &snapshot{head: head, tree: tree}
 	if !changed && prev != nil {
 		built = true
-		snap.releases = prev.releases
+		snap.releases, snap.gone, snap.invalidFiles = prev.releases, prev.gone, prev.invalidFiles
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		if r.snap == nil || r.snap.head != head {
@@ -104,13 +116,19 @@ func (r *Reconciler) refresh(ctx context.Context) (*snapshot, error) {
 		pf, ok := r.parsed[f]
 		r.mu.Unlock()
 		if !ok || pf.blob != blob {
-			entries, err := r.parseFile(ctx, tree, f, limit, pf.entries)
+			entries, ferr, err := r.parseFile(ctx, tree, f, limit, pf.entries)
 			if err != nil {
 				return nil, err
 			}
-			pf = parsedFile{blob: blob, entries: entries}
+			pf = parsedFile{blob: blob, entries: entries, err: ferr}
 		}
 		parsed[f] = pf
+		if pf.err != nil {
+			if snap.invalidFiles == nil {
+				snap.invalidFiles = map[string]error{}
+			}
+			snap.invalidFiles[f] = pf.err
+		}
 		for _, e := range pf.entries {
 			if _, seen := defs[e.id]; !seen {
 				order = append(order, e.id)
@@ -121,6 +139,10 @@ func (r *Reconciler) refresh(ctx context.Context) (*snapshot, error) {
 	for _, id := range order {
 		snap.releases[id] = r.owner(tree, prev, defs[id])
 	}
+	if snap.gone, err = r.goneReleases(tree, snap); err != nil {
+		return nil, err
+	}
+	r.cfg.Observer.SpecFilesInvalid(slices.Sorted(maps.Keys(snap.invalidFiles)))
 	built = true
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -136,36 +158,110 @@ func (r *Reconciler) refresh(ctx context.Context) (*snapshot, error) {
 // parseFile reads and parses one spec file. A file over the size limit is
 // not read at all: the releases it defined before (known from its last
 // parse) are reported invalid with the size error, so they hold where they
-// are, and one huge file never holds the pass over the others.
-func (r *Reconciler) parseFile(ctx context.Context, tree *gitsync.Tree, f string, limit int64, before []*entry) ([]*entry, error) {
+// are, and one huge file never holds the pass over the others. The same
+// goes for a file that no longer parses far enough to name its releases
+// (a YAML syntax error). fileErr says why a file names no release.
+func (r *Reconciler) parseFile(ctx context.Context, tree *gitsync.Tree, f string, limit int64, before []*entry) (entries []*entry, fileErr, err error) {
 	st, err := tree.Stat(f)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := specs.CheckSize(f, st.Size(), limit); err != nil {
-		var out []*entry
-		for _, e := range before {
-			out = append(out, &entry{id: e.id, namespace: e.namespace, name: e.name, file: f, err: err})
-		}
-		if len(out) == 0 {
+		if len(before) == 0 {
 			r.log.Warn("YAML file is over the size limit of a release spec; skipping it unread", "file", f, "err", err)
 		}
-		return out, nil
+		return invalidAgain(before, f, err), err, nil
 	}
 	data, err := tree.ReadFile(f)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	entries, unnamed, err := parseEntries(ctx, f, data)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if unnamed != nil {
+		if len(entries) == 0 && len(before) > 0 {
+			return invalidAgain(before, f, unnamed), unnamed, nil
+		}
 		// Without a namespace and name there is no status file to
-		// report in: the log is the only place.
+		// report in: the log, the pass summary and a metric are the
+		// places (and the status of releases the file defined before).
 		r.log.Error("release spec is invalid and names no release; skipping it", "file", f, "err", unnamed)
+		return entries, unnamed, nil
 	}
-	return entries, nil
+	return entries, nil, nil
+}
+
+// invalidAgain are the releases a file defined before, now invalid for err.
+func invalidAgain(before []*entry, file string, err error) []*entry {
+	out := make([]*entry, 0, len(before))
+	for _, e := range before {
+		out = append(out, &entry{id: e.id, namespace: e.namespace, name: e.name, file: file, err: err})
+	}
+	return out
+}
+
+// goneReleases are the releases recorded in a status file whose spec is no
+// longer in Git. A release whose recorded spec file is one Sluice cannot
+// read (a syntax error, over the size limit: after a restart it no longer
+// knows what the file defined) is not gone but invalid, and is added to
+// snap.releases as such; so is nothing outside the paths this Sluice
+// watches, which another one may own.
+func (r *Reconciler) goneReleases(tree *gitsync.Tree, snap *snapshot) ([]string, error) {
+	nsDirs, err := tree.ReadDir(r.cfg.StatusDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list status files: %w", err)
+	}
+	var gone []string
+	for _, nd := range nsDirs {
+		if !nd.IsDir() {
+			continue
+		}
+		ns := nd.Name()
+		files, err := tree.ReadDir(path.Join(r.cfg.StatusDir, ns))
+		if err != nil {
+			return nil, fmt.Errorf("list status files: %w", err)
+		}
+		for _, f := range files {
+			name, ok := strings.CutSuffix(f.Name(), ".yaml")
+			if !ok || f.IsDir() {
+				continue
+			}
+			id := ns + "/" + name
+			if snap.releases[id] != nil {
+				continue
+			}
+			st, err := record.Read(tree, r.cfg.StatusDir, ns, name)
+			if err != nil || st == nil {
+				r.log.Warn("status file of a release without a spec is unreadable; leaving it", "release", id, "err", err)
+				continue
+			}
+			if !r.watches(st.SpecFile) {
+				continue
+			}
+			if ferr, ok := snap.invalidFiles[st.SpecFile]; ok {
+				snap.releases[id] = &entry{id: id, namespace: ns, name: name, file: st.SpecFile, err: ferr}
+				continue
+			}
+			gone = append(gone, id)
+		}
+	}
+	return gone, nil
+}
+
+// watches reports whether file is under one of the paths Sluice watches.
+func (r *Reconciler) watches(file string) bool {
+	for _, p := range r.cfg.Paths {
+		p = path.Clean(p)
+		if p == "." || file == p || strings.HasPrefix(file, p+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // maxSpecSize bounds a spec file: Config.MaxSpecSize (negative: no

@@ -17,10 +17,13 @@ const (
 	ActionRollback Action = "rollback" // all traffic back to stable
 	ActionPromote  Action = "promote"  // the candidate became stable
 	ActionSteady   Action = "steady"   // no candidate: stable takes all traffic
-	ActionResume   Action = "resume"   // the spec is valid again
+	ActionResume   Action = "resume"   // going on again: the spec is valid again, unpaused, unblocked
 	ActionInvalid  Action = "invalid"  // the spec cannot run
 	ActionNoData   Action = "nodata"   // a check without data held the step
 	ActionRetire   Action = "retire"   // a drained version was removed
+	ActionBlock    Action = "block"    // the reconcile keeps failing for one reason
+	ActionPause    Action = "pause"    // spec.paused holds the release at its step
+	ActionDelete   Action = "delete"   // the release spec is gone: its objects and status file are removed
 )
 
 // Event types, as Kubernetes names them (core/v1 EventTypeNormal and
@@ -51,12 +54,16 @@ var actions = map[Action]actionInfo{
 	ActionInvalid:  {"Invalid", EventWarning},
 	ActionNoData:   {"NoData", EventWarning},
 	ActionRetire:   {"Retired", EventNormal},
+	ActionBlock:    {"Blocked", EventWarning},
+	ActionPause:    {"Paused", EventNormal},
+	ActionDelete:   {"Deleted", EventNormal},
 }
 
 // Actions lists every action.
 func Actions() []Action {
 	return []Action{ActionStart, ActionAbandon, ActionRetry, ActionAdvance, ActionCheck, ActionWait,
-		ActionRollback, ActionPromote, ActionSteady, ActionResume, ActionInvalid, ActionNoData, ActionRetire}
+		ActionRollback, ActionPromote, ActionSteady, ActionResume, ActionInvalid, ActionNoData, ActionRetire,
+		ActionBlock, ActionPause, ActionDelete}
 }
 
 // Reason is the Event reason and type that report the action. An action

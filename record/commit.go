@@ -14,6 +14,9 @@ const (
 	// TrailerSubject carries one release's own subject line in a commit
 	// that records several releases at once.
 	TrailerSubject = "Sluice-Subject"
+	// TrailerRequest is on a person's commit made with a Sluice command
+	// (approve, abort, retry, pause, resume, promote): the action asked for.
+	TrailerRequest = "Sluice-Request"
 )
 
 // Entry is one transition to record: the release's new status, what
@@ -23,16 +26,25 @@ type Entry struct {
 	Release   string
 	Namespace string
 	Name      string
-	Status    *Status
-	Action    Action
-	Subject   string
-	Edits     []gitsync.Edit
+	// Status is the new status; nil removes the status file (ActionDelete).
+	Status  *Status
+	Action  Action
+	Subject string
+	Edits   []gitsync.Edit
 }
 
 // Change is the commit that records e under statusDir: the status file
 // (and edits), with the subject, the status message as body, and the
 // trailers.
 func Change(statusDir string, e Entry) (gitsync.Change, error) {
+	if e.Status == nil {
+		return gitsync.Change{
+			Message:  e.Subject,
+			Trailers: []gitsync.Trailer{{Key: TrailerRelease, Value: e.Release}, {Key: TrailerAction, Value: string(e.Action)}},
+			Files:    map[string][]byte{StatusPath(statusDir, e.Namespace, e.Name): nil},
+			Edits:    e.Edits,
+		}, nil
+	}
 	data, err := e.Status.Marshal()
 	if err != nil {
 		return gitsync.Change{}, err

@@ -12,7 +12,7 @@ import (
 func (s *Status) Reason() string {
 	var parts []string
 	switch s.Phase {
-	case PhaseWaiting, PhaseRolledBack, PhaseInvalid:
+	case PhaseWaiting, PhaseRolledBack, PhaseInvalid, PhaseBlocked, PhasePaused:
 		if msg, _, _ := strings.Cut(s.Message, "\n"); msg != "" {
 			parts = append(parts, msg)
 		}

@@ -35,7 +35,20 @@ const (
 	PhaseRolledBack Phase = "RolledBack"
 	// PhaseInvalid: the release spec has errors; nothing is applied.
 	PhaseInvalid Phase = "Invalid"
+	// PhaseBlocked: the reconcile keeps failing for the reason in Message
+	// (an apply the API server refuses, a missing namespace); Sluice
+	// keeps trying, and the release goes back to Resume when it succeeds.
+	PhaseBlocked Phase = "Blocked"
+	// PhasePaused: spec.paused holds the release at its step; its gates
+	// are not checked and its deadlines do not run.
+	PhasePaused Phase = "Paused"
 )
+
+// Phases lists every phase.
+func Phases() []Phase {
+	return []Phase{PhaseSteady, PhaseProgressing, PhaseWaiting, PhasePromoted, PhaseRolledBack,
+		PhaseInvalid, PhaseBlocked, PhasePaused}
+}
 
 // Status is the record Sluice alone writes for a release, one file per
 // release in Git. With the release spec, it is everything needed to
@@ -74,7 +87,20 @@ type Status struct {
 	// Draining are versions that lost their traffic and keep running until
 	// their drain ends; each is retired with its own record.
 	Draining []Drain `yaml:"draining,omitempty" json:"draining,omitempty"`
-	Message  string  `yaml:"message,omitempty" json:"message,omitempty"`
+	// Resume is where a Blocked release goes back to once its reconcile
+	// succeeds again, and a Paused one once spec.paused is removed.
+	Resume  *Resume `yaml:"resume,omitempty" json:"resume,omitempty"`
+	Message string  `yaml:"message,omitempty" json:"message,omitempty"`
+}
+
+// Resume is the phase a Blocked or Paused release was in, with its since
+// and message.
+type Resume struct {
+	Phase   Phase     `yaml:"phase" json:"phase"`
+	Since   time.Time `yaml:"since" json:"since"`
+	Message string    `yaml:"message,omitempty" json:"message,omitempty"`
+	// Resume is where a release blocked while Paused goes after that.
+	Resume *Resume `yaml:"resume,omitempty" json:"resume,omitempty"`
 }
 
 // NoDataHold is a run of checks in a row without data at the current step.

@@ -31,10 +31,15 @@ const LabelVersion = "version"
 
 // Owner is the set of labels that marks an object as rendered by Sluice for a release.
 func Owner(rel *specs.Release) map[string]string {
+	return OwnerOf(rel.Metadata.Namespace, rel.Metadata.Name)
+}
+
+// OwnerOf is Owner of the release namespace/name.
+func OwnerOf(namespace, name string) map[string]string {
 	return map[string]string{
 		specs.LabelManagedBy:        specs.ManagedByValue,
-		specs.LabelRelease:          rel.Metadata.Name,
-		specs.LabelReleaseNamespace: rel.Metadata.Namespace,
+		specs.LabelRelease:          name,
+		specs.LabelReleaseNamespace: namespace,
 	}
 }
 
@@ -175,6 +180,11 @@ func (rd *Renderer) Render(ctx context.Context, repo fs.FS, rel *specs.Release, 
 		TypeMeta:  types.TypeMeta{APIVersion: types.KustomizationVersion, Kind: types.KustomizationKind},
 		Namespace: rel.Metadata.Namespace,
 		Labels:    []types.Label{{Pairs: out.Owner}},
+	}
+	if v, ok := rel.Metadata.Annotations[specs.AnnotationOnDelete]; ok {
+		// On the objects themselves, so that the choice is known when the
+		// spec that made it is gone.
+		root.CommonAnnotations = map[string]string{specs.AnnotationOnDelete: v}
 	}
 	for i, v := range live {
 		ver, inv := rel.Version(v), invs[i]

@@ -9,3 +9,15 @@ const (
 	LabelRelease          = "sluice.dev/release"
 	LabelReleaseNamespace = "sluice.dev/release-namespace"
 )
+
+// AnnotationOnDelete, in a release's metadata.annotations, says what
+// happens to the release's objects when its spec is deleted from Git:
+// OnDeleteOrphan leaves them running (Sluice only forgets them), anything
+// else (the default) removes them. Sluice copies it onto every object it
+// renders, so the choice survives the spec that made it, and a person may
+// set it on one object to keep just that one.
+const (
+	AnnotationOnDelete = "sluice.dev/on-delete"
+	OnDeleteOrphan     = "orphan"
+	OnDeleteDelete     = "delete"
+)

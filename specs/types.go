@@ -94,6 +94,28 @@ type ReleaseSpec struct {
 	// with a subset per version) or "gatewayAPI" (an HTTPRoute per route
 	// and a Service per version).
 	Routing string `json:"routing,omitempty" yaml:"routing,omitempty" jsonschema:"enum=istio,enum=gatewayAPI"`
+	// Paused holds a running release at its step (`sluice pause`): the
+	// step stays applied, its gates are not checked and its deadlines do
+	// not run. Removing it (`sluice resume`) starts the step's checks over.
+	Paused bool `json:"paused,omitempty" yaml:"paused,omitempty"`
+	// Abort, when it names the candidate, rolls the release back now
+	// (`sluice abort`). It names a version rather than being a switch so
+	// that it never applies to a later candidate.
+	Abort string `json:"abort,omitempty" yaml:"abort,omitempty"`
+	// SkipAnalysis, when it names the candidate, sends the release
+	// straight to its promote step, without further checks, approvals or
+	// release window (`sluice promote --skip-analysis`).
+	SkipAnalysis string `json:"skipAnalysis,omitempty" yaml:"skipAnalysis,omitempty"`
+}
+
+// Aborted reports whether spec.abort names the candidate.
+func (r *Release) Aborted() bool {
+	return r.Spec.Candidate != "" && r.Spec.Abort == r.Spec.Candidate
+}
+
+// AnalysisSkipped reports whether spec.skipAnalysis names the candidate.
+func (r *Release) AnalysisSkipped() bool {
+	return r.Spec.Candidate != "" && r.Spec.SkipAnalysis == r.Spec.Candidate
 }
 
 // Service names the Kubernetes Service of the app and its port.

@@ -68,6 +68,9 @@ func (v *validator) release() {
 	}
 	v.dnsLabel("metadata.name", r.Metadata.Name)
 	v.dnsLabel("metadata.namespace", r.Metadata.Namespace)
+	if od, ok := r.Metadata.Annotations[AnnotationOnDelete]; ok && od != OnDeleteOrphan && od != OnDeleteDelete {
+		v.fail("metadata.annotations."+AnnotationOnDelete, "must be %q or %q, got %q", OnDeleteOrphan, OnDeleteDelete, od)
+	}
 	s := &r.Spec
 
 	if s.Service.Name != "" {

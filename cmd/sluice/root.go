@@ -2,7 +2,10 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime/debug"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -22,6 +25,10 @@ transition is committed back to Git.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	if strings.HasPrefix(filepath.Base(os.Args[0]), "kubectl-") {
+		// Installed as kubectl-sluice, it is a kubectl plugin: kubectl sluice status.
+		root.Use = "kubectl sluice"
+	}
 	root.AddCommand(
 		newValidateCommand(),
 		newPlanCommand(),
@@ -32,6 +39,12 @@ transition is committed back to Git.`,
 		newRunCommand(),
 		newStatusCommand(),
 		newHistoryCommand(),
+		newApproveCommand(),
+		newAbortCommand(),
+		newRetryCommand(),
+		newPauseCommand(),
+		newResumeCommand(),
+		newPromoteCommand(),
 		newDashboardCommand(),
 		newVersionCommand(),
 	)

@@ -83,6 +83,7 @@ type runFlags struct {
 	authorName, authorEmail string
 	logFormat, logLevel     string
 	reapply                 time.Duration
+	onDelete                string
 	webhookSecretFile       string
 	leaderElect             bool
 	leaseNamespace, leaseID string
@@ -151,7 +152,8 @@ given on the command line wins.`,
 	// commit joins the same batch, so more workers mean fewer pushes.
 	f.IntVar(&fl.workers, "workers", 16, "releases reconciled in parallel")
 	f.DurationVar(&fl.progress, "progress-deadline", 10*time.Minute, "how long a step's Deployments may take to become available before a rollback")
-	f.DurationVar(&fl.reapply, "reapply-interval", 5*time.Minute, "how often an unchanged step is applied again, which corrects drift")
+	f.DurationVar(&fl.reapply, "reapply-interval", 5*time.Minute, "how often an unchanged step is applied again, which corrects drift the cluster's watches missed")
+	f.StringVar(&fl.onDelete, "on-delete", reconciler.OnDeleteDelete, `what happens to a release's objects when its spec is deleted from Git: "delete" removes them (but objects annotated sluice.dev/on-delete: orphan), "orphan" leaves them all`)
 	f.Float64Var(&fl.kubeQPS, "kube-qps", cluster.DefaultQPS, "requests per second Sluice may send the API server (client-side limit)")
 	f.IntVar(&fl.kubeBurst, "kube-burst", cluster.DefaultBurst, "requests Sluice may send the API server in a burst above --kube-qps")
 	f.BoolVar(&fl.watchLive, "watch-live-objects", true, "watch the objects Sluice manages and read them from memory, instead of listing them at every apply")
@@ -337,7 +339,7 @@ func runController(ctx context.Context, stderr io.Writer, fl *runFlags) error {
 		Repo: repo, Cluster: applier, Gates: g,
 		Paths: fl.paths, StatusDir: fl.statusDir, MaxSpecSize: cmp.Or(fl.maxSpecSize.n, -1), SyncInterval: fl.interval, Workers: fl.workers,
 		AllowedNamespaces: fl.namespaces, ProgressDeadline: fl.progress, ReapplyInterval: fl.reapply,
-		CommitLinger: fl.commitLinger, Forge: fp,
+		CommitLinger: fl.commitLinger, Forge: fp, OnDelete: fl.onDelete,
 		Observer: observers,
 		Log:      log,
 	})
