@@ -66,11 +66,22 @@ func (a *Applier) WaitRoutes(ctx context.Context, namespace string, names []stri
 	}
 	waitCtx, cancel := context.WithTimeout(ctx, deadline)
 	defer cancel()
-	reason := ""
+	reason := "not read yet"
+	var lastErr error
 	err := wait.PollUntilContextCancel(waitCtx, waitPollInterval, true, func(ctx context.Context) (bool, error) {
 		ok, why, err := a.RoutesReady(ctx, namespace, names)
-		reason = why
-		return ok, err
+		switch {
+		case apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err):
+			return false, err
+		case err != nil:
+			// A transient failure: keep polling.
+			if ctx.Err() == nil {
+				lastErr = err
+			}
+			return false, nil
+		}
+		reason, lastErr = why, nil
+		return ok, nil
 	})
 	switch {
 	case err == nil:
@@ -78,6 +89,9 @@ func (a *Applier) WaitRoutes(ctx context.Context, namespace string, names []stri
 	case errors.Is(ctx.Err(), context.Canceled):
 		return fmt.Errorf("wait for routes in %s: %w", namespace, ctx.Err())
 	case waitCtx.Err() != nil:
+		if lastErr != nil {
+			reason += fmt.Sprintf("; last read failed: %v", lastErr)
+		}
 		return fmt.Errorf("routes in %s not accepted within %s: %s", namespace, deadline, reason)
 	}
 	return fmt.Errorf("wait for routes in %s: %w", namespace, err)
