@@ -64,6 +64,7 @@ func DefaultPruneKinds() []schema.GroupKind {
 		{Group: "autoscaling", Kind: "HorizontalPodAutoscaler"},
 		{Group: "networking.istio.io", Kind: "DestinationRule"},
 		{Group: "networking.istio.io", Kind: "VirtualService"},
+		{Group: "gateway.networking.k8s.io", Kind: "HTTPRoute"},
 	}
 }
 
@@ -621,6 +622,9 @@ func (a *Applier) classify(ctx context.Context, release string, it *item, live m
 		a.log.Info("taking over an object without the release's owner labels", "release", release, "object", it.ref.String())
 	}
 	it.action = actUpdate
+	if it.key.gk == httpRouteKind {
+		mergeRoute(it, cur)
+	}
 	if cur.GetAnnotations()[AnnotationAppliedHash] != it.hash {
 		return nil
 	}

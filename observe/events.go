@@ -66,7 +66,7 @@ func (e *Events) Transition(ctx context.Context, t reconciler.Transition) {
 		return
 	}
 	reason, typ := t.Action.Reason()
-	e.emit(ctx, t.Namespace, t.Name, t.VirtualService, string(t.Action), reason, typ, t.Subject)
+	e.emit(ctx, t.Namespace, t.Name, t.VirtualService, t.RouteKind, string(t.Action), reason, typ, t.Subject)
 }
 
 // Drifted implements reconciler.Observer: a Warning Event "Drift" that
@@ -80,12 +80,13 @@ func (e *Events) Drifted(ctx context.Context, d reconciler.Drift) {
 		fields = append(fields, f.String())
 	}
 	note := fmt.Sprintf("%s: reverted at %s: %s", d.Name, d.Step, strings.Join(fields, "; "))
-	e.emit(ctx, d.Namespace, d.Name, d.VirtualService, "revert", "Drift", corev1.EventTypeWarning, note)
+	e.emit(ctx, d.Namespace, d.Name, d.VirtualService, d.RouteKind, "revert", "Drift", corev1.EventTypeWarning, note)
 }
 
-// emit creates one Event on a release's VirtualService, and logs (never
-// returns) a failure.
-func (e *Events) emit(ctx context.Context, namespace, release, vs, action, reason, typ, note string) {
+// emit creates one Event on a release's VirtualService (kind is
+// VirtualService or empty), or on its HTTPRoute (kind HTTPRoute), and
+// logs (never returns) a failure.
+func (e *Events) emit(ctx context.Context, namespace, release, vs, kind, action, reason, typ, note string) {
 	ctx, cancel := context.WithTimeout(ctx, eventTimeout)
 	defer cancel()
 	now := e.now()
@@ -110,6 +111,9 @@ func (e *Events) emit(ctx context.Context, namespace, release, vs, action, reaso
 			Namespace:  namespace,
 			Name:       vs,
 		},
+	}
+	if kind == "HTTPRoute" {
+		ev.Regarding.APIVersion, ev.Regarding.Kind = "gateway.networking.k8s.io/v1", "HTTPRoute"
 	}
 	if _, err := e.client.Events(namespace).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
 		e.log.Warn("could not record an Event", "release", namespace+"/"+release, "reason", reason, "err", err)

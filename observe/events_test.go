@@ -105,3 +105,26 @@ func TestTruncate(t *testing.T) {
 		}
 	}
 }
+
+// TestEventsOnHTTPRoute: a release routed with the Gateway API has its
+// Events on its mesh HTTPRoute.
+func TestEventsOnHTTPRoute(t *testing.T) {
+	env := testEnv.Env(t)
+	ctx := t.Context()
+	const ns = "events-gwapi"
+	if err := env.CreateNamespace(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	kube := kubernetes.NewForConfigOrDie(env.RESTConfig())
+	NewEvents(kube.EventsV1(), "sluice", nil).Transition(ctx, reconciler.Transition{
+		Release: ns + "/catalog", Namespace: ns, Name: "catalog", Action: "start",
+		Subject: "catalog: start v1 -> v2 at deploy", VirtualService: "catalog-mesh", RouteKind: "HTTPRoute",
+	})
+	list, err := kube.EventsV1().Events(ns).List(ctx, metav1.ListOptions{LabelSelector: "sluice.dev/release=catalog"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Items) != 1 || list.Items[0].Regarding.Kind != "HTTPRoute" || list.Items[0].Regarding.APIVersion != "gateway.networking.k8s.io/v1" || list.Items[0].Regarding.Name != "catalog-mesh" {
+		t.Fatalf("Events %+v", list.Items)
+	}
+}
