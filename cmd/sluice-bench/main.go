@@ -83,7 +83,8 @@ func run() error {
 		if err != nil {
 			return err
 		}
-		list, err := bench.ReleaseTiming(ctx, bench.TimingConfig{Sluice: bin, Example: ex, Dir: root, Log: log})
+		list, err := bench.ReleaseTiming(ctx, bench.TimingConfig{Sluice: bin, Example: ex, Dir: root,
+			SluiceArgs: strings.Fields(*extra), SluiceEnv: strings.Fields(*extraEnv), Log: log})
 		if len(list) > 0 {
 			fmt.Println()
 			if err := bench.WriteTimingTable(os.Stdout, list); err != nil {

@@ -29,7 +29,10 @@ type TimingConfig struct {
 	Sluice  string // the sluice binary
 	Example string // examples/catalog
 	Dir     string
-	Log     *slog.Logger
+	// SluiceArgs are added to `sluice run`; SluiceEnv (KEY=VALUE) to its
+	// environment only.
+	SluiceArgs, SluiceEnv []string
+	Log                   *slog.Logger
 }
 
 // Timing is one release measured from the push of its candidate.
@@ -97,6 +100,7 @@ func timeRelease(ctx context.Context, env *testenv.Env, cfg TimingConfig, bad bo
 	s, err := stack.Start(ctx, dir, stack.Options{
 		Env: env, Sluice: cfg.Sluice, Example: cfg.Example, Namespace: ns,
 		Interval: timingInterval, Window: timingWindow, Threshold: 2, NoDarkLaunch: true, RPS: 50,
+		SluiceArgs: cfg.SluiceArgs, SluiceEnv: cfg.SluiceEnv,
 		Log: log.With("release", name),
 	})
 	if err != nil {
