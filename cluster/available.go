@@ -7,7 +7,6 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
@@ -27,7 +26,7 @@ func (a *Applier) Available(ctx context.Context, namespace, name string) (bool, 
 			}
 		}
 	}
-	d, err := a.kube.AppsV1().Deployments(namespace).Get(ctx, name, metav1.GetOptions{})
+	d, err := a.getDeployment(ctx, namespace, name)
 	if apierrors.IsNotFound(err) {
 		return false, "the Deployment does not exist", nil
 	}

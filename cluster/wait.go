@@ -15,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
 )
@@ -58,7 +59,7 @@ func (a *Applier) waitCRDs(ctx context.Context, items []*item, opts ApplyOptions
 		}
 	}
 	if changed {
-		a.mapper.ResetWithContext(ctx)
+		a.mapper.Reset()
 	}
 	return nil
 }
@@ -85,10 +86,9 @@ func (a *Applier) WaitAvailable(ctx context.Context, namespace, name string, dea
 	}
 	waitCtx, cancel := context.WithTimeout(ctx, deadline)
 	defer cancel()
-	deployments := a.kube.AppsV1().Deployments(namespace)
 	var lastErr error
 	err := wait.PollUntilContextCancel(waitCtx, waitPollInterval, true, func(ctx context.Context) (bool, error) {
-		d, err := deployments.Get(ctx, name, metav1.GetOptions{})
+		d, err := a.getDeployment(ctx, namespace, name)
 		switch {
 		case apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err):
 			return false, err
@@ -149,7 +149,7 @@ const maxPodsExplained = 3
 // explainDeployment says why a Deployment is not available, from its
 // status, its newest ReplicaSet and its pods.
 func (a *Applier) explainDeployment(ctx context.Context, namespace, name string) string {
-	d, err := a.kube.AppsV1().Deployments(namespace).Get(ctx, name, metav1.GetOptions{})
+	d, err := a.getDeployment(ctx, namespace, name)
 	if apierrors.IsNotFound(err) {
 		return "the Deployment does not exist"
 	}
@@ -186,11 +186,17 @@ func (a *Applier) explainDeployment(ctx context.Context, namespace, name string)
 			}
 		}
 	}
-	pods, err := a.kube.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: selector.String()})
-	if err != nil {
+	var items []corev1.Pod
+	if err := a.listTyped(ctx, podsResource, namespace, selector.String(), func(u *unstructured.Unstructured) error {
+		var p corev1.Pod
+		if err := fromUnstructured(u, &p); err != nil {
+			return err
+		}
+		items = append(items, p)
+		return nil
+	}); err != nil {
 		return strings.Join(append(parts, fmt.Sprintf("cannot list pods: %v", err)), "; ")
 	}
-	items := pods.Items
 	slices.SortFunc(items, func(x, y corev1.Pod) int { return cmp.Compare(x.Name, y.Name) })
 	var explained []string
 	for i := range items {
@@ -210,21 +216,70 @@ func (a *Applier) explainDeployment(ctx context.Context, namespace, name string)
 // newestReplicaSet returns the Deployment's ReplicaSet with the highest
 // revision, or nil.
 func (a *Applier) newestReplicaSet(ctx context.Context, d *appsv1.Deployment, selector string) *appsv1.ReplicaSet {
-	list, err := a.kube.AppsV1().ReplicaSets(d.Namespace).List(ctx, metav1.ListOptions{LabelSelector: selector})
+	var newest *appsv1.ReplicaSet
+	err := a.listTyped(ctx, replicaSetsResource, d.Namespace, selector, func(u *unstructured.Unstructured) error {
+		rs := &appsv1.ReplicaSet{}
+		if err := fromUnstructured(u, rs); err != nil {
+			return err
+		}
+		if metav1.IsControlledBy(rs, d) && (newest == nil || revision(rs) > revision(newest)) {
+			newest = rs
+		}
+		return nil
+	})
 	if err != nil {
 		return nil
 	}
-	var newest *appsv1.ReplicaSet
+	return newest
+}
+
+// The built-in resources WaitAvailable, Available and their diagnoses
+// read. They are read with the dynamic client and converted to their
+// types: client-go's typed clientset would link and register every
+// built-in API group for these three.
+const (
+	deploymentsResource = "deployments"
+	replicaSetsResource = "replicasets"
+	podsResource        = "pods"
+)
+
+func builtin(resource string) schema.GroupVersionResource {
+	if resource == podsResource {
+		return schema.GroupVersionResource{Version: "v1", Resource: resource}
+	}
+	return schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: resource}
+}
+
+// getDeployment reads a Deployment from the API server.
+func (a *Applier) getDeployment(ctx context.Context, namespace, name string) (*appsv1.Deployment, error) {
+	u, err := a.dyn.Resource(builtin(deploymentsResource)).Namespace(namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	d := &appsv1.Deployment{}
+	if err := fromUnstructured(u, d); err != nil {
+		return nil, fmt.Errorf("deployment %s/%s: %w", namespace, name, err)
+	}
+	return d, nil
+}
+
+// listTyped lists a resource's objects in a namespace matching selector
+// and hands each to fn.
+func (a *Applier) listTyped(ctx context.Context, resource string, namespace, selector string, fn func(*unstructured.Unstructured) error) error {
+	list, err := a.dyn.Resource(builtin(resource)).Namespace(namespace).List(ctx, metav1.ListOptions{LabelSelector: selector})
+	if err != nil {
+		return err
+	}
 	for i := range list.Items {
-		rs := &list.Items[i]
-		if !metav1.IsControlledBy(rs, d) {
-			continue
-		}
-		if newest == nil || revision(rs) > revision(newest) {
-			newest = rs
+		if err := fn(&list.Items[i]); err != nil {
+			return err
 		}
 	}
-	return newest
+	return nil
+}
+
+func fromUnstructured(u *unstructured.Unstructured, into any) error {
+	return runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, into)
 }
 
 func revision(rs *appsv1.ReplicaSet) int64 {

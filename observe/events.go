@@ -10,7 +10,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	eventsclient "k8s.io/client-go/kubernetes/typed/events/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 
 	"sluice.dev/sluice/reconciler"
 	"sluice.dev/sluice/specs"
@@ -36,15 +39,17 @@ const (
 // events` tell a release's story. It implements reconciler.Observer.
 type Events struct {
 	reconciler.NopObserver
-	client   eventsclient.EventsGetter
+	client   dynamic.Interface
 	instance string
 	log      *slog.Logger
 	now      func() time.Time
 }
 
 // NewEvents writes Events with client; instance names this replica (the
-// Events' reportingInstance), e.g. its pod name.
-func NewEvents(client eventsclient.EventsGetter, instance string, log *slog.Logger) *Events {
+// Events' reportingInstance), e.g. its pod name. (The dynamic client, not
+// client-go's typed events client: that would link and register every
+// built-in API group.)
+func NewEvents(client dynamic.Interface, instance string, log *slog.Logger) *Events {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -90,7 +95,16 @@ func (e *Events) Transition(ctx context.Context, t reconciler.Transition) {
 			Name:       t.VirtualService,
 		},
 	}
-	if _, err := e.client.Events(t.Namespace).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
+	obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(ev)
+	if err != nil {
+		e.log.Warn("could not record an Event", "release", t.Release, "reason", reason, "err", err)
+		return
+	}
+	u := &unstructured.Unstructured{Object: obj}
+	u.SetAPIVersion(eventsv1.SchemeGroupVersion.String())
+	u.SetKind("Event")
+	events := e.client.Resource(schema.GroupVersionResource{Group: eventsv1.GroupName, Version: "v1", Resource: "events"})
+	if _, err := events.Namespace(t.Namespace).Create(ctx, u, metav1.CreateOptions{}); err != nil {
 		e.log.Warn("could not record an Event", "release", t.Release, "reason", reason, "err", err)
 	}
 }
