@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -126,12 +124,12 @@ func (a *Applier) WaitAvailable(ctx context.Context, namespace, name string, dea
 }
 
 // rolledOut is the Deployment check kubectl rollout status makes.
-func rolledOut(d *appsv1.Deployment) (bool, error) {
+func rolledOut(d *deployment) (bool, error) {
 	if d.Generation > d.Status.ObservedGeneration {
 		return false, nil
 	}
 	for _, c := range d.Status.Conditions {
-		if c.Type == appsv1.DeploymentProgressing && c.Reason == "ProgressDeadlineExceeded" {
+		if c.Type == deploymentProgressing && c.Reason == reasonProgressDeadlineExceed {
 			return false, errProgressDeadline
 		}
 	}
@@ -177,18 +175,18 @@ func (a *Applier) explainDeployment(ctx context.Context, namespace, name string)
 	}
 	// The controller copies a ReplicaSet's failure to the Deployment; read
 	// the ReplicaSet only when it has not (yet).
-	if rs := a.newestReplicaSet(ctx, d, selector.String()); rs != nil && !slices.ContainsFunc(s.Conditions, func(c appsv1.DeploymentCondition) bool {
-		return c.Type == appsv1.DeploymentReplicaFailure
+	if rs := a.newestReplicaSet(ctx, d, selector.String()); rs != nil && !slices.ContainsFunc(s.Conditions, func(c statusCondition) bool {
+		return c.Type == deploymentReplicaFailure
 	}) {
 		for _, c := range rs.Status.Conditions {
-			if c.Type == appsv1.ReplicaSetReplicaFailure && c.Status == corev1.ConditionTrue {
+			if c.Type == replicaSetReplicaFailure && c.Status == conditionTrue {
 				parts = append(parts, fmt.Sprintf("replicaset %s: %s", rs.Name, condition(string(c.Type), string(c.Status), c.Reason, c.Message)))
 			}
 		}
 	}
-	var items []corev1.Pod
+	var items []pod
 	if err := a.listTyped(ctx, podsResource, namespace, selector.String(), func(u *unstructured.Unstructured) error {
-		var p corev1.Pod
+		var p pod
 		if err := fromUnstructured(u, &p); err != nil {
 			return err
 		}
@@ -197,7 +195,7 @@ func (a *Applier) explainDeployment(ctx context.Context, namespace, name string)
 	}); err != nil {
 		return strings.Join(append(parts, fmt.Sprintf("cannot list pods: %v", err)), "; ")
 	}
-	slices.SortFunc(items, func(x, y corev1.Pod) int { return cmp.Compare(x.Name, y.Name) })
+	slices.SortFunc(items, func(x, y pod) int { return cmp.Compare(x.Name, y.Name) })
 	var explained []string
 	for i := range items {
 		if why := podNotReady(&items[i]); why != "" && len(explained) < maxPodsExplained {
@@ -215,10 +213,10 @@ func (a *Applier) explainDeployment(ctx context.Context, namespace, name string)
 
 // newestReplicaSet returns the Deployment's ReplicaSet with the highest
 // revision, or nil.
-func (a *Applier) newestReplicaSet(ctx context.Context, d *appsv1.Deployment, selector string) *appsv1.ReplicaSet {
-	var newest *appsv1.ReplicaSet
+func (a *Applier) newestReplicaSet(ctx context.Context, d *deployment, selector string) *replicaSet {
+	var newest *replicaSet
 	err := a.listTyped(ctx, replicaSetsResource, d.Namespace, selector, func(u *unstructured.Unstructured) error {
-		rs := &appsv1.ReplicaSet{}
+		rs := &replicaSet{}
 		if err := fromUnstructured(u, rs); err != nil {
 			return err
 		}
@@ -234,9 +232,7 @@ func (a *Applier) newestReplicaSet(ctx context.Context, d *appsv1.Deployment, se
 }
 
 // The built-in resources WaitAvailable, Available and their diagnoses
-// read. They are read with the dynamic client and converted to their
-// types: client-go's typed clientset would link and register every
-// built-in API group for these three.
+// read, with the dynamic client (see workloads.go).
 const (
 	deploymentsResource = "deployments"
 	replicaSetsResource = "replicasets"
@@ -251,12 +247,12 @@ func builtin(resource string) schema.GroupVersionResource {
 }
 
 // getDeployment reads a Deployment from the API server.
-func (a *Applier) getDeployment(ctx context.Context, namespace, name string) (*appsv1.Deployment, error) {
+func (a *Applier) getDeployment(ctx context.Context, namespace, name string) (*deployment, error) {
 	u, err := a.dyn.Resource(builtin(deploymentsResource)).Namespace(namespace).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return nil, err
 	}
-	d := &appsv1.Deployment{}
+	d := &deployment{}
 	if err := fromUnstructured(u, d); err != nil {
 		return nil, fmt.Errorf("deployment %s/%s: %w", namespace, name, err)
 	}
@@ -282,13 +278,13 @@ func fromUnstructured(u *unstructured.Unstructured, into any) error {
 	return runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, into)
 }
 
-func revision(rs *appsv1.ReplicaSet) int64 {
+func revision(rs *replicaSet) int64 {
 	r, _ := strconv.ParseInt(rs.Annotations["deployment.kubernetes.io/revision"], 10, 64)
 	return r
 }
 
 // podNotReady describes why a pod is not ready, or returns "" if it is.
-func podNotReady(p *corev1.Pod) string {
+func podNotReady(p *pod) string {
 	if p.DeletionTimestamp != nil {
 		return ""
 	}
@@ -296,9 +292,9 @@ func podNotReady(p *corev1.Pod) string {
 	ready := false
 	for _, c := range p.Status.Conditions {
 		switch {
-		case c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue:
+		case c.Type == podReady && c.Status == conditionTrue:
 			ready = true
-		case c.Type == corev1.PodReady, c.Type == corev1.PodScheduled && c.Status != corev1.ConditionTrue:
+		case c.Type == podReady, c.Type == podScheduled && c.Status != conditionTrue:
 			why = append(why, condition(string(c.Type), string(c.Status), c.Reason, c.Message))
 		}
 	}

@@ -7,11 +7,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	corev1 "k8s.io/api/core/v1"
-	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 
@@ -73,38 +70,35 @@ func (e *Events) Transition(ctx context.Context, t reconciler.Transition) {
 	defer cancel()
 	now := e.now()
 	reason, typ := t.Action.Reason()
-	ev := &eventsv1.Event{
-		ObjectMeta: metav1.ObjectMeta{
+	// An events.k8s.io/v1 Event, written as the map the dynamic client
+	// sends: k8s.io/api's typed Event would link the core API group's
+	// generated code for this one object.
+	ev := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "events.k8s.io/v1",
+		"kind":       "Event",
+		"metadata": map[string]any{
 			// Unique per VirtualService and instant, as client-go's recorder names them.
-			Name:      fmt.Sprintf("%s.%x", t.VirtualService, now.UnixNano()),
-			Namespace: t.Namespace,
+			"name":      fmt.Sprintf("%s.%x", t.VirtualService, now.UnixNano()),
+			"namespace": t.Namespace,
 			// `kubectl get events -l sluice.dev/release=NAME` finds a release's Events.
-			Labels: map[string]string{specs.LabelRelease: t.Name},
+			"labels": map[string]any{specs.LabelRelease: t.Name},
 		},
-		EventTime:           metav1.NewMicroTime(now),
-		ReportingController: ReportingController,
-		ReportingInstance:   e.instance,
-		Action:              string(t.Action),
-		Reason:              reason,
-		Type:                typ,
-		Note:                truncate(t.Subject, maxNote),
-		Regarding: corev1.ObjectReference{
-			APIVersion: "networking.istio.io/v1",
-			Kind:       "VirtualService",
-			Namespace:  t.Namespace,
-			Name:       t.VirtualService,
+		"eventTime":           now.UTC().Format(metav1.RFC3339Micro),
+		"reportingController": ReportingController,
+		"reportingInstance":   e.instance,
+		"action":              string(t.Action),
+		"reason":              reason,
+		"type":                typ,
+		"note":                truncate(t.Subject, maxNote),
+		"regarding": map[string]any{
+			"apiVersion": "networking.istio.io/v1",
+			"kind":       "VirtualService",
+			"namespace":  t.Namespace,
+			"name":       t.VirtualService,
 		},
-	}
-	obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(ev)
-	if err != nil {
-		e.log.Warn("could not record an Event", "release", t.Release, "reason", reason, "err", err)
-		return
-	}
-	u := &unstructured.Unstructured{Object: obj}
-	u.SetAPIVersion(eventsv1.SchemeGroupVersion.String())
-	u.SetKind("Event")
-	events := e.client.Resource(schema.GroupVersionResource{Group: eventsv1.GroupName, Version: "v1", Resource: "events"})
-	if _, err := events.Namespace(t.Namespace).Create(ctx, u, metav1.CreateOptions{}); err != nil {
+	}}
+	events := e.client.Resource(schema.GroupVersionResource{Group: "events.k8s.io", Version: "v1", Resource: "events"})
+	if _, err := events.Namespace(t.Namespace).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
 		e.log.Warn("could not record an Event", "release", t.Release, "reason", reason, "err", err)
 	}
 }
