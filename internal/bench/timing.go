@@ -52,6 +52,10 @@ type Timing struct {
 	// retirement.
 	PeakRSS uint64        `json:"peakRSSBytes"`
 	CPU     time.Duration `json:"cpu"`
+	// SluiceEnv is what was added to sluice's environment; Load the
+	// machine's load averages (1, 5, 15 min) when the release was decided.
+	SluiceEnv []string `json:"sluiceEnv,omitempty"`
+	Load      string   `json:"load,omitempty"`
 }
 
 const (
@@ -92,7 +96,7 @@ func timeRelease(ctx context.Context, env *testenv.Env, cfg TimingConfig, bad bo
 	if bad {
 		name, ns, end, leaving, phase = "bad", "timing-bad", "v1", "v2", record.PhaseRolledBack
 	}
-	res := Timing{Release: name}
+	res := Timing{Release: name, SluiceEnv: cfg.SluiceEnv}
 	dir := filepath.Join(cfg.Dir, name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return res, err
@@ -151,6 +155,7 @@ func timeRelease(ctx context.Context, env *testenv.Env, cfg TimingConfig, bad bo
 	if err != nil {
 		return res, err
 	}
+	res.Load = LoadAvg()
 	if len(decided.Draining) == 1 {
 		res.RecordedBeforeDrainEnd = time.Now().Before(decided.Draining[0].Until) || trigger.Add(res.Decided).Before(decided.Draining[0].Until)
 	}
