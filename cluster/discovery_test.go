@@ -98,9 +98,9 @@ func TestDiscovery(t *testing.T) {
 		versions []string
 	}{
 		{schema.GroupKind{Group: "networking.istio.io", Kind: "VirtualService"}, nil}, // no such group
-		{schema.GroupKind{Group: "apps", Kind: "StatefulSet"}, nil},                  // no such kind
-		{schema.GroupKind{Group: "apps", Kind: "Deployment"}, []string{"v1beta2"}},   // not served in that version
-		{schema.GroupKind{Group: "autoscaling", Kind: "Scale"}, nil},                 // only a subresource
+		{schema.GroupKind{Group: "apps", Kind: "StatefulSet"}, nil},                   // no such kind
+		{schema.GroupKind{Group: "apps", Kind: "Deployment"}, []string{"v1beta2"}},    // not served in that version
+		{schema.GroupKind{Group: "autoscaling", Kind: "Scale"}, nil},                  // only a subresource
 	} {
 		if _, err := d.RESTMapping(ctx, tc.gk, tc.versions...); !meta.IsNoMatchError(err) {
 			t.Errorf("%s %v: %v, want a NoMatch error", tc.gk, tc.versions, err)
