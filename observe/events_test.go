@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
 	"sluice.dev/sluice/internal/testenv"
@@ -27,7 +28,7 @@ func TestEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	kube := kubernetes.NewForConfigOrDie(env.RESTConfig())
-	ev := NewEvents(kube.EventsV1(), "sluice-7d9f-x2k4q_1a2b3c4d@10.0.0.7:8080", nil)
+	ev := NewEvents(dynamic.NewForConfigOrDie(env.RESTConfig()), "sluice-7d9f-x2k4q_1a2b3c4d@10.0.0.7:8080", nil)
 	long := "catalog: rolled back at 10% (" + strings.Repeat("é", 600) + ")"
 	transitions := []reconciler.Transition{
 		{Action: "start", Subject: "catalog: start v1 -> v2 at deploy"},
@@ -116,7 +117,7 @@ func TestEventsOnHTTPRoute(t *testing.T) {
 		t.Fatal(err)
 	}
 	kube := kubernetes.NewForConfigOrDie(env.RESTConfig())
-	NewEvents(kube.EventsV1(), "sluice", nil).Transition(ctx, reconciler.Transition{
+	NewEvents(dynamic.NewForConfigOrDie(env.RESTConfig()), "sluice", nil).Transition(ctx, reconciler.Transition{
 		Release: ns + "/catalog", Namespace: ns, Name: "catalog", Action: "start",
 		Subject: "catalog: start v1 -> v2 at deploy", VirtualService: "catalog-mesh", RouteKind: "HTTPRoute",
 	})

@@ -75,6 +75,8 @@ type Options struct {
 	CohortShare float64
 	// SluiceArgs are added to `sluice run`.
 	SluiceArgs []string
+	// SluiceEnv (KEY=VALUE) is added to sluice's environment only.
+	SluiceEnv []string
 	// GitUser and GitPassword, when set, make the Git remote require HTTP
 	// basic auth, over HTTPS with a certificate of its own; sluice reads
 	// them (and the CA) from files.
@@ -494,7 +496,7 @@ func (s *Stack) StartReplica(ctx context.Context, name string) error {
 	}
 	cmd := exec.CommandContext(ctx, s.opts.Sluice, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.Env = append(os.Environ(), "POD_NAME="+name)
+	cmd.Env = append(append(os.Environ(), s.opts.SluiceEnv...), "POD_NAME="+name)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
