@@ -60,3 +60,24 @@ func (r *Reconciler) assigned(snap *snapshot) []string {
 	slices.Sort(ids)
 	return ids
 }
+
+// placed narrows a release's definitions to this Sluice's own when it has
+// any: one repository may then define a release once per cluster (the
+// same namespace/name in files naming different spec.clusters), each
+// Sluice following, recording and promoting its own. Without one of its
+// own, every definition stays, for owner to pick from as before.
+func (r *Reconciler) placed(defs []*entry) []*entry {
+	if len(defs) < 2 {
+		return defs
+	}
+	var own []*entry
+	for _, e := range defs {
+		if r.mine(e) {
+			own = append(own, e)
+		}
+	}
+	if len(own) == 0 {
+		return defs
+	}
+	return own
+}

@@ -158,3 +158,38 @@ func TestPlacement(t *testing.T) {
 	check(newR("team=x", "prod", ".sluice/status/prod"), "a deleted, prod x restarted", want{assigned: []string{"shop/a", "shop/d"}, gone: []string{"shop/a"}})
 	check(newR("team=y", "prod", ".sluice/status/prod"), "a deleted, prod y restarted", want{assigned: []string{"shop/b"}, gone: []string{"shop/b"}})
 }
+
+// TestPlacementPerClusterFiles: a release defined once per cluster (the
+// same namespace/name in two files naming different clusters) is no
+// duplicate: each cluster's Sluice follows its own file.
+func TestPlacementPerClusterFiles(t *testing.T) {
+	repo, _ := batchRepo(t)
+	ctx := t.Context()
+	if _, err := repo.Commit(ctx, gitsync.Change{Message: "test", Files: map[string][]byte{
+		"prod/a.yaml":    []byte(placedDoc("shop", "a", "", "prod")),
+		"staging/a.yaml": []byte(placedDoc("shop", "a", "", "staging")),
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ cluster, file string }{
+		{"prod", "prod/a.yaml"},
+		{"staging", "staging/a.yaml"},
+		{"qa", "prod/a.yaml"}, // neither is qa's: the first file, as before, not qa's either
+	} {
+		r, err := New(Config{Repo: repo, Cluster: nopCluster{}, ClusterName: c.cluster, StatusDir: ".sluice/status/" + c.cluster, Log: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		snap, err := r.refresh(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := snap.releases["shop/a"]
+		if e == nil || e.file != c.file {
+			t.Errorf("%s follows %+v, want %s", c.cluster, e, c.file)
+		}
+		if want := c.cluster != "qa"; r.mine(e) != want {
+			t.Errorf("%s: mine = %v, want %v", c.cluster, r.mine(e), want)
+		}
+	}
+}

@@ -140,7 +140,7 @@ func (r *Reconciler) refresh(ctx context.Context) (*snapshot, error) {
 		}
 	}
 	for _, id := range order {
-		snap.releases[id] = r.owner(tree, prev, defs[id])
+		snap.releases[id] = r.owner(tree, prev, r.placed(defs[id]))
 	}
 	if snap.gone, err = r.goneReleases(tree, prev, snap); err != nil {
 		return nil, err
