@@ -41,6 +41,11 @@ const (
 	LabelRelease          = specs.LabelRelease
 	LabelReleaseNamespace = specs.LabelReleaseNamespace
 	AnnotationAppliedHash = "sluice.dev/applied-hash"
+	// AnnotationController marks an object the controller (sluice run)
+	// applied: its value names what it follows (the Git remote and
+	// branch). `sluice apply`, which does not set it, refuses a release
+	// whose live objects carry it unless --force.
+	AnnotationController = "sluice.dev/controller"
 
 	// DefaultFieldManager is the server-side apply field manager.
 	DefaultFieldManager = "sluice"
@@ -71,6 +76,9 @@ type Options struct {
 	// PruneKinds are searched for stale objects besides the kinds in the
 	// set; nil means DefaultPruneKinds.
 	PruneKinds []schema.GroupKind
+	// Annotations are set on every object applied, after the object's own
+	// (the controller sets AnnotationController).
+	Annotations map[string]string
 }
 
 // Applier applies sets of objects to one cluster. It is safe for
@@ -82,6 +90,7 @@ type Applier struct {
 	fieldManager string
 	log          *slog.Logger
 	pruneKinds   []schema.GroupKind
+	annotations  map[string]string
 	// cache, once WatchLive has synced, serves reads of the prune kinds.
 	cache *liveCache
 	// onChange is told about every change the watches see.
@@ -158,6 +167,7 @@ func New(cfg *rest.Config, opts Options) (*Applier, error) {
 		fieldManager: opts.FieldManager,
 		log:          opts.Log,
 		pruneKinds:   opts.PruneKinds,
+		annotations:  maps.Clone(opts.Annotations),
 	}
 	if a.fieldManager == "" {
 		a.fieldManager = DefaultFieldManager
@@ -247,7 +257,7 @@ func (a *Applier) Apply(ctx context.Context, set Set, opts ApplyOptions) (*Resul
 	if err != nil {
 		return res, err
 	}
-	items, err := prepare(set)
+	items, err := prepare(set, a.annotations)
 	if err != nil {
 		return res, fmt.Errorf("release %s: %w", release, err)
 	}
@@ -705,4 +715,47 @@ func (a *Applier) delete(ctx context.Context, p *prune, dryRun bool) error {
 		a.cache.deleted(schema.GroupKind{Group: p.ref.Group, Kind: p.ref.Kind}, p.ref.Namespace, p.ref.Name)
 	}
 	return err
+}
+
+// Controller reports whether the controller (sluice run) applies set's
+// release in this cluster: whether a live object of the release (with its
+// owner labels, of the set's kinds or the prune kinds, in the release's
+// namespaces) carries AnnotationController. It returns the first such
+// object, by kind and name, and the annotation's value.
+func (a *Applier) Controller(ctx context.Context, set Set) (ref ObjectRef, value string, ok bool, err error) {
+	release, err := validateOwner(set.Owner)
+	if err != nil {
+		return ObjectRef{}, "", false, err
+	}
+	items, err := prepare(set, nil)
+	if err != nil {
+		return ObjectRef{}, "", false, fmt.Errorf("release %s: %w", release, err)
+	}
+	gks := make([]schema.GroupKind, 0, len(items)+len(a.pruneKinds))
+	for _, it := range items {
+		gks = append(gks, it.obj.GroupVersionKind().GroupKind())
+	}
+	kinds, err := a.listKinds(ctx, nil, append(gks, a.pruneKinds...))
+	if err != nil {
+		return ObjectRef{}, "", false, fmt.Errorf("release %s: %w", release, err)
+	}
+	r := &run{release: release, owner: labels.SelectorFromSet(set.Owner), ownerLabels: set.Owner, namespaces: namespacesOf(items, set.Owner)}
+	live, err := a.readLive(ctx, r, kinds)
+	if err != nil {
+		return ObjectRef{}, "", false, fmt.Errorf("release %s: %w", release, err)
+	}
+	var marked []ObjectRef
+	values := map[ObjectRef]string{}
+	for _, u := range live {
+		if v, has := u.GetAnnotations()[AnnotationController]; has {
+			ref := refOf(u)
+			marked = append(marked, ref)
+			values[ref] = v
+		}
+	}
+	if len(marked) == 0 {
+		return ObjectRef{}, "", false, nil
+	}
+	slices.SortFunc(marked, compareRefs)
+	return marked[0], values[marked[0]], true, nil
 }

@@ -42,7 +42,7 @@ func (a *Applier) Diff(ctx context.Context, set Set) (*DiffResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	items, err := prepare(set)
+	items, err := prepare(set, a.annotations)
 	if err != nil {
 		return nil, fmt.Errorf("release %s: %w", release, err)
 	}
@@ -131,8 +131,8 @@ func (a *Applier) Diff(ctx context.Context, set Set) (*DiffResult, error) {
 
 // Normalize is an object as people compare it: without what the server
 // keeps for itself (status, managed fields, resource version, generation,
-// UID, creation time) and without Sluice's applied hash, which changes
-// whenever anything does.
+// UID, creation time), without Sluice's applied hash, which changes
+// whenever anything does, and without the controller's mark.
 func Normalize(u *unstructured.Unstructured) map[string]any {
 	if u == nil {
 		return nil
@@ -143,6 +143,7 @@ func Normalize(u *unstructured.Unstructured) map[string]any {
 		unstructured.RemoveNestedField(c.Object, "metadata", f)
 	}
 	unstructured.RemoveNestedField(c.Object, "metadata", "annotations", AnnotationAppliedHash)
+	unstructured.RemoveNestedField(c.Object, "metadata", "annotations", AnnotationController)
 	if ann, ok, _ := unstructured.NestedMap(c.Object, "metadata", "annotations"); ok && len(ann) == 0 {
 		unstructured.RemoveNestedField(c.Object, "metadata", "annotations")
 	}

@@ -106,12 +106,12 @@ func validateOwner(owner map[string]string) (string, error) {
 // prepare copies the set's objects, stamps the owner labels and the hash
 // annotation on them, and sorts them in dependency order. The caller's
 // objects are not modified.
-func prepare(set Set) ([]*item, error) {
+func prepare(set Set, annotations map[string]string) ([]*item, error) {
 	var errs []error
 	seen := map[objKey]int{}
 	items := make([]*item, 0, len(set.Objects))
 	for i, src := range set.Objects {
-		it, err := prepareOne(src, set.Owner)
+		it, err := prepareOne(src, set.Owner, annotations)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("object %d: %w", i, err))
 			continue
@@ -135,7 +135,7 @@ func prepare(set Set) ([]*item, error) {
 	return items, nil
 }
 
-func prepareOne(src *unstructured.Unstructured, owner map[string]string) (*item, error) {
+func prepareOne(src *unstructured.Unstructured, owner, annotations map[string]string) (*item, error) {
 	if src == nil {
 		return nil, errors.New("nil object")
 	}
@@ -166,6 +166,10 @@ func prepareOne(src *unstructured.Unstructured, owner map[string]string) (*item,
 	u.SetLabels(lbls)
 	ann := u.GetAnnotations()
 	delete(ann, AnnotationAppliedHash)
+	if len(annotations) > 0 && ann == nil {
+		ann = map[string]string{}
+	}
+	maps.Copy(ann, annotations)
 	if len(ann) == 0 {
 		ann = nil
 	}

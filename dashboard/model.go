@@ -22,17 +22,23 @@ type Row struct {
 	Candidate string       `json:"candidate,omitempty"`
 	Step      string       `json:"step,omitempty"`
 	// StepIndex counts from 0; Steps is the plan's length, 0 when unknown.
-	StepIndex    int                `json:"stepIndex"`
-	Steps        int                `json:"steps"`
-	Weight       int32              `json:"weight"`
-	FailedChecks int                `json:"failedChecks"`
-	Threshold    int                `json:"threshold,omitempty"`
-	Message      string             `json:"message,omitempty"`
-	Since        time.Time          `json:"since"`
-	Gates        []record.GateValue `json:"gates,omitempty"`
-	Window       *WindowState       `json:"window,omitempty"`
-	PullRequest  *PullRequest       `json:"pullRequest,omitempty"`
-	SpecError    string             `json:"specError,omitempty"`
+	StepIndex int   `json:"stepIndex"`
+	Steps     int   `json:"steps"`
+	Weight    int32 `json:"weight"`
+	// Traffic is what the step gives the candidate (a dark launch: its
+	// match, no weighted share), TrafficText as sluice status's WEIGHT.
+	Traffic      specs.Traffic `json:"traffic"`
+	TrafficText  string        `json:"trafficText"`
+	FailedChecks int           `json:"failedChecks"`
+	Threshold    int           `json:"threshold,omitempty"`
+	Message      string        `json:"message,omitempty"`
+	// Reason is why the release is where it is, as sluice status's REASON.
+	Reason      string             `json:"reason,omitempty"`
+	Since       time.Time          `json:"since"`
+	Gates       []record.GateValue `json:"gates,omitempty"`
+	Window      *WindowState       `json:"window,omitempty"`
+	PullRequest *PullRequest       `json:"pullRequest,omitempty"`
+	SpecError   string             `json:"specError,omitempty"`
 }
 
 // WindowState is a release window's state at a moment.
@@ -117,9 +123,15 @@ func newRow(st *record.Status, rel *specs.Release, specErr string, now time.Time
 	row := Row{
 		ID: st.Release, Namespace: ns, Name: name, Phase: st.Phase, Stable: st.Stable, Candidate: st.Candidate,
 		Step: st.Step, StepIndex: st.StepIndex, Weight: st.Weight, FailedChecks: st.FailedChecks,
-		Message: st.Message, Since: st.Since, Gates: st.Gates, PullRequest: pullRequest(st.PullRequest),
+		Message: st.Message, Reason: st.Reason(), Since: st.Since, Gates: st.Gates, PullRequest: pullRequest(st.PullRequest),
 		SpecError: specErr,
 	}
+	var steps []specs.Step
+	if rel != nil && rel.Spec.Candidate != "" {
+		steps, _ = specs.Plan(rel)
+	}
+	row.Traffic = record.StepTraffic(st, steps)
+	row.TrafficText = row.Traffic.String()
 	if rel != nil {
 		row.Window = windowState(rel.Spec.Window, now)
 		row.Threshold = rel.Spec.Analysis.Threshold
@@ -434,7 +446,7 @@ func plan(rel *specs.Release, st *record.Status) ([]StepView, []GateInfo) {
 	var gates []GateInfo
 	out := make([]StepView, len(steps))
 	for i, s := range steps {
-		out[i] = StepView{Index: i, Name: s.Name, Kind: string(s.Kind), Traffic: traffic(s), Approval: s.Approval, Gates: gateSummary(s.Gates), GatesShort: gateShort(s.Gates)}
+		out[i] = StepView{Index: i, Name: s.Name, Kind: string(s.Kind), Traffic: traffic(s), Approval: stepApproval(s), Gates: gateSummary(s.Gates), GatesShort: gateShort(s.Gates)}
 		switch {
 		case st.Phase == record.PhasePromoted:
 			out[i].State = "done"
@@ -465,6 +477,15 @@ func gateInfo(m specs.Metric) GateInfo {
 		g.Label, g.Unit = "Request duration p99 (ms)", "ms"
 	}
 	return g
+}
+
+// stepApproval is the approval a step waits for: only its stage's first
+// step waits; the others follow once the stage is approved.
+func stepApproval(s specs.Step) string {
+	if !s.AwaitsApproval {
+		return ""
+	}
+	return s.Approval
 }
 
 // traffic says what the candidate gets at a step.
@@ -509,24 +530,31 @@ func matchSummary(ms []specs.Match) string {
 }
 
 func gateSummary(g specs.Gates) string {
-	if len(g.Metrics) == 0 {
+	if !g.HasChecks() && len(g.Webhooks) == 0 {
 		return "available"
 	}
-	names := make([]string, len(g.Metrics))
-	for i, m := range g.Metrics {
-		names[i] = m.Name
+	names := make([]string, 0, len(g.Metrics)+len(g.Webhooks))
+	for _, m := range g.Metrics {
+		names = append(names, m.Name)
+	}
+	for _, w := range g.Webhooks {
+		names = append(names, "webhook "+w.Name+" ("+w.Type+")")
+	}
+	if !g.HasChecks() {
+		return "available; " + strings.Join(names, ", ")
 	}
 	return fmt.Sprintf("every %s ×%d: %s", g.Interval, g.Iterations, strings.Join(names, ", "))
 }
 
 func gateShort(g specs.Gates) string {
-	switch len(g.Metrics) {
+	n := len(g.Metrics) + len(g.Hooks(specs.WebhookCheck))
+	switch n {
 	case 0:
 		return "held until available"
 	case 1:
 		return "1 gate every " + g.Interval.String()
 	}
-	return fmt.Sprintf("%d gates every %s", len(g.Metrics), g.Interval)
+	return fmt.Sprintf("%d gates every %s", n, g.Interval)
 }
 
 // planLength is the number of steps a release plans; 0 when it cannot.

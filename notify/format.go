@@ -404,10 +404,13 @@ type cloudEventData struct {
 
 type gateDataItem struct {
 	Metric string   `json:"metric"`
-	Value  *float64 `json:"value"` // null: no data
+	Value  *float64 `json:"value"` // null: no data (a webhook's: no answer)
 	Min    *float64 `json:"min,omitempty"`
 	Max    *float64 `json:"max,omitempty"`
 	Passed bool     `json:"passed"`
+	// Webhook is a webhook gate's type (Metric is its name, Value the
+	// HTTP status it answered).
+	Webhook string `json:"webhook,omitempty"`
 }
 
 func cloudEvent(source string, m *message) cloudEventEnvelope {
@@ -419,7 +422,7 @@ func cloudEvent(source string, m *message) cloudEventEnvelope {
 		Reason: m.Reason,
 	}
 	for _, g := range m.Gates {
-		d.Gates = append(d.Gates, gateDataItem{Metric: g.Metric, Value: g.Value, Min: g.Min, Max: g.Max, Passed: g.Passed})
+		d.Gates = append(d.Gates, gateDataItem{Metric: g.Metric, Value: g.Value, Min: g.Min, Max: g.Max, Passed: g.Passed, Webhook: g.Webhook})
 	}
 	return cloudEventEnvelope{
 		SpecVersion: "1.0", ID: m.ID, Source: source,

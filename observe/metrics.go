@@ -15,6 +15,7 @@ import (
 
 	"sluice.dev/sluice/reconciler"
 	"sluice.dev/sluice/record"
+	"sluice.dev/sluice/specs"
 )
 
 // Metrics exports Sluice's metrics on its own registry. It implements
@@ -120,7 +121,15 @@ func (m *Metrics) SetLeader(leading bool) {
 	}
 }
 
-var _ reconciler.Observer = (*Metrics)(nil)
+var (
+	_ reconciler.Observer        = (*Metrics)(nil)
+	_ reconciler.TrafficObserver = (*Metrics)(nil)
+)
+
+// Traffic implements reconciler.TrafficObserver: what the release's step
+// gives the candidate, so that a dark launch reports its match and no
+// weighted share rather than the 100% the status records.
+func (m *Metrics) Traffic(release string, t specs.Traffic) { m.state.setTraffic(release, t) }
 
 // GitSynced implements reconciler.Observer.
 func (m *Metrics) GitSynced(elapsed time.Duration, err error) {
@@ -151,7 +160,8 @@ func (m *Metrics) GatesEvaluated(release string, values []record.GateValue) {
 	for _, g := range values {
 		result := "pass"
 		switch {
-		case g.Value == nil:
+		case g.Value == nil && g.Webhook == "":
+			// A webhook that did not answer failed; only a metric lacks data.
 			result = "no_data"
 		case !g.Passed:
 			result = "fail"
@@ -207,6 +217,7 @@ type releaseState struct {
 	releases map[string]*releaseSnapshot
 
 	descReleases, descInfo, descStepIndex, descWeight *prometheus.Desc
+	descMatchWeight                                   *prometheus.Desc
 	descFailedChecks, descGateValue, descGatePassed   *prometheus.Desc
 	descNoData, descDraining                          *prometheus.Desc
 }
@@ -217,12 +228,15 @@ type releaseSnapshot struct {
 	step            string
 	stepIndex       int
 	weight          int32
-	failedChecks    int
-	stable          string
-	candidate       string
-	gates           []record.GateValue
-	noData          int
-	draining        int
+	// traffic is what the step gives the candidate, once the reconciler
+	// said (nil until then: weight alone is known).
+	traffic      *specs.Traffic
+	failedChecks int
+	stable       string
+	candidate    string
+	gates        []record.GateValue
+	noData       int
+	draining     int
 }
 
 func newReleaseState() *releaseState {
@@ -237,7 +251,10 @@ func newReleaseState() *releaseState {
 		descStepIndex: prometheus.NewDesc("sluice_release_step_index",
 			"The index in the release's plan of the step the cluster holds.", rel, nil),
 		descWeight: prometheus.NewDesc("sluice_release_candidate_weight_percent",
-			"The share of traffic the release's candidate gets at its step.", rel, nil),
+			"The share, in percent, of all requests the release's candidate gets by weight at its step: 0 at a step that routes only matching requests to it, such as a dark launch (see sluice_release_candidate_match_weight_percent).", rel, nil),
+		descMatchWeight: prometheus.NewDesc("sluice_release_candidate_match_weight_percent",
+			"At a step that routes requests by match (a dark launch, a weighted stage with a match), the share, in percent, of the requests matching `match` that the release's candidate gets (100 for a dark launch); absent at other steps.",
+			[]string{"namespace", "release", "match"}, nil),
 		descFailedChecks: prometheus.NewDesc("sluice_release_failed_checks",
 			"Failed checks of the release's candidate so far.", rel, nil),
 		descGateValue: prometheus.NewDesc("sluice_gate_value",
@@ -262,6 +279,9 @@ func (s *releaseState) setStatus(id string, st *record.Status) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := s.get(id)
+	if r.step != st.Step || r.stepIndex != st.StepIndex || r.phase != st.Phase || r.weight != st.Weight {
+		r.traffic = nil // another step: its traffic is not known yet
+	}
 	r.phase, r.step, r.stepIndex, r.weight = st.Phase, st.Step, st.StepIndex, st.Weight
 	r.failedChecks, r.stable, r.candidate = st.FailedChecks, st.Stable, st.Candidate
 	r.noData, r.draining = 0, len(st.Draining)
@@ -271,6 +291,12 @@ func (s *releaseState) setStatus(id string, st *record.Status) {
 	if len(st.Gates) > 0 && len(r.gates) == 0 {
 		r.gates = slices.Clone(st.Gates)
 	}
+}
+
+func (s *releaseState) setTraffic(id string, t specs.Traffic) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.get(id).traffic = &t
 }
 
 func (s *releaseState) setGates(id string, values []record.GateValue) {
@@ -298,7 +324,7 @@ func (s *releaseState) remove(id string) {
 
 // Describe implements prometheus.Collector.
 func (s *releaseState) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{s.descReleases, s.descInfo, s.descStepIndex, s.descWeight, s.descFailedChecks, s.descGateValue, s.descGatePassed, s.descNoData, s.descDraining} {
+	for _, d := range []*prometheus.Desc{s.descReleases, s.descInfo, s.descStepIndex, s.descWeight, s.descMatchWeight, s.descFailedChecks, s.descGateValue, s.descGatePassed, s.descNoData, s.descDraining} {
 		ch <- d
 	}
 }
@@ -315,7 +341,14 @@ func (s *releaseState) Collect(ch chan<- prometheus.Metric) {
 		count[r.phase]++
 		ch <- prometheus.MustNewConstMetric(s.descInfo, prometheus.GaugeValue, 1, r.namespace, r.name, string(r.phase), r.step, r.stable, r.candidate)
 		ch <- prometheus.MustNewConstMetric(s.descStepIndex, prometheus.GaugeValue, float64(r.stepIndex), r.namespace, r.name)
-		ch <- prometheus.MustNewConstMetric(s.descWeight, prometheus.GaugeValue, float64(r.weight), r.namespace, r.name)
+		weight := r.weight
+		if t := r.traffic; t != nil {
+			weight = t.Weight
+			if t.Match != "" {
+				ch <- prometheus.MustNewConstMetric(s.descMatchWeight, prometheus.GaugeValue, float64(t.MatchWeight), r.namespace, r.name, t.Match)
+			}
+		}
+		ch <- prometheus.MustNewConstMetric(s.descWeight, prometheus.GaugeValue, float64(weight), r.namespace, r.name)
 		ch <- prometheus.MustNewConstMetric(s.descFailedChecks, prometheus.GaugeValue, float64(r.failedChecks), r.namespace, r.name)
 		ch <- prometheus.MustNewConstMetric(s.descNoData, prometheus.GaugeValue, float64(r.noData), r.namespace, r.name)
 		ch <- prometheus.MustNewConstMetric(s.descDraining, prometheus.GaugeValue, float64(r.draining), r.namespace, r.name)

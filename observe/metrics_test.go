@@ -16,6 +16,7 @@ import (
 
 	"sluice.dev/sluice/reconciler"
 	"sluice.dev/sluice/record"
+	"sluice.dev/sluice/specs"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
@@ -58,13 +59,21 @@ func TestMetrics(t *testing.T) {
 	m.Transition(ctx, reconciler.Transition{Release: id, Namespace: "istioinaction", Name: "catalog", Action: "rollback", Status: rolled})
 	m.Reconciled(id, 40*time.Millisecond, rolled, errors.New("apply: conflict"))
 
+	// A dark launch: the status says 100 (of the matching requests); the
+	// reconciler's traffic says which requests, and no weighted share.
+	dark := &record.Status{Release: "shop/search", Phase: record.PhaseProgressing, Stable: "v1", Candidate: "v2", Step: "dark-launch", StepIndex: 1, Weight: 100}
+	m.Reconciled("shop/search", 10*time.Millisecond, dark, nil)
+	m.Traffic("shop/search", specs.Traffic{Match: "x-istio-cohort=internal", MatchWeight: 100})
+	// Before the reconciler says, the recorded weight stands.
+	m.Reconciled("shop/web", 10*time.Millisecond, &record.Status{Release: "shop/web", Phase: record.PhaseProgressing, Stable: "v1", Candidate: "v2", Step: "canary-10", StepIndex: 2, Weight: 10}, nil)
+
 	m.Reconciled("shop/gone", time.Millisecond, &record.Status{Release: "shop/gone", Phase: record.PhasePromoted}, nil)
 	m.Removed("shop/gone")
 	m.SetLeader(true)
 
 	names := []string{
 		"sluice_releases", "sluice_release_info", "sluice_release_step_index",
-		"sluice_release_candidate_weight_percent", "sluice_release_failed_checks",
+		"sluice_release_candidate_weight_percent", "sluice_release_candidate_match_weight_percent", "sluice_release_failed_checks",
 		"sluice_gate_value", "sluice_gate_passed", "sluice_gate_checks_total",
 		"sluice_git_sync_errors_total", "sluice_git_commits_total", "sluice_git_commit_errors_total",
 		"sluice_git_push_retries_total", "sluice_release_transitions_total", "sluice_release_rollbacks_total",
@@ -99,7 +108,7 @@ func TestMetrics(t *testing.T) {
 	}
 
 	// Durations vary; their counts do not.
-	for name, want := range map[string]uint64{"sluice_git_sync_duration_seconds": 2, "sluice_reconcile_duration_seconds": 5} {
+	for name, want := range map[string]uint64{"sluice_git_sync_duration_seconds": 2, "sluice_reconcile_duration_seconds": 7} {
 		var n uint64
 		for _, metric := range families[name].GetMetric() {
 			n += metric.GetHistogram().GetSampleCount()
@@ -132,4 +141,24 @@ func gather(t *testing.T, g prometheus.Gatherer) map[string]*dto.MetricFamily {
 		out[mf.GetName()] = mf
 	}
 	return out
+}
+
+// TestWebhookGateChecks: a webhook gate counts as a check like a metric;
+// one that did not answer failed, it did not lack data.
+func TestWebhookGateChecks(t *testing.T) {
+	m := NewMetrics()
+	const id = "shop/cart"
+	m.GatesEvaluated(id, []record.GateValue{
+		record.WebhookValue("smoke", "check", 200, true, ""),
+		record.WebhookValue("contract", "check", 0, false, "timeout"),
+	})
+	for _, tc := range []struct{ metric, result string }{{"smoke", "pass"}, {"contract", "fail"}} {
+		var c dto.Metric
+		if err := m.gateChecks.WithLabelValues("shop", "cart", tc.metric, tc.result).Write(&c); err != nil {
+			t.Fatal(err)
+		}
+		if got := c.GetCounter().GetValue(); got != 1 {
+			t.Errorf("sluice_gate_checks_total{metric=%q,result=%q} = %g, want 1", tc.metric, tc.result, got)
+		}
+	}
 }

@@ -56,7 +56,7 @@ func (rc *run) reconcile(ctx context.Context) (time.Duration, error) {
 		if d.Action != "" {
 			// What was observed belongs to the step before the record.
 			in.Status = d.Status
-			in.Available, in.Gates, in.PullRequest = nil, nil, nil
+			in.Available, in.Gates, in.PullRequest, in.Hooks = nil, nil, nil, nil
 		}
 		if d.Note != "" {
 			rc.r.log.Info(d.Note, "release", rc.e.id, "step", stepOf(in.Status), "gates", gatesOf(in.Gates))
@@ -66,7 +66,10 @@ func (rc *run) reconcile(ctx context.Context) (time.Duration, error) {
 		}
 		switch d.Need {
 		case NeedNothing:
+			rc.startLoad(ctx, in, d)
 			return d.Requeue, nil
+		case NeedHooks:
+			in.Hooks = rc.preStep(ctx, in, *d.PreStep)
 		case NeedAvailability:
 			a, err := rc.available(ctx)
 			if err != nil {
@@ -192,26 +195,27 @@ func (rc *run) available(ctx context.Context) (*Availability, error) {
 // Prometheus that fails (or is missing) is an observation, not an error.
 func (rc *run) check(ctx context.Context, in Input) (*GateCheck, error) {
 	step := in.Plan[in.Status.StepIndex]
-	if len(step.Gates.Metrics) == 0 {
-		return &GateCheck{Verdict: VerdictPass}, nil
-	}
-	if rc.r.cfg.Gates == nil {
-		return &GateCheck{Err: errNoPrometheus}, nil
-	}
-	rel := in.Spec
-	results, err := rc.r.cfg.Gates.Evaluate(ctx, gates.Target{
-		Namespace: rel.Metadata.Namespace,
-		Service:   rel.ServiceName(),
-		Workload:  rc.out.Workloads[rel.Spec.Candidate],
-		Version:   rel.Spec.Candidate,
-	}, step.Gates.Metrics)
-	if err != nil {
-		var pe *gates.PrometheusError
-		if errors.As(err, &pe) {
-			rc.r.log.Warn("gates not evaluated: Prometheus failed", "release", rc.e.id, "step", step.Name, "err", err)
-			return &GateCheck{Err: err}, nil
+	var results []gates.Result
+	if len(step.Gates.Metrics) > 0 {
+		if rc.r.cfg.Gates == nil {
+			return &GateCheck{Err: errNoPrometheus}, nil
 		}
-		return nil, err
+		rel := in.Spec
+		var err error
+		results, err = rc.r.cfg.Gates.Evaluate(ctx, gates.Target{
+			Namespace: rel.Metadata.Namespace,
+			Service:   rel.ServiceName(),
+			Workload:  rc.out.Workloads[rel.Spec.Candidate],
+			Version:   rel.Spec.Candidate,
+		}, step.Gates.Metrics)
+		if err != nil {
+			var pe *gates.PrometheusError
+			if errors.As(err, &pe) {
+				rc.r.log.Warn("gates not evaluated: Prometheus failed", "release", rc.e.id, "step", step.Name, "err", err)
+				return &GateCheck{Err: err}, nil
+			}
+			return nil, err
+		}
 	}
 	g := &GateCheck{Values: make([]record.GateValue, len(results)), Verdict: VerdictPass}
 	for i, res := range results {
@@ -227,6 +231,13 @@ func (rc *run) check(ctx context.Context, in Input) (*GateCheck, error) {
 				g.Verdict = VerdictNoData
 			}
 		case !res.Passed:
+			g.Verdict = VerdictFail
+		}
+	}
+	// Check webhooks run beside the metrics: one that fails fails the check.
+	for _, v := range rc.checkHooks(ctx, in, step) {
+		g.Values = append(g.Values, v)
+		if !v.Passed {
 			g.Verdict = VerdictFail
 		}
 	}

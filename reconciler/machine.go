@@ -28,6 +28,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"sluice.dev/sluice/forge"
 	"sluice.dev/sluice/record"
@@ -81,6 +82,7 @@ type Input struct {
 	Available   *Availability
 	Gates       *GateCheck
 	PullRequest *PullRequestState
+	Hooks       *HookCheck
 	// Applied is set once Decision.Apply was applied in this reconcile
 	// (NeedApplied).
 	Applied bool
@@ -125,6 +127,10 @@ type Memo struct {
 	LastErr string
 	// StepSeen is when this process first saw the current step.
 	StepSeen time.Time
+	// PreStep names the step whose pre-step webhooks passed, with their
+	// values (hooks.go).
+	PreStep       string
+	PreStepValues []record.GateValue
 }
 
 // Availability is whether the step's workloads are up.
@@ -185,6 +191,8 @@ const (
 	NeedPullRequest
 	// NeedNext: nothing to observe; decide again on the new record.
 	NeedNext
+	// NeedHooks: run Decision.PreStep's pre-step webhooks (hooks.go).
+	NeedHooks
 	// NeedApplied: apply Decision.Apply (to the cluster, not from memory),
 	// then decide again with Input.Applied.
 	NeedApplied
@@ -244,6 +252,8 @@ type Decision struct {
 	Apply *specs.Step
 	// PullRequest is what to do with an approval pull request.
 	PullRequest PullRequestAction
+	// PreStep is the step whose pre-step webhooks NeedHooks runs.
+	PreStep *specs.Step
 	// Need is the observation to make before deciding again.
 	Need Need
 	// Memo is what to remember of the step after this decision.
@@ -283,7 +293,7 @@ func decideBlocked(in Input) Decision {
 		return d
 	}
 	f := in.Failure
-	if st == nil || st.Phase == record.PhaseInvalid || (blocked && (!f.persistent(in.Now) || f.Reason == st.Message)) {
+	if st == nil || st.Phase == record.PhaseInvalid || (blocked && (!f.persistent(in.Now) || oneLine(f.Reason) == st.Message)) {
 		if !blocked {
 			return d
 		}
@@ -314,11 +324,28 @@ func decideBlocked(in Input) Decision {
 		s.Resume = &record.Resume{Phase: st.Phase, Since: st.Since, Message: st.Message, Resume: st.Resume}
 		s.Since = in.Now
 	}
-	s.Phase, s.Message = record.PhaseBlocked, f.Reason
+	s.Phase, s.Message = record.PhaseBlocked, oneLine(f.Reason)
 	d.Action, d.Status = record.ActionBlock, s
 	d.Subject = fmt.Sprintf("%s: blocked at %s (%d attempts since %s): %s", in.Name, st.Step, f.Count,
-		f.Since.UTC().Format("15:04:05Z"), firstLine(f.Reason))
+		f.Since.UTC().Format("15:04:05Z"), truncate(s.Message, 300))
 	return d
+}
+
+// oneLine joins an error's lines: a status message and its one-line
+// reason must carry the cause, which a wrapped error puts on its last
+// lines.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "..."
 }
 
 // resumed is the status a Blocked or Paused release goes back to.
@@ -340,10 +367,6 @@ func describePhase(s *record.Status) string {
 	return string(s.Phase)
 }
 
-func firstLine(s string) string {
-	l, _, _ := strings.Cut(s, "\n")
-	return l
-}
 
 func decide(in Input) Decision {
 	d := Decision{Memo: in.Memo}
@@ -608,10 +631,17 @@ func decideProgress(in Input, d Decision) Decision {
 		}
 		return d
 	}
+	if i == 0 {
+		// The first step's pre-step webhooks run once its workloads are
+		// up; every other step's before the release moves to it.
+		if pd, _, held := preStepGate(in, d, step); held {
+			return pd
+		}
+	}
 	if step.Kind == specs.KindPromote {
 		return promote(in, d)
 	}
-	if len(step.Gates.Metrics) == 0 {
+	if !step.Gates.HasChecks() {
 		// Nothing to check: the step is done when its workloads are up.
 		return advance(in, d, nil)
 	}
@@ -791,6 +821,11 @@ func advance(in Input, d Decision, values []record.GateValue) Decision {
 	if a.Outcome == Waiting {
 		return wait(in, d, values, a, fmt.Sprintf("%s: %s passed; %s waits for the release window", in.Name, stepLabel(cur), nxt.Name))
 	}
+	pd, hooked, held := preStepGate(in, d, nxt)
+	if held {
+		return pd
+	}
+	d, values = pd, slices.Concat(values, hooked)
 	// A pull request approves the whole stage: it is asked for once,
 	// before the stage's first step.
 	if nxt.Approval == specs.ApprovalPullRequest && nxt.Stage != cur.Stage && !in.Spec.Approved(nxt.Stage) {

@@ -6,6 +6,7 @@ import (
 
 	"sluice.dev/sluice/cluster"
 	"sluice.dev/sluice/record"
+	"sluice.dev/sluice/specs"
 )
 
 // Observer is told what the reconciler does, for metrics and Kubernetes
@@ -148,5 +149,21 @@ func (o Observers) Drifted(ctx context.Context, d Drift) {
 func (o Observers) SpecFilesInvalid(files []string) {
 	for _, x := range o {
 		x.SpecFilesInvalid(files)
+	}
+}
+
+// TrafficObserver is an Observer told, after each reconcile, what the
+// recorded step of a release gives its candidate (record.StepTraffic): a
+// dark launch's match, where the status's weight says 100.
+type TrafficObserver interface {
+	Traffic(release string, t specs.Traffic)
+}
+
+// Traffic tells every observer that is a TrafficObserver.
+func (o Observers) Traffic(release string, t specs.Traffic) {
+	for _, x := range o {
+		if to, ok := x.(TrafficObserver); ok {
+			to.Traffic(release, t)
+		}
 	}
 }

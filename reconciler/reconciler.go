@@ -25,6 +25,7 @@ import (
 	"sluice.dev/sluice/record"
 	"sluice.dev/sluice/renderer"
 	"sluice.dev/sluice/specs"
+	"sluice.dev/sluice/webhook"
 )
 
 // Cluster applies a step's objects and reports whether a workload is up.
@@ -98,6 +99,9 @@ type Config struct {
 	// releases naming no cluster are. StatusDir is set apart per cluster
 	// by the caller.
 	ClusterName string
+	// Webhooks posts the releases' webhook gates; default a client that
+	// does not sign (webhook.New with no SecretFile).
+	Webhooks *webhook.Client
 	// OnDelete is what happens to a release's objects when its spec is
 	// deleted from Git: OnDeleteDelete (default) removes them (but those
 	// annotated sluice.dev/on-delete: orphan), OnDeleteOrphan leaves them
@@ -117,6 +121,7 @@ type Reconciler struct {
 	cfg      Config
 	log      *slog.Logger
 	renderer *renderer.Renderer
+	hooks    *webhook.Client
 	queue    workqueue.TypedRateLimitingInterface[string]
 	trigger  chan struct{}
 
@@ -204,12 +209,16 @@ func New(cfg Config) (*Reconciler, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Webhooks == nil {
+		cfg.Webhooks = webhook.New(webhook.Options{})
+	}
 	_, watched := cfg.Cluster.(ChangeNotifier)
 	return &Reconciler{
 		watched:  watched,
 		cfg:      cfg,
 		log:      cfg.Log,
 		renderer: renderer.New(),
+		hooks:    cfg.Webhooks,
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[string](time.Second, 2*time.Minute),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "releases"}),
@@ -510,6 +519,9 @@ func (r *Reconciler) reconcile(ctx context.Context, id string) (time.Duration, e
 	if ctx.Err() == nil {
 		rc.reportStatus(ctx)
 		r.cfg.Observer.Reconciled(id, time.Since(start), rc.st, err)
+		if to, ok := r.cfg.Observer.(TrafficObserver); ok && rc.st != nil {
+			to.Traffic(id, stepTraffic(e, rc.st))
+		}
 	}
 	r.log.Debug("reconciled", "release", id, "head", snap.head.String()[:12], "phase", phaseOf(rc.st), "step", stepOf(rc.st), "next", after, "err", err)
 	return after, err
@@ -629,6 +641,16 @@ func (r *Reconciler) commit(ctx context.Context, e *entry, en record.Entry) erro
 		})
 	}
 	return nil
+}
+
+// stepTraffic is what the recorded step gives the candidate, from the
+// release's plan at this snapshot.
+func stepTraffic(e *entry, st *record.Status) specs.Traffic {
+	var plan []specs.Step
+	if e.rel != nil && e.rel.Spec.Candidate != "" {
+		plan, _ = specs.Plan(e.rel)
+	}
+	return record.StepTraffic(st, plan)
 }
 
 func phaseOf(st *record.Status) record.Phase {

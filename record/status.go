@@ -2,6 +2,7 @@ package record
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -124,13 +125,32 @@ type Drain struct {
 	Until   time.Time `yaml:"until" json:"until"`
 }
 
-// GateValue is one gate's value at an evaluation.
+// GateValue is one gate's value at an evaluation: a metric's, or a
+// webhook's (Webhook set), whose Value is the HTTP status it answered.
 type GateValue struct {
 	Metric string   `yaml:"metric" json:"metric"`
-	Value  *float64 `yaml:"value,omitempty" json:"value,omitempty"` // nil: no data
+	Value  *float64 `yaml:"value,omitempty" json:"value,omitempty"` // nil: no data, or a webhook without answer
 	Min    *float64 `yaml:"min,omitempty" json:"min,omitempty"`
 	Max    *float64 `yaml:"max,omitempty" json:"max,omitempty"`
 	Passed bool     `yaml:"passed" json:"passed"`
+	// Webhook is the type (pre-step, check) of a webhook gate, whose name
+	// is Metric; Error says why one that did not answer failed
+	// ("timeout", "unreachable").
+	Webhook string `yaml:"webhook,omitempty" json:"webhook,omitempty"`
+	Error   string `yaml:"error,omitempty" json:"error,omitempty"`
+}
+
+// WebhookValue is the gate value of a webhook that answered code (0: no
+// answer, for reason).
+func WebhookValue(name, typ string, code int, passed bool, reason string) GateValue {
+	g := GateValue{Metric: name, Webhook: typ, Passed: passed}
+	if code != 0 {
+		v := float64(code)
+		g.Value = &v
+	} else {
+		g.Error = reason
+	}
+	return g
 }
 
 const statusKind = "ReleaseStatus"
@@ -181,6 +201,13 @@ func ParseStatus(data []byte) (*Status, error) {
 // String reads like "success-rate 99.8 >= 99" or "p99 212ms <= 500ms",
 // as the gates write their results.
 func (g GateValue) String() string {
+	if g.Webhook != "" {
+		// "webhook smoke-test 200", "webhook smoke-test timeout"
+		if g.Value != nil {
+			return fmt.Sprintf("webhook %s %d", g.Metric, int(*g.Value))
+		}
+		return "webhook " + g.Metric + " " + cmp.Or(g.Error, "error")
+	}
 	r := gates.Result{Metric: g.Metric, Min: g.Min, Max: g.Max, NoData: g.Value == nil}
 	if g.Value != nil {
 		r.Value = *g.Value

@@ -34,10 +34,16 @@ type Step struct {
 	// Match, when set, limits the candidate's traffic to matching requests.
 	Match []Match `json:"match,omitempty"`
 	// MirrorPercent is the share of traffic shadowed to the candidate.
-	MirrorPercent float64  `json:"mirrorPercent,omitempty"`
-	Gates         Gates    `json:"gates"`
-	Approval      string   `json:"approval,omitempty"`
-	Versions      []string `json:"versions"`
+	MirrorPercent float64 `json:"mirrorPercent,omitempty"`
+	Gates         Gates   `json:"gates"`
+	// Approval is the approval its stage needs (manual or pullRequest),
+	// set on every step of the stage: once the stage is approved, all its
+	// steps may run.
+	Approval string `json:"approval,omitempty"`
+	// AwaitsApproval marks the one step that waits for the stage's
+	// approval before it starts: the stage's first.
+	AwaitsApproval bool     `json:"awaitsApproval,omitempty"`
+	Versions       []string `json:"versions"`
 }
 
 // Gates is how a step is held: a check every Interval, Iterations passing
@@ -48,6 +54,24 @@ type Gates struct {
 	Threshold  int           `json:"threshold"`
 	NoData     string        `json:"noData"`
 	Metrics    []Metric      `json:"metrics,omitempty"`
+	Webhooks   []Webhook     `json:"webhooks,omitempty"`
+}
+
+// Hooks are the step's webhooks of one type, in spec order.
+func (g Gates) Hooks(typ string) []Webhook {
+	var out []Webhook
+	for _, w := range g.Webhooks {
+		if w.Type == typ {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// HasChecks reports whether the step is checked every interval: it has
+// metrics or check webhooks. A step without is done once available.
+func (g Gates) HasChecks() bool {
+	return len(g.Metrics) > 0 || len(g.Hooks(WebhookCheck)) > 0
 }
 
 // Plan expands a release into the ordered steps Sluice walks. It is a pure
@@ -60,16 +84,18 @@ func Plan(r *Release) ([]Step, error) {
 	versions := []string{s.Stable, s.Candidate}
 	var steps []Step
 	add := func(st Stage, name string, kind StepKind, weight int32, match []Match) {
+		first := len(steps) == 0 || steps[len(steps)-1].Stage != st.Name
 		steps = append(steps, Step{
-			Index:    len(steps),
-			Name:     name,
-			Stage:    st.Name,
-			Kind:     kind,
-			Weight:   weight,
-			Match:    match,
-			Gates:    gatesFor(r, st, kind),
-			Approval: st.Approval,
-			Versions: versions,
+			Index:          len(steps),
+			Name:           name,
+			Stage:          st.Name,
+			Kind:           kind,
+			Weight:         weight,
+			Match:          match,
+			Gates:          gatesFor(r, st, kind),
+			Approval:       st.Approval,
+			AwaitsApproval: st.Approval != "" && first,
+			Versions:       versions,
 		})
 	}
 	for _, st := range s.Stages {
@@ -167,6 +193,7 @@ func gatesFor(r *Release, st Stage, kind StepKind) Gates {
 		Threshold:  a.Threshold,
 		NoData:     a.NoData,
 		Metrics:    a.Metrics,
+		Webhooks:   a.Webhooks,
 	}
 	if g.Interval == 0 {
 		g.Interval = DefaultInterval
@@ -185,7 +212,7 @@ func gatesFor(r *Release, st Stage, kind StepKind) Gates {
 		// No request reaches the candidate's metrics at these steps (or there
 		// is no candidate), so they hold on availability unless a stage
 		// names its own metrics, such as a smoke test query.
-		g.Metrics = nil
+		g.Metrics, g.Webhooks = nil, nil
 	}
 	if o := st.Analysis; o != nil {
 		if o.Interval.Duration > 0 {
@@ -197,8 +224,18 @@ func gatesFor(r *Release, st Stage, kind StepKind) Gates {
 		if len(o.Metrics) > 0 {
 			g.Metrics = o.Metrics
 		}
+		if len(o.Webhooks) > 0 {
+			g.Webhooks = o.Webhooks
+		}
 		if o.SkipMetrics {
 			g.Metrics = nil
+			var keep []Webhook
+			for _, w := range g.Webhooks {
+				if w.Type != WebhookCheck {
+					keep = append(keep, w)
+				}
+			}
+			g.Webhooks = keep
 		}
 	}
 	out := make([]Metric, len(g.Metrics))

@@ -206,6 +206,9 @@ type Analysis struct {
 	// routes to it while new routes reach every sidecar are served; default
 	// 30s, 0 retires at once.
 	Drain *Duration `json:"drain,omitempty" yaml:"drain,omitempty"`
+	// Webhooks are webhook gates, for every step that has metrics (a
+	// stage's own replace them): pre-step, check and load hooks.
+	Webhooks []Webhook `json:"webhooks,omitempty" yaml:"webhooks,omitempty"`
 }
 
 // DrainDelay is the release's drain delay, with its default.
@@ -301,8 +304,63 @@ type AnalysisOverride struct {
 	Iterations int      `json:"iterations,omitempty" yaml:"iterations,omitempty"`
 	// Metrics, when set, replace the release's metrics for this stage.
 	Metrics []Metric `json:"metrics,omitempty" yaml:"metrics,omitempty"`
-	// SkipMetrics holds the stage on availability (and approval) alone.
+	// SkipMetrics holds the stage on availability (and approval) alone:
+	// no metrics and no check webhooks.
 	SkipMetrics bool `json:"skipMetrics,omitempty" yaml:"skipMetrics,omitempty"`
+	// Webhooks, when set, replace the release's webhooks for this stage.
+	Webhooks []Webhook `json:"webhooks,omitempty" yaml:"webhooks,omitempty"`
+}
+
+// Webhook is a webhook gate: Sluice POSTs the step's context as JSON to
+// URL, signed with HMAC-SHA256 when Sluice has a key, and any 2xx answer
+// passes.
+type Webhook struct {
+	Name string `json:"name" yaml:"name"`
+	// Type is when it runs: "pre-step" once before a step takes traffic (a
+	// failure rolls back), "check" at every analysis interval beside the
+	// metrics (a failure is a failed check), "load" when a step begins
+	// and at each of its checks, for a load generator (never a gate).
+	Type string `json:"type" yaml:"type" jsonschema:"enum=pre-step,enum=check,enum=load"`
+	// URL is an http:// or https:// URL.
+	URL string `json:"url" yaml:"url"`
+	// Timeout bounds each attempt; default 10s.
+	Timeout Duration `json:"timeout,omitempty" yaml:"timeout,omitempty"`
+	// Retries are the attempts after the first for no answer, a 5xx, 408
+	// or 429; default 2, at most 5.
+	Retries *int `json:"retries,omitempty" yaml:"retries,omitempty"`
+	// Metadata is passed to the receiver as the payload's metadata.
+	Metadata map[string]string `json:"metadata,omitempty" yaml:"metadata,omitempty"`
+}
+
+// Webhook types.
+const (
+	WebhookPreStep = "pre-step"
+	WebhookCheck   = "check"
+	WebhookLoad    = "load"
+)
+
+// Webhook defaults and bounds.
+const (
+	DefaultWebhookTimeout = 10 * time.Second
+	DefaultWebhookRetries = 2
+	MaxWebhookRetries     = 5
+	MaxWebhookTimeout     = 5 * time.Minute
+)
+
+// Attempts is how many times the hook may be posted.
+func (w Webhook) Attempts() int {
+	if w.Retries == nil {
+		return DefaultWebhookRetries + 1
+	}
+	return *w.Retries + 1
+}
+
+// TimeoutOrDefault is the hook's timeout per attempt.
+func (w Webhook) TimeoutOrDefault() time.Duration {
+	if w.Timeout.Duration <= 0 {
+		return DefaultWebhookTimeout
+	}
+	return w.Timeout.Duration
 }
 
 // Match selects requests, as an Istio HTTPMatchRequest: all conditions of

@@ -2,8 +2,10 @@ package specs
 
 import (
 	"fmt"
+	"net/url"
 	"path"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -170,6 +172,7 @@ func (v *validator) release() {
 	}
 
 	v.analysis("spec.analysis", s.Analysis.Interval, s.Analysis.Iterations, s.Analysis.Metrics)
+	v.webhooks("spec.analysis.webhooks", s.Analysis.Webhooks, s.Analysis.Metrics)
 	if s.Analysis.Threshold < 0 {
 		v.fail("spec.analysis.threshold", "must be at least 1, got %d", s.Analysis.Threshold)
 	}
@@ -262,6 +265,14 @@ func (v *validator) stages() {
 			v.analysis(p+".analysis", a.Interval, a.Iterations, a.Metrics)
 			if a.SkipMetrics && len(a.Metrics) > 0 {
 				v.fail(p+".analysis.skipMetrics", "cannot be combined with metrics")
+			}
+			metrics := s.Analysis.Metrics
+			if len(a.Metrics) > 0 {
+				metrics = a.Metrics
+			}
+			v.webhooks(p+".analysis.webhooks", a.Webhooks, metrics)
+			if a.SkipMetrics && slices.ContainsFunc(a.Webhooks, func(w Webhook) bool { return w.Type == WebhookCheck }) {
+				v.fail(p+".analysis.skipMetrics", "cannot be combined with check webhooks")
 			}
 		}
 		if st.Approval != "" && st.Approval != ApprovalManual && st.Approval != ApprovalPullRequest {
@@ -421,6 +432,45 @@ func (v *validator) analysis(p string, interval Duration, iterations int, metric
 		}
 		if m.Interval.Duration < 0 {
 			v.fail(mp+".interval", "must be longer than zero")
+		}
+	}
+}
+
+// webhooks checks a list of webhook gates.
+func (v *validator) webhooks(p string, hooks []Webhook, metrics []Metric) {
+	names := map[string]bool{}
+	for i, w := range hooks {
+		wp := fmt.Sprintf("%s[%d]", p, i)
+		v.dnsLabel(wp+".name", w.Name)
+		if names[w.Name] {
+			v.fail(wp+".name", "webhook %q is listed twice", w.Name)
+		}
+		if slices.ContainsFunc(metrics, func(m Metric) bool { return m.Name == w.Name }) {
+			// Gate values, in the status and on the dashboard, are told
+			// apart by name.
+			v.fail(wp+".name", "%q is also a metric's name; give the webhook its own", w.Name)
+		}
+		names[w.Name] = true
+		switch w.Type {
+		case WebhookPreStep, WebhookCheck, WebhookLoad:
+		case "":
+			v.fail(wp+".type", "is required: %s, %s or %s", WebhookPreStep, WebhookCheck, WebhookLoad)
+		default:
+			v.fail(wp+".type", "must be %s, %s or %s, got %q", WebhookPreStep, WebhookCheck, WebhookLoad, w.Type)
+		}
+		if u, err := url.Parse(w.URL); w.URL == "" {
+			v.fail(wp+".url", "is required")
+		} else if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			v.fail(wp+".url", "must be an http:// or https:// URL with a host")
+		} else if u.User != nil {
+			// The spec is in Git: a credential has no place in it.
+			v.fail(wp+".url", "must not hold a user name or password; receivers check the request's signature (X-Sluice-Signature)")
+		}
+		if d := w.Timeout.Duration; d < 0 || d > MaxWebhookTimeout {
+			v.fail(wp+".timeout", "must be more than 0 and at most %s, got %s", MaxWebhookTimeout, w.Timeout)
+		}
+		if r := w.Retries; r != nil && (*r < 0 || *r > MaxWebhookRetries) {
+			v.fail(wp+".retries", "must be from 0 to %d, got %d", MaxWebhookRetries, *r)
 		}
 	}
 }

@@ -15,6 +15,7 @@ func newApplyCommand() *cobra.Command {
 		name, step, repo        string
 		kubeconfig, kubeContext string
 		dryRun                  string
+		force                   bool
 		wait                    time.Duration
 		limit                   = sizeFlag{n: specs.DefaultMaxSpecSize}
 	)
@@ -27,7 +28,15 @@ order, then the objects Sluice rendered for this release before and no longer
 renders are pruned. Objects without Sluice's ownership labels are never
 touched. An unchanged step makes no write. With --dry-run=server the API
 server validates everything and nothing changes. With --wait, apply waits
-until the step's Deployments are available.`,
+until the step's Deployments are available.
+
+Apply refuses a release the controller (sluice run) manages in this
+cluster, that is whose live objects carry the controller's mark (the
+annotation ` + cluster.AnnotationController + `): a step applied by hand
+fights the controller, which puts its own step back, and may bring back a
+version the release has retired. Change the release spec in Git instead,
+or pass --force to apply anyway (the controller applies its step again at
+its next reconcile).`,
 		Example: `  # Validate the dark launch against the cluster without changing it
   sluice apply examples/catalog/releases/catalog.yaml --step dark-launch --dry-run=server
 
@@ -50,7 +59,11 @@ until the step's Deployments are available.`,
 			if err != nil {
 				return err
 			}
-			res, err := a.Apply(cmd.Context(), cluster.Set{Owner: out.Owner, Objects: out.Objects}, cluster.ApplyOptions{DryRun: dryRun == "server"})
+			set := cluster.Set{Owner: out.Owner, Objects: out.Objects}
+			if err := checkControlled(cmd, a, set, rel.ID(), force, dryRun == "server"); err != nil {
+				return err
+			}
+			res, err := a.Apply(cmd.Context(), set, cluster.ApplyOptions{DryRun: dryRun == "server"})
 			if res != nil {
 				printApplyResult(cmd, res, dryRun == "server")
 			}
@@ -76,9 +89,33 @@ until the step's Deployments are available.`,
 	f.StringVar(&kubeContext, "context", "", "kubeconfig context")
 	f.StringVar(&dryRun, "dry-run", "none", "none, or server to have the API server validate without persisting")
 	f.Lookup("dry-run").NoOptDefVal = "server"
+	f.BoolVar(&force, "force", false, "apply even when the controller manages the release in this cluster")
 	f.DurationVar(&wait, "wait", 0, "wait this long for the step's Deployments to become available (0: do not wait)")
 	limit.register(cmd)
 	return cmd
+}
+
+// checkControlled refuses a release the controller manages in this
+// cluster, unless force; a server dry run, which changes nothing, goes on
+// with a warning.
+func checkControlled(cmd *cobra.Command, a *cluster.Applier, set cluster.Set, release string, force, dryRun bool) error {
+	ref, follows, ok, err := a.Controller(cmd.Context(), set)
+	if err != nil {
+		return fmt.Errorf("look for the controller's objects of %s: %w", release, err)
+	}
+	if !ok {
+		return nil
+	}
+	why := fmt.Sprintf("the controller (sluice run, following %s) manages %s in this cluster: %s carries its annotation %s", follows, release, ref, cluster.AnnotationController)
+	switch {
+	case force:
+		fmt.Fprintf(cmd.ErrOrStderr(), "Warning: %s; applying anyway (--force): the controller applies its own step again at its next reconcile\n", why)
+		return nil
+	case dryRun:
+		fmt.Fprintf(cmd.ErrOrStderr(), "Warning: %s; an apply without --dry-run would be refused without --force\n", why)
+		return nil
+	}
+	return fmt.Errorf("%s. A step applied by hand fights the controller, which puts its own step back, and may bring back a version the release retired: change the release spec in Git instead, or pass --force to apply anyway", why)
 }
 
 func printApplyResult(cmd *cobra.Command, res *cluster.Result, dryRun bool) {

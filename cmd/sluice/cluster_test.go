@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,6 +12,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+
+	"sluice.dev/sluice/cluster"
+	"sluice.dev/sluice/specs"
 )
 
 // diffExit is diff's exit status for err: 0, 1 (differences) or 2.
@@ -141,5 +145,69 @@ func TestGates(t *testing.T) {
 	out, _, err = sluice(ctx, "gates", file, "--prometheus-url", env.PrometheusURL())
 	if !errors.As(err, &exit) || strings.Count(out, "prometheus error: ") != 3 || !strings.Contains(out, "connection refused") {
 		t.Errorf("gates with Prometheus down: %v\n%s", err, out)
+	}
+}
+
+// TestApplyRefusesControlledRelease: `sluice apply` refuses a release whose
+// live objects carry the controller's mark, says why, and applies it with
+// --force; its own earlier applies do not count, and a server dry run goes
+// on with a warning.
+func TestApplyRefusesControlledRelease(t *testing.T) {
+	env := testEnv.Env(t)
+	ctx := t.Context()
+	if err := env.CreateNamespace(ctx, "controlled"); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "catalog.yaml")
+	if err := os.WriteFile(file, []byte(strings.Replace(string(data), "namespace: istioinaction", "namespace: controlled", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	kc := env.KubeconfigPath()
+	apply := func(args ...string) (string, string, error) {
+		return sluice(ctx, append([]string{"apply", file, "--repo", "../../examples/catalog", "--kubeconfig", kc}, args...)...)
+	}
+	for range 2 {
+		if out, _, err := apply("--step", "deploy"); err != nil {
+			t.Fatalf("apply of a release no controller manages: %v\n%s", err, out)
+		}
+	}
+
+	// The controller applies the dark launch, with its mark.
+	_, _, out, err := renderStep(ctx, file, "", "dark-launch", "../../examples/catalog", specs.DefaultMaxSpecSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	controller, err := cluster.New(env.RESTConfig(), cluster.Options{Annotations: map[string]string{cluster.AnnotationController: "file:///srv/releases.git main"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := controller.Apply(ctx, cluster.Set{Owner: out.Owner, Objects: out.Objects}, cluster.ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	stdout, _, err := apply("--step", "canary-30")
+	if err == nil {
+		t.Fatalf("apply of a release the controller manages was not refused:\n%s", stdout)
+	}
+	for _, want := range []string{"the controller (sluice run, following file:///srv/releases.git main) manages controlled/catalog in this cluster",
+		"carries its annotation sluice.dev/controller", "pass --force"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("refusal lacks %q: %v", want, err)
+		}
+	}
+	if stdout != "" {
+		t.Errorf("a refused apply wrote:\n%s", stdout)
+	}
+	stdout, stderr, err := apply("--step", "canary-30", "--dry-run=server")
+	if err != nil || !strings.Contains(stderr, "Warning: the controller") || !strings.Contains(stdout, "configured (server dry run)") {
+		t.Errorf("a server dry run: %v\nstdout:\n%s\nstderr:\n%s", err, stdout, stderr)
+	}
+	stdout, stderr, err = apply("--step", "canary-30", "--force")
+	if err != nil || !strings.Contains(stderr, "applying anyway (--force)") || !strings.Contains(stdout, "VirtualService controlled/catalog-mesh configured") {
+		t.Errorf("apply --force: %v\nstdout:\n%s\nstderr:\n%s", err, stdout, stderr)
 	}
 }

@@ -26,7 +26,18 @@ var (
 	update  = flag.Bool("update", false, "rewrite the golden files under testdata/")
 )
 
-func TestMain(m *testing.M) { os.Exit(testEnv.Main(m)) }
+// runMainEnv, set in the environment, makes the test binary the sluice
+// command itself: the --watch test runs it in a terminal (tmux) without
+// building the binary first.
+const runMainEnv = "SLUICE_TEST_RUN_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(runMainEnv) == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(testEnv.Main(m))
+}
 
 // sluice runs the CLI in process and returns its stdout, stderr and error.
 func sluice(ctx context.Context, args ...string) (string, string, error) {
@@ -83,6 +94,29 @@ func TestPlanAndRender(t *testing.T) {
 	if _, _, err := sluice(ctx, "render", example, "--step", "canary-25"); err == nil || !strings.Contains(err.Error(), `no step "canary-25"`) {
 		t.Errorf("unknown step: %v", err)
 	}
+}
+
+// TestPlanApprovalColumn: the APPROVAL column marks only the step that
+// waits, the first of a stage that needs an approval; the stage's other
+// steps follow once it is approved.
+func TestPlanApprovalColumn(t *testing.T) {
+	data, err := os.ReadFile(example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.NewReplacer(
+		"    - name: canary\n", "    - name: canary\n      approval: manual\n",
+		"    - name: promote\n", "    - name: promote\n      approval: pullRequest\n",
+	).Replace(string(data))
+	file := filepath.Join(t.TempDir(), "catalog.yaml")
+	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := sluice(t.Context(), "plan", file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "plan-approval.txt", out)
 }
 
 func TestValidate(t *testing.T) {
@@ -196,7 +230,8 @@ func TestStatusAndHistory(t *testing.T) {
 	} {
 		st := &record.Status{Release: "istioinaction/catalog", SpecFile: "releases/catalog.yaml", Phase: record.PhaseProgressing,
 			Stable: "v1", Candidate: "v2", Step: tr.step, Weight: 100, Since: time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC),
-			Gates: []record.GateValue{{Metric: "request-success-rate", Value: &rate, Min: &rate, Passed: true}}}
+			Gates: []record.GateValue{{Metric: "request-success-rate", Value: &rate, Min: &rate, Passed: true},
+				record.WebhookValue("smoke-test", "pre-step", 200, true, "")}}
 		data, err := st.Marshal()
 		if err != nil {
 			t.Fatal(err)
@@ -213,7 +248,7 @@ func TestStatusAndHistory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"istioinaction/catalog", "Progressing", "v1 -> v2", "dark-launch", "success-rate 99.5 >= 99.5", "2026-11-25T09:00:00Z"} {
+	for _, want := range []string{"istioinaction/catalog", "Progressing", "v1 -> v2", "dark-launch", "success-rate 99.5 >= 99.5, webhook smoke-test 200", "2026-11-25T09:00:00Z"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)
 		}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -62,88 +61,6 @@ func (f *recordFlags) open(cmd *cobra.Command, repoArg string) (*gitsync.Repo, e
 	return repo, nil
 }
 
-func newStatusCommand() *cobra.Command {
-	var (
-		rf     recordFlags
-		output string
-	)
-	cmd := &cobra.Command{
-		Use:   "status [REPO]",
-		Short: "Show where every release stands, from the record in Git",
-		Long: `Status reads Sluice's status files from a repository (a local clone's
-directory, a URL, or --git-url) and prints every release with its phase,
-step, candidate weight, last gate values and since when. It needs no access
-to the cluster.`,
-		Example: `  sluice status .
-  sluice status https://git.example.com/platform/releases.git -o json`,
-		Args: cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			repo, err := rf.open(cmd, firstArg(args))
-			if err != nil {
-				return err
-			}
-			head, _, err := repo.Head()
-			if err != nil {
-				return err
-			}
-			tree, err := repo.Tree(cmd.Context(), head)
-			if err != nil {
-				return err
-			}
-			dir, err := rf.dir()
-			if err != nil {
-				return err
-			}
-			list, err := record.ReadAll(tree, dir)
-			if err != nil {
-				return err
-			}
-			switch output {
-			case "json":
-				if list == nil {
-					list = []*record.Status{}
-				}
-				return writeJSON(cmd.OutOrStdout(), list)
-			case "", "table":
-				return statusTable(cmd.OutOrStdout(), list, time.Now())
-			}
-			return fmt.Errorf("unknown output format %q (use table or json)", output)
-		},
-	}
-	rf.register(cmd)
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
-	return cmd
-}
-
-func statusTable(w io.Writer, list []*record.Status, now time.Time) error {
-	if len(list) == 0 {
-		_, err := fmt.Fprintln(w, "No releases recorded yet.")
-		return err
-	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "RELEASE\tPHASE\tVERSIONS\tSTEP\tWEIGHT\tGATES\tSINCE\tREASON")
-	for _, s := range list {
-		versions := s.Stable
-		if s.Candidate != "" && s.Phase != record.PhasePromoted {
-			versions += " -> " + s.Candidate
-		}
-		gates := make([]string, len(s.Gates))
-		for i, g := range s.Gates {
-			gates[i] = g.String()
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d%%\t%s\t%s\t%s\n", s.Release, s.Phase, versions, orNone(s.Step), s.Weight,
-			orNone(strings.Join(gates, ", ")), since(s.Since, now), orNone(s.Reason()))
-	}
-	return tw.Flush()
-}
-
-func since(t, now time.Time) string {
-	if t.IsZero() {
-		return "-"
-	}
-	return fmt.Sprintf("%s (%s ago)", t.UTC().Format(time.RFC3339), now.Sub(t).Round(time.Second))
-}
-
 func newHistoryCommand() *cobra.Command {
 	var (
 		rf     recordFlags
@@ -196,13 +113,6 @@ to the cluster.`,
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
 	cmd.Flags().IntVar(&limit, "limit", 0, "show at most this many transitions (0: all)")
 	return cmd
-}
-
-func firstArg(args []string) string {
-	if len(args) > 0 {
-		return args[0]
-	}
-	return ""
 }
 
 func secondArg(args []string) string {

@@ -33,6 +33,7 @@ import (
 	"sluice.dev/sluice/record"
 	"sluice.dev/sluice/server"
 	"sluice.dev/sluice/specs"
+	"sluice.dev/sluice/webhook"
 )
 
 // gitFlags are the flags that name a Git remote and its credentials.
@@ -103,6 +104,7 @@ type runFlags struct {
 	notifyConfig, commitURL string
 	releaseSelector         string
 	cluster                 string
+	gateWebhookSecretFile   string
 }
 
 func newRunCommand() *cobra.Command {
@@ -162,6 +164,7 @@ given on the command line wins.`,
 	f.DurationVar(&fl.commitLinger, "commit-linger", reconciler.DefaultCommitLinger, "how long status records of releases that move together are gathered into one commit")
 	f.StringVar(&fl.notifyConfig, "notifications-config", "", "YAML file of the chat and webhook channels told about release transitions; empty disables")
 	f.StringVar(&fl.commitURL, "commit-url", "", "link of a commit in notifications, {commit} replaced by its hash (e.g. https://git.example.com/org/repo/commit/{commit})")
+	f.StringVar(&fl.gateWebhookSecretFile, "gate-webhook-secret-file", "", "file holding the key that signs the webhook gates' requests (X-Sluice-Signature: sha256=<HMAC-SHA256 of the body>), read at every call; empty: unsigned")
 	f.StringVar(&fl.pprofListen, "pprof-listen", "", "address to serve Go's net/http/pprof profiles on (e.g. 127.0.0.1:6060); empty disables")
 	f.StringVar(&fl.forge, "forge", "", "the forge hosting --git-url, for commit statuses and approval pull requests: gitea, github or gitlab; empty disables")
 	f.StringVar(&fl.forgeURL, "forge-url", "", "the forge's address: Gitea's or GitLab's root URL, GitHub's API URL (empty: api.github.com; a GitHub Enterprise Server's address gets /api/v3/)")
@@ -278,7 +281,10 @@ func runController(ctx context.Context, stderr io.Writer, fl *runFlags) error {
 		}
 		defer stop()
 	}
-	applier, err := cluster.New(restCfg, cluster.Options{Log: log.With("component", "cluster")})
+	// The mark on every object it applies tells `sluice apply` that this
+	// controller manages the release, and which Git branch it follows.
+	applier, err := cluster.New(restCfg, cluster.Options{Log: log.With("component", "cluster"),
+		Annotations: map[string]string{cluster.AnnotationController: repo.URL() + " " + repo.Branch()}})
 	if err != nil {
 		return err
 	}
@@ -347,11 +353,15 @@ func runController(ctx context.Context, stderr io.Writer, fl *runFlags) error {
 	if err != nil {
 		return err
 	}
+	// Load webhooks run in the background; they end with ctx.
+	hooks := webhook.New(webhook.Options{SecretFile: fl.gateWebhookSecretFile, UserAgent: "sluice/" + version})
+	defer hooks.Wait()
 	rec, err = reconciler.New(reconciler.Config{
 		Repo: repo, Cluster: applier, Gates: g, Selector: selector, ClusterName: fl.cluster,
 		Paths: fl.paths, StatusDir: statusDir, MaxSpecSize: cmp.Or(fl.maxSpecSize.n, -1), SyncInterval: fl.interval, Workers: fl.workers,
 		AllowedNamespaces: fl.namespaces, ProgressDeadline: fl.progress, ReapplyInterval: fl.reapply,
 		CommitLinger: fl.commitLinger, Forge: fp, OnDelete: fl.onDelete,
+		Webhooks: hooks,
 		Observer: observers,
 		Log:      log,
 	})

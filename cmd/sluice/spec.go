@@ -7,16 +7,13 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"maps"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
-	"sigs.k8s.io/yaml"
 
 	"sluice.dev/sluice/renderer"
 	"sluice.dev/sluice/specs"
@@ -339,7 +336,7 @@ func planTable(w io.Writer, rel *specs.Release, steps []specs.Step) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "#\tSTEP\tKIND\tCANDIDATE TRAFFIC\tGATES\tAPPROVAL")
 	for _, s := range steps {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", s.Index, s.Name, s.Kind, traffic(s), describeGates(s.Gates), orNone(s.Approval))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", s.Index, s.Name, s.Kind, traffic(s), describeGates(s.Gates), orNone(approvalText(s)))
 	}
 	return tw.Flush()
 }
@@ -360,40 +357,24 @@ func traffic(s specs.Step) string {
 	}
 	t := fmt.Sprintf("%d%%", s.Weight)
 	if len(s.Match) > 0 {
-		t += " of " + describeMatch(s.Match)
+		t += " of " + specs.DescribeMatch(s.Match)
 	}
 	return t
 }
 
-func describeMatch(ms []specs.Match) string {
-	var parts []string
-	for _, m := range ms {
-		var conds []string
-		for _, n := range slices.Sorted(maps.Keys(m.Headers)) {
-			h := m.Headers[n]
-			switch {
-			case h.Exact != "":
-				conds = append(conds, fmt.Sprintf("%s=%s", n, h.Exact))
-			case h.Prefix != "":
-				conds = append(conds, fmt.Sprintf("%s=%s*", n, h.Prefix))
-			default:
-				conds = append(conds, fmt.Sprintf("%s~%s", n, h.Regex))
-			}
-		}
-		if m.Cookie != nil {
-			conds = append(conds, fmt.Sprintf("cookie %s=%s", m.Cookie.Name, m.Cookie.Value))
-		}
-		if len(m.SourceLabels) > 0 {
-			b, _ := yaml.Marshal(m.SourceLabels)
-			conds = append(conds, "from "+strings.TrimSpace(strings.ReplaceAll(string(b), "\n", ",")))
-		}
-		parts = append(parts, strings.Join(conds, " and "))
+func describeGates(g specs.Gates) string {
+	out := describeMetrics(g)
+	for _, w := range g.Webhooks {
+		out += fmt.Sprintf("; webhook %s (%s)", w.Name, w.Type)
 	}
-	return strings.Join(parts, " or ")
+	return out
 }
 
-func describeGates(g specs.Gates) string {
+func describeMetrics(g specs.Gates) string {
 	if len(g.Metrics) == 0 {
+		if g.HasChecks() {
+			return fmt.Sprintf("every %s x%d", specs.Duration{Duration: g.Interval}, g.Iterations)
+		}
 		return "available"
 	}
 	var ms []string

@@ -366,10 +366,13 @@ func (s *Simulator) Versions() map[string]Behavior {
 	return out
 }
 
-// SetRate changes the request rate from now on.
+// SetRate changes the request rate from now on; 0 stops the traffic (a
+// quiet service) until the next SetRate.
 func (s *Simulator) SetRate(rps float64) error {
-	if err := checkRPS(rps); err != nil {
-		return err
+	if rps != 0 {
+		if err := checkRPS(rps); err != nil {
+			return err
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
