@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"path"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -43,6 +44,9 @@ func waitClusterStatus(t testing.TB, s *stack.Stack, cluster string, timeout tim
 	}
 	return last
 }
+
+// syncedHead finds the heads a Sluice's log says it synced.
+var syncedHead = regexp.MustCompile(`msg="git sync" .*head=([0-9a-f]{40})`)
 
 func envDeployments(t testing.TB, env *testenv.Env, ns string) []string {
 	t.Helper()
@@ -109,11 +113,12 @@ func TestOneRepositoryTwoClusters(t *testing.T) {
 	}
 
 	// The candidate is for staging alone.
-	if _, err := s.EditAndPush(ctx, "catalog v2 on staging only", func(read func(string) string) map[string]string {
+	pushed, err := s.EditAndPush(ctx, "catalog v2 on staging only", func(read func(string) string) map[string]string {
 		spec := read(stack.ReleaseFile)
 		spec = strings.Replace(spec, "  stable: v1\n", "  clusters: [staging]\n  stable: v1\n  candidate: v2\n", 1)
 		return map[string]string{stack.ReleaseFile: spec}
-	}); err != nil {
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"staging", "prod"} {
@@ -131,9 +136,21 @@ func TestOneRepositoryTwoClusters(t *testing.T) {
 		t.Fatalf("%v; have %v", err, envDeployments(t, staging, s.Namespace))
 	}
 
-	// Prod saw every push (its log says it synced them) and did nothing:
+	// Prod saw the push (its log says it synced it) and did nothing:
 	// v1 runs, its status file is the one it wrote before, and it neither
 	// deleted the release nor committed for it.
+	err = stack.WaitFor(ctx, time.Minute, 250*time.Millisecond, "prod synced the push", func(ctx context.Context) (bool, error) {
+		// The push, or a later commit of staging's, was synced.
+		for _, m := range syncedHead.FindAllStringSubmatch(s.ReplicaLog("prod"), -1) {
+			if _, err := s.GitRemote(ctx, "merge-base", "--is-ancestor", strings.TrimSpace(pushed), m[1]); err == nil {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if got := envDeployments(t, prod, s.Namespace); !slices.Equal(got, []string{"catalog-v1"}) {
 		t.Errorf("prod runs %v, want catalog-v1 alone", got)
 	}
