@@ -30,11 +30,14 @@ bench: ## run the Go benchmarks of the pieces
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 BENCH_N ?= 100,1000,5000
+# The benchmarks run sluice as deploy/deployment.yaml does: with its
+# GOMEMLIMIT (the Go runtime's soft memory limit below the container's).
+BENCH_GOMEMLIMIT ?= $(shell awk '/name: GOMEMLIMIT/ {getline; print $$2}' deploy/deployment.yaml)
 bench-release: build test-tools ## time one good and one bad release of examples/catalog on the local stack
-	$(GO) run ./cmd/sluice-bench -release-timing -sluice $(BIN)/sluice -json internal/bench/release-timing.json
+	$(GO) run ./cmd/sluice-bench -release-timing -sluice $(BIN)/sluice -sluice-env GOMEMLIMIT=$(BENCH_GOMEMLIMIT) -json internal/bench/release-timing.json
 
 bench-scale: build test-tools ## measure sluice with 100, 1,000 and 5,000 releases on the local test cluster (BENCH_N=...)
-	$(GO) run ./cmd/sluice-bench -n $(BENCH_N) -sluice $(BIN)/sluice -json internal/bench/results.json
+	$(GO) run ./cmd/sluice-bench -n $(BENCH_N) -sluice $(BIN)/sluice -sluice-env GOMEMLIMIT=$(BENCH_GOMEMLIMIT) -json internal/bench/results.json
 
 fuzz: ## fuzz the release spec parser for a minute
 	$(GO) test ./specs -run '^$$' -fuzz FuzzParse -fuzztime 60s

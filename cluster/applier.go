@@ -22,12 +22,8 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/tools/cache"
 
 	"sluice.dev/sluice/specs"
@@ -64,6 +60,7 @@ func DefaultPruneKinds() []schema.GroupKind {
 		{Group: "autoscaling", Kind: "HorizontalPodAutoscaler"},
 		{Group: "networking.istio.io", Kind: "DestinationRule"},
 		{Group: "networking.istio.io", Kind: "VirtualService"},
+		{Group: "gateway.networking.k8s.io", Kind: "HTTPRoute"},
 	}
 }
 
@@ -85,8 +82,7 @@ type Options struct {
 // concurrent use by multiple goroutines on different releases.
 type Applier struct {
 	dyn          dynamic.Interface
-	kube         kubernetes.Interface
-	mapper       *restmapper.DeferredDiscoveryRESTMapper
+	mapper       *discovery
 	fieldManager string
 	log          *slog.Logger
 	pruneKinds   []schema.GroupKind
@@ -152,18 +148,13 @@ func New(cfg *rest.Config, opts Options) (*Applier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new applier: dynamic client: %w", err)
 	}
-	kube, err := kubernetes.NewForConfigAndClient(cfg, httpClient)
-	if err != nil {
-		return nil, fmt.Errorf("new applier: kubernetes client: %w", err)
-	}
-	dc, err := discovery.NewDiscoveryClientForConfigAndClient(cfg, httpClient)
+	dc, err := newDiscovery(cfg, httpClient)
 	if err != nil {
 		return nil, fmt.Errorf("new applier: discovery client: %w", err)
 	}
 	a := &Applier{
 		dyn:          dyn,
-		kube:         kube,
-		mapper:       restmapper.NewDeferredDiscoveryRESTMapperWithContext(memory.NewMemCacheClientWithContext(dc)),
+		mapper:       dc,
 		fieldManager: opts.FieldManager,
 		log:          opts.Log,
 		pruneKinds:   opts.PruneKinds,
@@ -434,11 +425,11 @@ func (a *Applier) resolve(ctx context.Context, items []*item) error {
 	reset := false
 	for _, it := range items {
 		gvk := it.obj.GroupVersionKind()
-		m, err := a.mapper.RESTMappingWithContext(ctx, gvk.GroupKind(), gvk.Version)
+		m, err := a.mapper.RESTMapping(ctx, gvk.GroupKind(), gvk.Version)
 		if meta.IsNoMatchError(err) && !reset {
 			reset = true
-			a.mapper.ResetWithContext(ctx)
-			m, err = a.mapper.RESTMappingWithContext(ctx, gvk.GroupKind(), gvk.Version)
+			a.mapper.Reset()
+			m, err = a.mapper.RESTMapping(ctx, gvk.GroupKind(), gvk.Version)
 		}
 		if meta.IsNoMatchError(err) {
 			return fmt.Errorf("%s: the API server does not serve %s (is its CRD installed?)", it.ref, gvk)
@@ -475,7 +466,7 @@ func (a *Applier) listKinds(ctx context.Context, items []*item, pruneKinds []sch
 			continue
 		}
 		seen[gk] = true
-		m, err := a.mapper.RESTMappingWithContext(ctx, gk)
+		m, err := a.mapper.RESTMapping(ctx, gk)
 		if meta.IsNoMatchError(err) {
 			continue
 		}
@@ -621,6 +612,9 @@ func (a *Applier) classify(ctx context.Context, release string, it *item, live m
 		a.log.Info("taking over an object without the release's owner labels", "release", release, "object", it.ref.String())
 	}
 	it.action = actUpdate
+	if it.key.gk == httpRouteKind {
+		mergeRoute(it, cur)
+	}
 	if cur.GetAnnotations()[AnnotationAppliedHash] != it.hash {
 		return nil
 	}

@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
@@ -20,14 +18,14 @@ func (a *Applier) Available(ctx context.Context, namespace, name string) (bool, 
 	// else is read fresh, so a reason or a rollback never rests on a
 	// cache that lags.
 	if u, _ := a.cache.get(schema.GroupKind{Group: "apps", Kind: "Deployment"}, namespace, name); u != nil {
-		var d appsv1.Deployment
+		var d deployment
 		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &d); err == nil {
 			if ok, err := rolledOut(&d); ok && err == nil {
 				return true, "", nil
 			}
 		}
 	}
-	d, err := a.kube.AppsV1().Deployments(namespace).Get(ctx, name, metav1.GetOptions{})
+	d, err := a.getDeployment(ctx, namespace, name)
 	if apierrors.IsNotFound(err) {
 		return false, "the Deployment does not exist", nil
 	}

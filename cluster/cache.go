@@ -10,8 +10,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 
 	"sluice.dev/sluice/specs"
@@ -43,19 +44,16 @@ func (a *Applier) WatchLive(ctx context.Context) error {
 	if a.cache != nil {
 		return errors.New("watch live objects: already watching")
 	}
-	factory := dynamicinformer.NewFilteredDynamicSharedInformerFactory(a.dyn, 0, metav1.NamespaceAll, func(o *metav1.ListOptions) {
-		o.LabelSelector = LabelManagedBy + "=" + specs.ManagedByValue
-	})
 	c := &liveCache{kinds: map[schema.GroupKind]cache.SharedIndexInformer{}}
 	for _, gk := range a.pruneKinds {
-		m, err := a.mapper.RESTMappingWithContext(ctx, gk)
+		m, err := a.mapper.RESTMapping(ctx, gk)
 		if meta.IsNoMatchError(err) {
 			continue // nothing of a kind the server does not serve
 		}
 		if err != nil {
 			return fmt.Errorf("watch live objects: map %s to a resource: %w", gk, err)
 		}
-		inf := factory.ForResource(m.Resource).Informer()
+		inf := a.informer(m.Resource)
 		gvk := m.GroupVersionKind
 		// Only what Apply compares is kept: managed fields are most of a
 		// live object's size, and list items may lack apiVersion and kind.
@@ -68,15 +66,6 @@ func (a *Applier) WatchLive(ctx context.Context) error {
 		}); err != nil {
 			return fmt.Errorf("watch live objects: %w", err)
 		}
-		if err := inf.AddIndexers(cache.Indexers{releaseIndex: func(obj any) ([]string, error) {
-			u, ok := obj.(*unstructured.Unstructured)
-			if !ok {
-				return nil, nil
-			}
-			return []string{releaseKey(u.GetLabels())}, nil
-		}}); err != nil {
-			return fmt.Errorf("watch live objects: %w", err)
-		}
 		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(obj any) { a.changed(obj, true) },
 			UpdateFunc: func(old, cur any) { a.changedUpdate(old, cur) },
@@ -86,15 +75,45 @@ func (a *Applier) WatchLive(ctx context.Context) error {
 		}
 		c.kinds[gk] = inf
 	}
-	factory.Start(ctx.Done())
-	synced := factory.WaitForCacheSync(ctx.Done())
-	for gvr, ok := range synced {
-		if !ok {
-			return fmt.Errorf("watch live objects: %s did not sync: %w", gvr.Resource, context.Cause(ctx))
+	for _, inf := range c.kinds {
+		go inf.RunWithContext(ctx)
+	}
+	for gk, inf := range c.kinds {
+		if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+			return fmt.Errorf("watch live objects: %s did not sync: %w", gk, context.Cause(ctx))
 		}
 	}
 	a.cache = c
 	return nil
+}
+
+// informer watches one resource's objects labelled managed-by=sluice, in
+// every namespace, indexed by release. It is what client-go's dynamic
+// informer factory would make, without the namespace index nothing reads,
+// and without that package's import of every typed informer and lister.
+func (a *Applier) informer(gvr schema.GroupVersionResource) cache.SharedIndexInformer {
+	client := a.dyn.Resource(gvr)
+	selector := func(o metav1.ListOptions) metav1.ListOptions {
+		o.LabelSelector = LabelManagedBy + "=" + specs.ManagedByValue
+		return o
+	}
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return client.List(ctx, selector(o))
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return client.Watch(ctx, selector(o))
+		},
+	}
+	indexers := cache.Indexers{releaseIndex: func(obj any) ([]string, error) {
+		u, ok := obj.(*unstructured.Unstructured)
+		if !ok {
+			return nil, nil
+		}
+		return []string{releaseKey(u.GetLabels())}, nil
+	}}
+	return cache.NewSharedIndexInformerWithOptions(cache.ToListWatcherWithWatchListSemantics(lw, a.dyn), &unstructured.Unstructured{},
+		cache.SharedIndexInformerOptions{Indexers: indexers, ObjectDescription: gvr.String()})
 }
 
 // changedUpdate reports an update unless only the resource version moved

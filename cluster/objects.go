@@ -67,6 +67,11 @@ func rankOf(gk schema.GroupKind) int {
 		return rankWorkload
 	case "autoscaling", "policy":
 		return rankWorkloadPolicy
+	case "gateway.networking.k8s.io":
+		if gk.Kind == "HTTPRoute" {
+			// After the per-version Services its backends name.
+			return rankVirtualService
+		}
 	case "networking.istio.io":
 		switch gk.Kind {
 		case "DestinationRule":

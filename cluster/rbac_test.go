@@ -45,6 +45,7 @@ func TestRBAC(t *testing.T) {
 	// The authorizer learns of new bindings through a watch; wait for it.
 	for _, attrs := range []authorizationv1.ResourceAttributes{
 		{Namespace: ns, Verb: "patch", Group: "networking.istio.io", Resource: "virtualservices"},
+		{Namespace: ns, Verb: "patch", Group: "gateway.networking.k8s.io", Resource: "httproutes"},
 		{Verb: "watch", Group: "autoscaling", Resource: "horizontalpodautoscalers"},
 		{Verb: "watch", Resource: "secrets"},
 	} {
@@ -98,6 +99,19 @@ func TestRBAC(t *testing.T) {
 			t.Fatalf("watch live objects as the sluice ServiceAccount: %v", err)
 		}
 		applyAutoscaledRelease(ctx, t, a, counter, kubernetes.NewForConfigOrDie(testEnv.Env(t).RESTConfig()), newNamespace(t))
+	})
+
+	t.Run("gateway API release", func(t *testing.T) {
+		// HTTPRoutes and per-version Services, read from watches, and
+		// the routes' status read back.
+		a, err := New(saCfg, Options{Log: testLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.WatchLive(ctx); err != nil {
+			t.Fatalf("watch live objects as the sluice ServiceAccount: %v", err)
+		}
+		applyGatewayAPIRelease(ctx, t, a, newNamespace(t))
 	})
 
 	forbidden := []struct {

@@ -10,11 +10,10 @@ import (
 	"strings"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
 )
@@ -58,7 +57,7 @@ func (a *Applier) waitCRDs(ctx context.Context, items []*item, opts ApplyOptions
 		}
 	}
 	if changed {
-		a.mapper.ResetWithContext(ctx)
+		a.mapper.Reset()
 	}
 	return nil
 }
@@ -85,10 +84,9 @@ func (a *Applier) WaitAvailable(ctx context.Context, namespace, name string, dea
 	}
 	waitCtx, cancel := context.WithTimeout(ctx, deadline)
 	defer cancel()
-	deployments := a.kube.AppsV1().Deployments(namespace)
 	var lastErr error
 	err := wait.PollUntilContextCancel(waitCtx, waitPollInterval, true, func(ctx context.Context) (bool, error) {
-		d, err := deployments.Get(ctx, name, metav1.GetOptions{})
+		d, err := a.getDeployment(ctx, namespace, name)
 		switch {
 		case apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err):
 			return false, err
@@ -126,12 +124,12 @@ func (a *Applier) WaitAvailable(ctx context.Context, namespace, name string, dea
 }
 
 // rolledOut is the Deployment check kubectl rollout status makes.
-func rolledOut(d *appsv1.Deployment) (bool, error) {
+func rolledOut(d *deployment) (bool, error) {
 	if d.Generation > d.Status.ObservedGeneration {
 		return false, nil
 	}
 	for _, c := range d.Status.Conditions {
-		if c.Type == appsv1.DeploymentProgressing && c.Reason == "ProgressDeadlineExceeded" {
+		if c.Type == deploymentProgressing && c.Reason == reasonProgressDeadlineExceed {
 			return false, errProgressDeadline
 		}
 	}
@@ -149,7 +147,7 @@ const maxPodsExplained = 3
 // explainDeployment says why a Deployment is not available, from its
 // status, its newest ReplicaSet and its pods.
 func (a *Applier) explainDeployment(ctx context.Context, namespace, name string) string {
-	d, err := a.kube.AppsV1().Deployments(namespace).Get(ctx, name, metav1.GetOptions{})
+	d, err := a.getDeployment(ctx, namespace, name)
 	if apierrors.IsNotFound(err) {
 		return "the Deployment does not exist"
 	}
@@ -177,21 +175,27 @@ func (a *Applier) explainDeployment(ctx context.Context, namespace, name string)
 	}
 	// The controller copies a ReplicaSet's failure to the Deployment; read
 	// the ReplicaSet only when it has not (yet).
-	if rs := a.newestReplicaSet(ctx, d, selector.String()); rs != nil && !slices.ContainsFunc(s.Conditions, func(c appsv1.DeploymentCondition) bool {
-		return c.Type == appsv1.DeploymentReplicaFailure
+	if rs := a.newestReplicaSet(ctx, d, selector.String()); rs != nil && !slices.ContainsFunc(s.Conditions, func(c statusCondition) bool {
+		return c.Type == deploymentReplicaFailure
 	}) {
 		for _, c := range rs.Status.Conditions {
-			if c.Type == appsv1.ReplicaSetReplicaFailure && c.Status == corev1.ConditionTrue {
+			if c.Type == replicaSetReplicaFailure && c.Status == conditionTrue {
 				parts = append(parts, fmt.Sprintf("replicaset %s: %s", rs.Name, condition(string(c.Type), string(c.Status), c.Reason, c.Message)))
 			}
 		}
 	}
-	pods, err := a.kube.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: selector.String()})
-	if err != nil {
+	var items []pod
+	if err := a.listTyped(ctx, podsResource, namespace, selector.String(), func(u *unstructured.Unstructured) error {
+		var p pod
+		if err := fromUnstructured(u, &p); err != nil {
+			return err
+		}
+		items = append(items, p)
+		return nil
+	}); err != nil {
 		return strings.Join(append(parts, fmt.Sprintf("cannot list pods: %v", err)), "; ")
 	}
-	items := pods.Items
-	slices.SortFunc(items, func(x, y corev1.Pod) int { return cmp.Compare(x.Name, y.Name) })
+	slices.SortFunc(items, func(x, y pod) int { return cmp.Compare(x.Name, y.Name) })
 	var explained []string
 	for i := range items {
 		if why := podNotReady(&items[i]); why != "" && len(explained) < maxPodsExplained {
@@ -209,31 +213,78 @@ func (a *Applier) explainDeployment(ctx context.Context, namespace, name string)
 
 // newestReplicaSet returns the Deployment's ReplicaSet with the highest
 // revision, or nil.
-func (a *Applier) newestReplicaSet(ctx context.Context, d *appsv1.Deployment, selector string) *appsv1.ReplicaSet {
-	list, err := a.kube.AppsV1().ReplicaSets(d.Namespace).List(ctx, metav1.ListOptions{LabelSelector: selector})
-	if err != nil {
-		return nil
-	}
-	var newest *appsv1.ReplicaSet
-	for i := range list.Items {
-		rs := &list.Items[i]
-		if !metav1.IsControlledBy(rs, d) {
-			continue
+func (a *Applier) newestReplicaSet(ctx context.Context, d *deployment, selector string) *replicaSet {
+	var newest *replicaSet
+	err := a.listTyped(ctx, replicaSetsResource, d.Namespace, selector, func(u *unstructured.Unstructured) error {
+		rs := &replicaSet{}
+		if err := fromUnstructured(u, rs); err != nil {
+			return err
 		}
-		if newest == nil || revision(rs) > revision(newest) {
+		if metav1.IsControlledBy(rs, d) && (newest == nil || revision(rs) > revision(newest)) {
 			newest = rs
 		}
+		return nil
+	})
+	if err != nil {
+		return nil
 	}
 	return newest
 }
 
-func revision(rs *appsv1.ReplicaSet) int64 {
+// The built-in resources WaitAvailable, Available and their diagnoses
+// read, with the dynamic client (see workloads.go).
+const (
+	deploymentsResource = "deployments"
+	replicaSetsResource = "replicasets"
+	podsResource        = "pods"
+)
+
+func builtin(resource string) schema.GroupVersionResource {
+	if resource == podsResource {
+		return schema.GroupVersionResource{Version: "v1", Resource: resource}
+	}
+	return schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: resource}
+}
+
+// getDeployment reads a Deployment from the API server.
+func (a *Applier) getDeployment(ctx context.Context, namespace, name string) (*deployment, error) {
+	u, err := a.dyn.Resource(builtin(deploymentsResource)).Namespace(namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	d := &deployment{}
+	if err := fromUnstructured(u, d); err != nil {
+		return nil, fmt.Errorf("deployment %s/%s: %w", namespace, name, err)
+	}
+	return d, nil
+}
+
+// listTyped lists a resource's objects in a namespace matching selector
+// and hands each to fn.
+func (a *Applier) listTyped(ctx context.Context, resource string, namespace, selector string, fn func(*unstructured.Unstructured) error) error {
+	list, err := a.dyn.Resource(builtin(resource)).Namespace(namespace).List(ctx, metav1.ListOptions{LabelSelector: selector})
+	if err != nil {
+		return err
+	}
+	for i := range list.Items {
+		if err := fn(&list.Items[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func fromUnstructured(u *unstructured.Unstructured, into any) error {
+	return runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, into)
+}
+
+func revision(rs *replicaSet) int64 {
 	r, _ := strconv.ParseInt(rs.Annotations["deployment.kubernetes.io/revision"], 10, 64)
 	return r
 }
 
 // podNotReady describes why a pod is not ready, or returns "" if it is.
-func podNotReady(p *corev1.Pod) string {
+func podNotReady(p *pod) string {
 	if p.DeletionTimestamp != nil {
 		return ""
 	}
@@ -241,9 +292,9 @@ func podNotReady(p *corev1.Pod) string {
 	ready := false
 	for _, c := range p.Status.Conditions {
 		switch {
-		case c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue:
+		case c.Type == podReady && c.Status == conditionTrue:
 			ready = true
-		case c.Type == corev1.PodReady, c.Type == corev1.PodScheduled && c.Status != corev1.ConditionTrue:
+		case c.Type == podReady, c.Type == podScheduled && c.Status != conditionTrue:
 			why = append(why, condition(string(c.Type), string(c.Status), c.Reason, c.Message))
 		}
 	}

@@ -185,6 +185,7 @@ func serviceAccountRelease(t *testing.T) {
 		t.Fatal(err)
 	}
 	sa := kubernetes.NewForConfigOrDie(saCfg)
+	saDyn := dynamic.NewForConfigOrDie(saCfg)
 	// The authorizer learns of new bindings through a watch; wait for it.
 	for _, attrs := range []authorizationv1.ResourceAttributes{
 		{Namespace: s.Namespace, Verb: "patch", Group: "networking.istio.io", Resource: "virtualservices"},
@@ -219,7 +220,7 @@ func serviceAccountRelease(t *testing.T) {
 		Repo: repo, Cluster: applier, Gates: ev,
 		SyncInterval: interval, ProgressDeadline: 2 * time.Minute, ReapplyInterval: 10 * time.Second,
 		AllowedNamespaces: []string{s.Namespace},
-		Observer:          observe.NewEvents(sa.EventsV1(), identity, log),
+		Observer:          observe.NewEvents(saDyn, identity, log),
 		Log:               log,
 	})
 	if err != nil {
@@ -229,7 +230,7 @@ func serviceAccountRelease(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- leader.Run(runCtx, leader.Config{
-			Client: sa.CoordinationV1(), Namespace: sluiceNamespace, Name: "sluice-e2e", Identity: identity,
+			Client: leader.NewLeases(saDyn), Namespace: sluiceNamespace, Name: "sluice-e2e", Identity: identity,
 			LeaseDuration: testLeaderElection.LeaseDuration, RenewDeadline: testLeaderElection.RenewDeadline, RetryPeriod: testLeaderElection.RetryPeriod,
 			Log: log,
 		}, rec.Run)

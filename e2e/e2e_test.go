@@ -91,7 +91,10 @@ func newStackThreshold(t testing.TB, namespace string, threshold int) *stack.Sta
 func startStack(t testing.TB, opts stack.Options) *stack.Stack {
 	t.Helper()
 	env := testEnv.Env(t)
-	opts.Env, opts.Sluice, opts.Example = env, sluiceBinary(t), "../examples/catalog"
+	opts.Env, opts.Sluice = env, sluiceBinary(t)
+	if opts.Example == "" {
+		opts.Example = "../examples/catalog"
+	}
 	opts.Interval, opts.Window = interval, window
 	if opts.CohortShare == 0 {
 		opts.CohortShare = 0.2

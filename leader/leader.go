@@ -1,7 +1,7 @@
 // Package leader elects one of Sluice's replicas to reconcile, with
-// client-go's leader election on a coordination.k8s.io Lease: the leader
-// renews the Lease every retry period; the others stand by and take over
-// once it has not been renewed for a lease duration.
+// client-go's leader election algorithm on a coordination.k8s.io Lease:
+// the leader renews the Lease every retry period; the others stand by and
+// take over once it has not been renewed for a lease duration.
 package leader
 
 import (
@@ -14,11 +14,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	coordinationv1 "k8s.io/client-go/kubernetes/typed/coordination/v1"
-	"k8s.io/client-go/tools/leaderelection"
-	"k8s.io/client-go/tools/leaderelection/resourcelock"
 )
 
 // Defaults, as Kubernetes' own controllers use.
@@ -36,7 +31,8 @@ var ErrLost = errors.New("leader election lost")
 
 // Config configures an election.
 type Config struct {
-	Client coordinationv1.LeasesGetter
+	// Client reads and writes the Lease; see NewLeases.
+	Client Leases
 	// Namespace and Name of the Lease.
 	Namespace, Name string
 	// Identity names this replica in the Lease; see NewIdentity.
@@ -91,8 +87,8 @@ func (c *Config) validate() error {
 	if c.LeaseDuration <= c.RenewDeadline {
 		return fmt.Errorf("leader election: lease duration %s must be longer than the renew deadline %s", c.LeaseDuration, c.RenewDeadline)
 	}
-	if float64(c.RenewDeadline) <= leaderelection.JitterFactor*float64(c.RetryPeriod) {
-		return fmt.Errorf("leader election: renew deadline %s must be longer than %.1f times the retry period %s", c.RenewDeadline, leaderelection.JitterFactor, c.RetryPeriod)
+	if float64(c.RenewDeadline) <= jitterFactor*float64(c.RetryPeriod) {
+		return fmt.Errorf("leader election: renew deadline %s must be longer than %.1f times the retry period %s", c.RenewDeadline, jitterFactor, c.RetryPeriod)
 	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
@@ -110,11 +106,6 @@ func Run(ctx context.Context, cfg Config, lead func(context.Context) error) erro
 		return err
 	}
 	log := cfg.Log.With("lease", cfg.Namespace+"/"+cfg.Name, "identity", cfg.Identity)
-	lock := &resourcelock.LeaseLock{
-		LeaseMeta:  metav1.ObjectMeta{Namespace: cfg.Namespace, Name: cfg.Name},
-		Client:     cfg.Client,
-		LockConfig: resourcelock.ResourceLockConfig{Identity: cfg.Identity},
-	}
 	// The elector has its own context: it must keep renewing the Lease
 	// until lead has returned, even after ctx has ended.
 	electCtx, stopElect := context.WithCancel(context.WithoutCancel(ctx))
@@ -128,15 +119,11 @@ func Run(ctx context.Context, cfg Config, lead func(context.Context) error) erro
 		leadErr  error
 		lost     bool
 	)
-	elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
-		Lock:            lock,
-		LeaseDuration:   cfg.LeaseDuration,
-		RenewDeadline:   cfg.RenewDeadline,
-		RetryPeriod:     cfg.RetryPeriod,
-		ReleaseOnCancel: true,
-		Name:            cfg.Name,
-		Callbacks: leaderelection.LeaderCallbacks{
-			OnStartedLeading: func(context.Context) {
+	el := &elector{
+		cfg: cfg,
+		log: log,
+		cb: callbacks{
+			started: func(context.Context) {
 				mu.Lock()
 				if leadCtx.Err() != nil {
 					mu.Unlock()
@@ -155,7 +142,7 @@ func Run(ctx context.Context, cfg Config, lead func(context.Context) error) erro
 				// Done leading, for whatever reason: give the Lease up.
 				stopElect()
 			},
-			OnStoppedLeading: func() {
+			stopped: func() {
 				mu.Lock()
 				started := leadDone != nil
 				if started && electCtx.Err() == nil {
@@ -164,7 +151,7 @@ func Run(ctx context.Context, cfg Config, lead func(context.Context) error) erro
 				mu.Unlock()
 				stopLead()
 			},
-			OnNewLeader: func(identity string) {
+			newLeader: func(identity string) {
 				if identity != cfg.Identity {
 					log.Info("standing by; another replica leads", "leader", identity)
 				}
@@ -173,9 +160,6 @@ func Run(ctx context.Context, cfg Config, lead func(context.Context) error) erro
 				}
 			},
 		},
-	})
-	if err != nil {
-		return fmt.Errorf("leader election: %w", err)
 	}
 	go func() {
 		// On shutdown, stop reconciling first and release the Lease after.
@@ -193,7 +177,7 @@ func Run(ctx context.Context, cfg Config, lead func(context.Context) error) erro
 		stopElect()
 	}()
 	log.Info("campaigning for leadership", "lease_duration", cfg.LeaseDuration, "renew_deadline", cfg.RenewDeadline, "retry_period", cfg.RetryPeriod)
-	elector.Run(electCtx)
+	el.run(electCtx)
 
 	mu.Lock()
 	done := leadDone

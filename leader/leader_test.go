@@ -12,6 +12,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
 	"sluice.dev/sluice/internal/testenv"
@@ -64,7 +65,7 @@ func startReplica(t *testing.T, ts *terms, ns, name string, hold chan struct{}) 
 	ctx, cancel := context.WithCancel(t.Context())
 	r := &replica{name: name, cancel: cancel, done: make(chan error, 1), stopping: make(chan struct{}), hold: hold}
 	cfg := Config{
-		Client:    kubernetes.NewForConfigOrDie(env.RESTConfig()).CoordinationV1(),
+		Client:    NewLeases(dynamic.NewForConfigOrDie(env.RESTConfig())),
 		Namespace: ns, Name: "sluice", Identity: NewIdentity(name, ""),
 		LeaseDuration: testLease, RenewDeadline: testRenew, RetryPeriod: testRetry,
 	}
@@ -211,7 +212,7 @@ func TestLost(t *testing.T) {
 
 func TestConfig(t *testing.T) {
 	env := testEnv.Env(t)
-	client := kubernetes.NewForConfigOrDie(env.RESTConfig()).CoordinationV1()
+	client := NewLeases(dynamic.NewForConfigOrDie(env.RESTConfig()))
 	tests := []struct {
 		name    string
 		cfg     Config

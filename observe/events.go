@@ -8,10 +8,10 @@ import (
 	"time"
 	"unicode/utf8"
 
-	corev1 "k8s.io/api/core/v1"
-	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	eventsclient "k8s.io/client-go/kubernetes/typed/events/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 
 	"sluice.dev/sluice/reconciler"
 	"sluice.dev/sluice/specs"
@@ -37,15 +37,17 @@ const (
 // events` tell a release's story. It implements reconciler.Observer.
 type Events struct {
 	reconciler.NopObserver
-	client   eventsclient.EventsGetter
+	client   dynamic.Interface
 	instance string
 	log      *slog.Logger
 	now      func() time.Time
 }
 
 // NewEvents writes Events with client; instance names this replica (the
-// Events' reportingInstance), e.g. its pod name.
-func NewEvents(client eventsclient.EventsGetter, instance string, log *slog.Logger) *Events {
+// Events' reportingInstance), e.g. its pod name. (The dynamic client, not
+// client-go's typed events client: that would link and register every
+// built-in API group.)
+func NewEvents(client dynamic.Interface, instance string, log *slog.Logger) *Events {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -66,7 +68,7 @@ func (e *Events) Transition(ctx context.Context, t reconciler.Transition) {
 		return
 	}
 	reason, typ := t.Action.Reason()
-	e.emit(ctx, t.Namespace, t.Name, t.VirtualService, string(t.Action), reason, typ, t.Subject)
+	e.emit(ctx, t.Namespace, t.Name, t.VirtualService, t.RouteKind, string(t.Action), reason, typ, t.Subject)
 }
 
 // Drifted implements reconciler.Observer: a Warning Event "Drift" that
@@ -80,38 +82,49 @@ func (e *Events) Drifted(ctx context.Context, d reconciler.Drift) {
 		fields = append(fields, f.String())
 	}
 	note := fmt.Sprintf("%s: reverted at %s: %s", d.Name, d.Step, strings.Join(fields, "; "))
-	e.emit(ctx, d.Namespace, d.Name, d.VirtualService, "revert", "Drift", corev1.EventTypeWarning, note)
+	e.emit(ctx, d.Namespace, d.Name, d.VirtualService, d.RouteKind, "revert", "Drift", "Warning", note)
 }
 
-// emit creates one Event on a release's VirtualService, and logs (never
-// returns) a failure.
-func (e *Events) emit(ctx context.Context, namespace, release, vs, action, reason, typ, note string) {
+// emit creates one Event on a release's VirtualService (kind is
+// VirtualService or empty), or on its HTTPRoute (kind HTTPRoute), and
+// logs (never returns) a failure.
+func (e *Events) emit(ctx context.Context, namespace, release, vs, kind, action, reason, typ, note string) {
 	ctx, cancel := context.WithTimeout(ctx, eventTimeout)
 	defer cancel()
 	now := e.now()
-	ev := &eventsv1.Event{
-		ObjectMeta: metav1.ObjectMeta{
-			// Unique per VirtualService and instant, as client-go's recorder names them.
-			Name:      fmt.Sprintf("%s.%x", vs, now.UnixNano()),
-			Namespace: namespace,
-			// `kubectl get events -l sluice.dev/release=NAME` finds a release's Events.
-			Labels: map[string]string{specs.LabelRelease: release},
-		},
-		EventTime:           metav1.NewMicroTime(now),
-		ReportingController: ReportingController,
-		ReportingInstance:   e.instance,
-		Action:              action,
-		Reason:              reason,
-		Type:                typ,
-		Note:                truncate(note, maxNote),
-		Regarding: corev1.ObjectReference{
-			APIVersion: "networking.istio.io/v1",
-			Kind:       "VirtualService",
-			Namespace:  namespace,
-			Name:       vs,
-		},
+	// An events.k8s.io/v1 Event, written as the map the dynamic client
+	// sends: k8s.io/api's typed Event would link the core API group's
+	// generated code for this one object.
+	regarding := map[string]any{
+		"apiVersion": "networking.istio.io/v1",
+		"kind":       "VirtualService",
+		"namespace":  namespace,
+		"name":       vs,
 	}
-	if _, err := e.client.Events(namespace).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
+	if kind == "HTTPRoute" {
+		regarding["apiVersion"], regarding["kind"] = "gateway.networking.k8s.io/v1", "HTTPRoute"
+	}
+	ev := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "events.k8s.io/v1",
+		"kind":       "Event",
+		"metadata": map[string]any{
+			// Unique per object and instant, as client-go's recorder names them.
+			"name":      fmt.Sprintf("%s.%x", vs, now.UnixNano()),
+			"namespace": namespace,
+			// `kubectl get events -l sluice.dev/release=NAME` finds a release's Events.
+			"labels": map[string]any{specs.LabelRelease: release},
+		},
+		"eventTime":           now.UTC().Format(metav1.RFC3339Micro),
+		"reportingController": ReportingController,
+		"reportingInstance":   e.instance,
+		"action":              action,
+		"reason":              reason,
+		"type":                typ,
+		"note":                truncate(note, maxNote),
+		"regarding":           regarding,
+	}}
+	events := e.client.Resource(schema.GroupVersionResource{Group: "events.k8s.io", Version: "v1", Resource: "events"})
+	if _, err := events.Namespace(namespace).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
 		e.log.Warn("could not record an Event", "release", namespace+"/"+release, "reason", reason, "err", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
 	"sluice.dev/sluice/internal/testenv"
@@ -27,7 +28,7 @@ func TestEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	kube := kubernetes.NewForConfigOrDie(env.RESTConfig())
-	ev := NewEvents(kube.EventsV1(), "sluice-7d9f-x2k4q_1a2b3c4d@10.0.0.7:8080", nil)
+	ev := NewEvents(dynamic.NewForConfigOrDie(env.RESTConfig()), "sluice-7d9f-x2k4q_1a2b3c4d@10.0.0.7:8080", nil)
 	long := "catalog: rolled back at 10% (" + strings.Repeat("é", 600) + ")"
 	transitions := []reconciler.Transition{
 		{Action: "start", Subject: "catalog: start v1 -> v2 at deploy"},
@@ -103,5 +104,28 @@ func TestTruncate(t *testing.T) {
 		if got := truncate(tc.in, tc.n); got != tc.want {
 			t.Errorf("truncate(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
 		}
+	}
+}
+
+// TestEventsOnHTTPRoute: a release routed with the Gateway API has its
+// Events on its mesh HTTPRoute.
+func TestEventsOnHTTPRoute(t *testing.T) {
+	env := testEnv.Env(t)
+	ctx := t.Context()
+	const ns = "events-gwapi"
+	if err := env.CreateNamespace(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	kube := kubernetes.NewForConfigOrDie(env.RESTConfig())
+	NewEvents(dynamic.NewForConfigOrDie(env.RESTConfig()), "sluice", nil).Transition(ctx, reconciler.Transition{
+		Release: ns + "/catalog", Namespace: ns, Name: "catalog", Action: "start",
+		Subject: "catalog: start v1 -> v2 at deploy", VirtualService: "catalog-mesh", RouteKind: "HTTPRoute",
+	})
+	list, err := kube.EventsV1().Events(ns).List(ctx, metav1.ListOptions{LabelSelector: "sluice.dev/release=catalog"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Items) != 1 || list.Items[0].Regarding.Kind != "HTTPRoute" || list.Items[0].Regarding.APIVersion != "gateway.networking.k8s.io/v1" || list.Items[0].Regarding.Name != "catalog-mesh" {
+		t.Fatalf("Events %+v", list.Items)
 	}
 }

@@ -188,6 +188,16 @@ func (rc *run) available(ctx context.Context) (*Availability, error) {
 			return &Availability{Workload: w, Reason: reason}, nil
 		}
 	}
+	// Gateway API routes count as applied once their controllers accept them.
+	if rt, ok := rc.r.cfg.Cluster.(RouteChecker); ok && len(rc.out.Routes) > 0 {
+		ok, reason, err := rt.RoutesReady(ctx, rc.e.namespace, rc.out.Routes)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return &Availability{Workload: "routes", Reason: reason}, nil
+		}
+	}
 	return &Availability{OK: true}, nil
 }
 
@@ -288,7 +298,7 @@ func (rc *run) apply(ctx context.Context, step specs.Step, revision string, forc
 	}
 	if len(res.Drift) > 0 {
 		rc.r.cfg.Observer.Drifted(ctx, Drift{Release: rel.ID(), Namespace: rc.e.namespace, Name: rc.e.name,
-			Step: step.Name, Fields: res.Drift, VirtualService: rc.r.eventTarget(rc.e)})
+			Step: step.Name, Fields: res.Drift, VirtualService: rc.r.eventTarget(rc.e), RouteKind: rc.r.eventTargetKind(rc.e)})
 	}
 	memo.applied, memo.appliedAt, memo.renderKey = hash, rc.now, out.Key
 	return out, nil

@@ -367,7 +367,6 @@ func describePhase(s *record.Status) string {
 	return string(s.Phase)
 }
 
-
 func decide(in Input) Decision {
 	d := Decision{Memo: in.Memo}
 	if in.Invalid != nil {

@@ -46,6 +46,8 @@ type Drift struct {
 	Fields []cluster.Drift
 	// VirtualService is where Events about the release go (Transition's).
 	VirtualService string
+	// RouteKind is VirtualService's kind, as Transition's.
+	RouteKind string
 }
 
 // Transition is one transition of a release, as committed to Git.
@@ -64,6 +66,9 @@ type Transition struct {
 	// unknown (an invalid spec never seen valid) or when the release's
 	// namespace is outside the allowed namespaces.
 	VirtualService string
+	// RouteKind is VirtualService's kind: HTTPRoute for a route with
+	// Gateway API routing; empty means VirtualService.
+	RouteKind string
 }
 
 // NopObserver does nothing; embed it to implement part of Observer.

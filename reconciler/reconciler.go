@@ -34,6 +34,13 @@ type Cluster interface {
 	Available(ctx context.Context, namespace, name string) (ok bool, reason string, err error)
 }
 
+// RouteChecker is a Cluster that tells whether the controllers of a
+// step's Gateway API HTTPRoutes accepted them; a step with routes is not
+// available before they have.
+type RouteChecker interface {
+	RoutesReady(ctx context.Context, namespace string, routes []string) (ok bool, reason string, err error)
+}
+
 // What happens to a deleted release's objects (Config.OnDelete).
 const (
 	OnDeleteDelete = specs.OnDeleteDelete
@@ -603,6 +610,23 @@ func (r *Reconciler) eventTarget(e *entry) string {
 	return m.eventTarget
 }
 
+// eventTargetKind is the kind of the route eventTarget names: HTTPRoute
+// when that route uses Gateway API routing, else VirtualService.
+func (r *Reconciler) eventTargetKind(e *entry) string {
+	if e.rel == nil {
+		return ""
+	}
+	for _, rt := range e.rel.Spec.Routes {
+		if e.rel.Metadata.Name+"-"+rt.Name == r.memoFor(e.id).eventTarget {
+			if e.rel.RoutingOf(rt) == specs.RoutingGatewayAPI {
+				return "HTTPRoute"
+			}
+			return "VirtualService"
+		}
+	}
+	return ""
+}
+
 // commit records one transition (a status, and at promotion the spec
 // edit) in Git.
 func (r *Reconciler) commit(ctx context.Context, e *entry, en record.Entry) error {
@@ -638,6 +662,7 @@ func (r *Reconciler) commit(ctx context.Context, e *entry, en record.Entry) erro
 			Release: e.id, Namespace: e.namespace, Name: e.name,
 			Action: en.Action, Subject: en.Subject, Commit: res.Hash.String(), Status: en.Status,
 			VirtualService: r.eventTarget(e),
+			RouteKind:      r.eventTargetKind(e),
 		})
 	}
 	return nil

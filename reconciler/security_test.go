@@ -186,7 +186,7 @@ func TestRefusedReleases(t *testing.T) {
 				t.Fatal(err)
 			}
 			rec := &recorder{}
-			events := observe.NewEvents(kube.EventsV1(), "test", log)
+			events := observe.NewEvents(dynamic.NewForConfigOrDie(env.RESTConfig()), "test", log)
 			rc, err := reconciler.New(reconciler.Config{
 				Repo: repo, Cluster: applier, AllowedNamespaces: []string{tc.allowed},
 				Observer: reconciler.Observers{rec, events}, Log: log,

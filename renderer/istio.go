@@ -70,11 +70,14 @@ type (
 )
 
 // istioObjects renders the DestinationRule and one VirtualService per route
-// context of a step.
+// context of a step that uses Istio routing; nothing when none does.
 func istioObjects(rel *specs.Release, step specs.Step, subsets []string) ([][]byte, error) {
 	host := rel.ServiceName()
 	ann := map[string]string{AnnotationStep: step.Name}
 
+	if !rel.Uses(specs.RoutingIstio) {
+		return nil, nil
+	}
 	drSpec := destinationRule{Host: host}
 	for _, v := range subsets {
 		drSpec.Subsets = append(drSpec.Subsets, subset{Name: v, Labels: map[string]string{LabelVersion: v}})
@@ -94,6 +97,9 @@ func istioObjects(rel *specs.Release, step specs.Step, subsets []string) ([][]by
 	out = append(out, b)
 
 	for _, rt := range rel.Spec.Routes {
+		if rel.RoutingOf(rt) != specs.RoutingIstio {
+			continue
+		}
 		vs := &istioObject{
 			APIVersion: "networking.istio.io/v1", Kind: "VirtualService",
 			Metadata: istioMeta{Name: rel.Metadata.Name + "-" + rt.Name, Annotations: ann},

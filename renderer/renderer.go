@@ -55,6 +55,9 @@ type Output struct {
 	Workloads map[string]string
 	// Revisions maps each live version to its content revision.
 	Revisions map[string]string
+	// Routes names the step's Gateway API HTTPRoutes, whose controllers
+	// must accept them before the step counts as applied.
+	Routes []string
 	// Key identifies everything the render depends on (the release's
 	// definition, the step, the content its versions read): renders with
 	// equal keys are equal.
@@ -150,7 +153,9 @@ func Revision(ctx context.Context, repo fs.FS, rel *specs.Release, version strin
 // renamed with the version as suffix and its Deployment labelled with the
 // version; the shared resources (Service, ServiceAccount, ...) of the
 // primary version; and Sluice's DestinationRule and VirtualServices. The
-// release namespace and the ownership labels apply to all of it.
+// release namespace and the ownership labels apply to all of it. Routes
+// with Gateway API routing then add a Service per version and their
+// HTTPRoutes to the build's output (see gatewayAPI).
 func (rd *Renderer) Render(ctx context.Context, repo fs.FS, rel *specs.Release, step specs.Step) (*Output, error) {
 	lfs := newLayeredFS(repo)
 	out, invs, err := rd.prepare(ctx, lfs, rel, step)
@@ -163,9 +168,9 @@ func (rd *Renderer) Render(ctx context.Context, repo fs.FS, rel *specs.Release, 
 	if step.Kind == specs.KindPromote {
 		primary = rel.Spec.Candidate
 	}
-	// During promote and rollback the version leaving keeps its subset, so
-	// no route ever names a subset that was already removed; the next
-	// steady state drops it.
+	// During promote and rollback the version leaving keeps its subset (or
+	// its Service), so no route ever names a backend that was already
+	// removed; the next steady state drops it.
 	subsets := append([]string(nil), live...)
 	if (step.Kind == specs.KindPromote || step.Kind == specs.KindRollback) && rel.Spec.Candidate != "" {
 		subsets = []string{rel.Spec.Stable, rel.Spec.Candidate}
@@ -208,12 +213,19 @@ func (rd *Renderer) Render(ctx context.Context, repo fs.FS, rel *specs.Release, 
 		root.Resources = append(root.Resources, "version-"+v)
 	}
 
-	docs, err := istioObjects(rel, step, subsets)
-	if err != nil {
-		return nil, fmt.Errorf("render %s step %s: %w", rel.ID(), step.Name, err)
+	routers := routersOf(rel)
+	var docs [][]byte
+	for _, rt := range routers {
+		d, err := rt.generate(rel, step, subsets)
+		if err != nil {
+			return nil, fmt.Errorf("render %s step %s: %w", rel.ID(), step.Name, err)
+		}
+		docs = append(docs, d...)
 	}
-	lfs.addGenerated(base+"/istio.yaml", bytes.Join(docs, []byte("---\n")))
-	root.Resources = append(root.Resources, "istio.yaml")
+	if len(docs) > 0 {
+		lfs.addGenerated(base+"/istio.yaml", bytes.Join(docs, []byte("---\n")))
+		root.Resources = append(root.Resources, "istio.yaml")
+	}
 	if err := addKustomization(lfs, base, root); err != nil {
 		return nil, err
 	}
@@ -234,6 +246,11 @@ func (rd *Renderer) Render(ctx context.Context, repo fs.FS, rel *specs.Release, 
 			return nil, fmt.Errorf("render %s step %s: %s: %w", rel.ID(), step.Name, r.CurId(), err)
 		}
 		out.Objects = append(out.Objects, obj)
+	}
+	for _, rt := range routers {
+		if out.Objects, err = rt.finish(rel, step, subsets, out.Objects, out.Owner); err != nil {
+			return nil, fmt.Errorf("render %s step %s: %w", rel.ID(), step.Name, err)
+		}
 	}
 	leaveReplicasToAutoscalers(out.Objects)
 	return out, nil
@@ -301,6 +318,7 @@ func (rd *Renderer) prepare(ctx context.Context, lfs *layeredFS, rel *specs.Rele
 		Owner:     Owner(rel),
 		Workloads: map[string]string{},
 		Revisions: map[string]string{},
+		Routes:    HTTPRouteNames(rel),
 		digest:    &digestMemo{},
 	}
 	invs := make([]*inventory, len(live))

@@ -29,6 +29,8 @@ func loadCatalog(t testing.TB) (*specs.Release, *os.Root) {
 
 const autoscaledRepo = "testdata/autoscaled/repo"
 
+const gatewayAPIRepo = "../examples/catalog-gateway-api"
+
 func loadRelease(t testing.TB, repo, file string) (*specs.Release, *os.Root) {
 	t.Helper()
 	rels, err := specs.LoadFile(filepath.Join(repo, file))
@@ -45,11 +47,12 @@ func loadRelease(t testing.TB, repo, file string) (*specs.Release, *os.Root) {
 
 // TestGolden renders every step of each test release and compares it with
 // testdata/<release>/<step>.yaml (go test ./renderer -update rewrites
-// them): examples/catalog, and a source with a HorizontalPodAutoscaler and
+// them): examples/catalog, its Gateway API variant, and a source with a HorizontalPodAutoscaler and
 // generated ConfigMaps and Secrets.
 func TestGolden(t *testing.T) {
 	for _, tc := range []struct{ name, repo, file string }{
 		{"catalog", exampleRepo, "releases/catalog.yaml"},
+		{"catalog-gateway-api", gatewayAPIRepo, "releases/catalog.yaml"},
 		{"autoscaled", autoscaledRepo, "releases/shop.yaml"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -89,6 +89,11 @@ type ReleaseSpec struct {
 	// Retry, when changed after a rollback, asks Sluice to release the same
 	// candidate again.
 	Retry string `json:"retry,omitempty" yaml:"retry,omitempty"`
+	// Routing is how every route shifts traffic unless it says otherwise:
+	// "istio" (default: a VirtualService per route and a DestinationRule
+	// with a subset per version) or "gatewayAPI" (an HTTPRoute per route
+	// and a Service per version).
+	Routing string `json:"routing,omitempty" yaml:"routing,omitempty" jsonschema:"enum=istio,enum=gatewayAPI"`
 	// Paused holds a running release at its step (`sluice pause`): the
 	// step stays applied, its gates are not checked and its deadlines do
 	// not run. Removing it (`sluice resume`) starts the step's checks over.
@@ -170,6 +175,40 @@ type Route struct {
 	Name     string   `json:"name" yaml:"name"`
 	Gateways []string `json:"gateways" yaml:"gateways"`
 	Hosts    []string `json:"hosts" yaml:"hosts"`
+	// Routing overrides spec.routing for this route, for a release that
+	// mixes an Istio gateway and a Gateway API one.
+	Routing string `json:"routing,omitempty" yaml:"routing,omitempty" jsonschema:"enum=istio,enum=gatewayAPI"`
+}
+
+// Routing kinds: how a route shifts traffic.
+const (
+	// RoutingIstio renders a VirtualService per route and a DestinationRule
+	// with a subset per version.
+	RoutingIstio = "istio"
+	// RoutingGatewayAPI renders a Gateway API HTTPRoute per route and a
+	// Service per version; mesh routes attach to the Service (GAMMA).
+	RoutingGatewayAPI = "gatewayAPI"
+)
+
+// RoutingOf is the routing a route uses: its own, else the release's, else Istio.
+func (r *Release) RoutingOf(rt Route) string {
+	switch {
+	case rt.Routing != "":
+		return rt.Routing
+	case r.Spec.Routing != "":
+		return r.Spec.Routing
+	}
+	return RoutingIstio
+}
+
+// Uses reports whether any route of the release uses the routing kind.
+func (r *Release) Uses(routing string) bool {
+	for _, rt := range r.Spec.Routes {
+		if r.RoutingOf(rt) == routing {
+			return true
+		}
+	}
+	return false
 }
 
 // MeshGateway is Istio's reserved gateway name for traffic inside the mesh.

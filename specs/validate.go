@@ -171,6 +171,8 @@ func (v *validator) release() {
 		}
 	}
 
+	v.routing()
+
 	v.analysis("spec.analysis", s.Analysis.Interval, s.Analysis.Iterations, s.Analysis.Metrics)
 	v.webhooks("spec.analysis.webhooks", s.Analysis.Webhooks, s.Analysis.Metrics)
 	if s.Analysis.Threshold < 0 {

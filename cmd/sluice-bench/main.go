@@ -47,6 +47,7 @@ func run() error {
 		extra      = flag.String("sluice-args", "", "extra space-separated arguments for `sluice run`")
 		timing     = flag.Bool("release-timing", false, "instead of the scale runs, time one good and one bad release of examples/catalog (interval 10s, threshold 2, 10% to 50%, 50 requests/s, no dark launch)")
 		example    = flag.String("example", "examples/catalog", "the catalog example, for -release-timing")
+		coldLimit  = flag.Duration("cold-timeout", 0, "give up on a cold start after this long (0: 2 minutes plus 100 ms per release; more on a loaded machine)")
 		extraEnv   = flag.String("sluice-env", "", "space-separated KEY=VALUE added to sluice's environment only, e.g. GOMEMLIMIT=440MiB as deploy/ sets it")
 	)
 	flag.Parse()
@@ -83,7 +84,8 @@ func run() error {
 		if err != nil {
 			return err
 		}
-		list, err := bench.ReleaseTiming(ctx, bench.TimingConfig{Sluice: bin, Example: ex, Dir: root, Log: log})
+		list, err := bench.ReleaseTiming(ctx, bench.TimingConfig{Sluice: bin, Example: ex, Dir: root,
+			SluiceArgs: strings.Fields(*extra), SluiceEnv: strings.Fields(*extraEnv), Log: log})
 		if len(list) > 0 {
 			fmt.Println()
 			if err := bench.WriteTimingTable(os.Stdout, list); err != nil {
@@ -105,14 +107,15 @@ func run() error {
 		d := filepath.Join(root, fmt.Sprintf("n%d", n))
 		log.Info("measuring", "releases", n, "dir", d)
 		res, err := bench.Run(ctx, bench.Config{
-			RepoSpec:   bench.RepoSpec{Releases: n, Namespaces: *namespaces, Replicas: *replicas},
-			Sluice:     bin,
-			Dir:        d,
-			Workers:    *workers,
-			Passes:     *passes,
-			SluiceArgs: strings.Fields(*extra),
-			SluiceEnv:  strings.Fields(*extraEnv),
-			Log:        log,
+			RepoSpec:    bench.RepoSpec{Releases: n, Namespaces: *namespaces, Replicas: *replicas},
+			Sluice:      bin,
+			Dir:         d,
+			Workers:     *workers,
+			Passes:      *passes,
+			SluiceArgs:  strings.Fields(*extra),
+			SluiceEnv:   strings.Fields(*extraEnv),
+			ColdTimeout: *coldLimit,
+			Log:         log,
 		})
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%d releases: %w", n, err))

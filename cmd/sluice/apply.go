@@ -77,6 +77,13 @@ its next reconcile).`,
 					}
 					fmt.Fprintf(cmd.OutOrStdout(), "deployment %s/%s available\n", rel.Metadata.Namespace, out.Workloads[v])
 				}
+				// Gateway API routes count once their controllers accept them.
+				if err := a.WaitRoutes(cmd.Context(), rel.Metadata.Namespace, out.Routes, wait); err != nil {
+					return err
+				}
+				for _, r := range out.Routes {
+					fmt.Fprintf(cmd.OutOrStdout(), "httproute %s/%s accepted\n", rel.Metadata.Namespace, r)
+				}
 			}
 			return nil
 		},

@@ -17,7 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
@@ -288,7 +288,9 @@ func runController(ctx context.Context, stderr io.Writer, fl *runFlags) error {
 	if err != nil {
 		return err
 	}
-	kube, err := kubernetes.NewForConfig(restCfg)
+	// Events and the Lease go through the dynamic client: client-go's
+	// typed clientset would link and register every built-in API group.
+	dyn, err := dynamic.NewForConfig(restCfg)
 	if err != nil {
 		return fmt.Errorf("kubernetes client: %w", err)
 	}
@@ -320,7 +322,7 @@ func runController(ctx context.Context, stderr io.Writer, fl *runFlags) error {
 	identity := leader.NewIdentity(host, advertise)
 
 	metrics := observe.NewMetrics()
-	observers := reconciler.Observers{metrics, observe.NewEvents(kube.EventsV1(), identity, log.With("component", "events"))}
+	observers := reconciler.Observers{metrics, observe.NewEvents(dyn, identity, log.With("component", "events"))}
 	// rec is set below, before any transition can be reported.
 	var rec *reconciler.Reconciler
 	if fl.notifyConfig != "" {
@@ -421,7 +423,7 @@ func runController(ctx context.Context, stderr io.Writer, fl *runFlags) error {
 	}()
 	defer func() { stopFollow(); <-followed }()
 	err = leader.Run(ctx, leader.Config{
-		Client:    kube.CoordinationV1(),
+		Client:    leader.NewLeases(dyn),
 		Namespace: fl.leaseNamespace, Name: fl.leaseID, Identity: identity,
 		LeaseDuration: fl.leaseDuration, RenewDeadline: fl.renewDeadline, RetryPeriod: fl.retryPeriod,
 		OnNewLeader: leaders.set,

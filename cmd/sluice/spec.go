@@ -68,7 +68,8 @@ func newRenderCommand() *cobra.Command {
 		Long: `Render builds the Kubernetes and Istio manifests of one step of a release
 with kustomize: the stable and candidate Deployments, the app's shared
 resources, a DestinationRule with a subset per version and a VirtualService
-per routing context. Paths in FILE resolve against the repository root
+per routing context (with spec.routing: gatewayAPI, a Service per version
+and an HTTPRoute per routing context). Paths in FILE resolve against the repository root
 (--repo; by default the nearest directory above FILE, up to the enclosing
 Git work tree, that holds the release's sources). The steps are those of
 "sluice plan", plus "stable" (no candidate) and "rollback".`,

@@ -167,8 +167,8 @@ func TestValidateUnmanagedKind(t *testing.T) {
 	if err == nil {
 		t.Fatal("validate passed")
 	}
-	want := `REPO/releases/catalog.yaml:15: spec.versions[0].source: version v1 builds PodDisruptionBudget catalog, which Sluice may not manage: its ServiceAccount may apply only ConfigMap, Deployment, DestinationRule, HorizontalPodAutoscaler, Secret, Service, ServiceAccount, VirtualService (deploy/rbac.yaml)
-REPO/releases/catalog.yaml:17: spec.versions[1].source: version v2 builds PodDisruptionBudget catalog, which Sluice may not manage: its ServiceAccount may apply only ConfigMap, Deployment, DestinationRule, HorizontalPodAutoscaler, Secret, Service, ServiceAccount, VirtualService (deploy/rbac.yaml)
+	want := `REPO/releases/catalog.yaml:15: spec.versions[0].source: version v1 builds PodDisruptionBudget catalog, which Sluice may not manage: its ServiceAccount may apply only ConfigMap, Deployment, DestinationRule, HTTPRoute, HorizontalPodAutoscaler, Secret, Service, ServiceAccount, VirtualService (deploy/rbac.yaml)
+REPO/releases/catalog.yaml:17: spec.versions[1].source: version v2 builds PodDisruptionBudget catalog, which Sluice may not manage: its ServiceAccount may apply only ConfigMap, Deployment, DestinationRule, HTTPRoute, HorizontalPodAutoscaler, Secret, Service, ServiceAccount, VirtualService (deploy/rbac.yaml)
 `
 	if got := strings.ReplaceAll(errOut, dir, "REPO"); got != want {
 		t.Errorf("output:\n%s\nwant:\n%s", got, want)
@@ -192,7 +192,7 @@ func TestValidateFormats(t *testing.T) {
 		}
 		golden(t, tc.golden, strings.ReplaceAll(out, dir, "REPO"))
 	}
-	out, _, err := sluice(t.Context(), "validate", "-o", "json", "../../examples")
+	out, _, err := sluice(t.Context(), "validate", "-o", "json", "../../examples/catalog-gateway-api")
 	if err != nil || !strings.Contains(out, `"valid": true`) || !strings.Contains(out, `"problems": []`) {
 		t.Errorf("validate -o json of a valid example: %v\n%s", err, out)
 	}

@@ -142,6 +142,7 @@ func (h *harness) run(ctx context.Context) (*Result, error) {
 	res := &Result{
 		Releases: h.cfg.Releases, Namespaces: h.cfg.Namespaces, Replicas: h.cfg.Replicas,
 		Workers: h.cfg.Workers, Machine: ReadMachine(), Date: time.Now().UTC().Format(time.DateOnly),
+		SluiceEnv: h.cfg.SluiceEnv, LoadStart: LoadAvg(),
 	}
 	// Count every release's VirtualService as it appears: Sluice applies
 	// it last, after the status commit and the rest of the step.
@@ -220,6 +221,7 @@ func (h *harness) run(ctx context.Context) (*Result, error) {
 		return nil, err
 	}
 	res.PeakRSSMiB = float64(peak) / (1 << 20)
+	res.LoadEnd = LoadAvg()
 	res.summarize()
 	return res, nil
 }

@@ -37,6 +37,20 @@ type Machine struct {
 	GoVersion string `json:"go"`
 }
 
+// LoadAvg is the machine's 1, 5 and 15 minute load averages, from
+// /proc/loadavg; "" when unknown.
+func LoadAvg() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(data))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}
+
 // ReadMachine describes this machine from /proc.
 func ReadMachine() Machine {
 	m := Machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version()}
@@ -70,6 +84,13 @@ type Result struct {
 	Workers    int     `json:"workers,omitempty"`
 	Machine    Machine `json:"machine"`
 	Date       string  `json:"date"`
+	// SluiceEnv is what was added to sluice's environment (GOMEMLIMIT as
+	// deploy/ sets it); Load the machine's load averages (1, 5, 15 min)
+	// at the start and the end of the run: other work on the same CPUs
+	// moves the times.
+	SluiceEnv []string `json:"sluice_env,omitempty"`
+	LoadStart string   `json:"load_start,omitempty"`
+	LoadEnd   string   `json:"load_end,omitempty"`
 
 	// Cold is from sluice's start until every release's first step was
 	// applied; its CPU time counts from the process's start.

@@ -29,7 +29,10 @@ type TimingConfig struct {
 	Sluice  string // the sluice binary
 	Example string // examples/catalog
 	Dir     string
-	Log     *slog.Logger
+	// SluiceArgs are added to `sluice run`; SluiceEnv (KEY=VALUE) to its
+	// environment only.
+	SluiceArgs, SluiceEnv []string
+	Log                   *slog.Logger
 }
 
 // Timing is one release measured from the push of its candidate.
@@ -49,6 +52,10 @@ type Timing struct {
 	// retirement.
 	PeakRSS uint64        `json:"peakRSSBytes"`
 	CPU     time.Duration `json:"cpu"`
+	// SluiceEnv is what was added to sluice's environment; Load the
+	// machine's load averages (1, 5, 15 min) when the release was decided.
+	SluiceEnv []string `json:"sluiceEnv,omitempty"`
+	Load      string   `json:"load,omitempty"`
 }
 
 const (
@@ -89,7 +96,7 @@ func timeRelease(ctx context.Context, env *testenv.Env, cfg TimingConfig, bad bo
 	if bad {
 		name, ns, end, leaving, phase = "bad", "timing-bad", "v1", "v2", record.PhaseRolledBack
 	}
-	res := Timing{Release: name}
+	res := Timing{Release: name, SluiceEnv: cfg.SluiceEnv}
 	dir := filepath.Join(cfg.Dir, name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return res, err
@@ -97,6 +104,7 @@ func timeRelease(ctx context.Context, env *testenv.Env, cfg TimingConfig, bad bo
 	s, err := stack.Start(ctx, dir, stack.Options{
 		Env: env, Sluice: cfg.Sluice, Example: cfg.Example, Namespace: ns,
 		Interval: timingInterval, Window: timingWindow, Threshold: 2, NoDarkLaunch: true, RPS: 50,
+		SluiceArgs: cfg.SluiceArgs, SluiceEnv: cfg.SluiceEnv,
 		Log: log.With("release", name),
 	})
 	if err != nil {
@@ -147,6 +155,7 @@ func timeRelease(ctx context.Context, env *testenv.Env, cfg TimingConfig, bad bo
 	if err != nil {
 		return res, err
 	}
+	res.Load = LoadAvg()
 	if len(decided.Draining) == 1 {
 		res.RecordedBeforeDrainEnd = time.Now().Before(decided.Draining[0].Until) || trigger.Add(res.Decided).Before(decided.Draining[0].Until)
 	}

@@ -130,7 +130,7 @@ func (g *generator) serve(t *table, req *Request) string {
 		for i := range r.mirrors {
 			m := &r.mirrors[i]
 			if g.take(m.key, m.percent/100) && m.endpoints.outcome == OutcomeServed {
-				g.record(t, g.endpoint(m.endpoints))
+				g.record(t, m.endpoints, g.endpoint(m.endpoints))
 			}
 		}
 		weights := make([]int, len(r.dests))
@@ -146,7 +146,7 @@ func (g *generator) serve(t *table, req *Request) string {
 	if ep.outcome != OutcomeServed {
 		return ep.outcome
 	}
-	g.record(t, g.endpoint(ep))
+	g.record(t, ep, g.endpoint(ep))
 	return OutcomeServed
 }
 
@@ -157,8 +157,14 @@ func (g *generator) endpoint(ep *endpoints) *workload {
 	return ep.workloads[g.pick(ep.key, ep.weights)]
 }
 
-// record counts one request answered by w, as w's sidecar reports it.
-func (g *generator) record(t *table, w *workload) {
+// record counts one request answered by w, one of ep's workloads, as w's
+// sidecar reports it: for the Service ep names (a Gateway API backend),
+// else the simulated one.
+func (g *generator) record(t *table, ep *endpoints, w *workload) {
+	svc := &t.service
+	if ep.svc != nil {
+		svc = ep.svc
+	}
 	b, ok := g.behaviors[w.version]
 	if !ok {
 		b = g.def
@@ -171,5 +177,5 @@ func (g *generator) record(t *table, w *workload) {
 	if g.jitter > 0 {
 		ms *= 1 + g.jitter*(2*g.rng.Float64()-1)
 	}
-	g.m.observe(&g.src, &t.service, w, strconv.Itoa(code), ms)
+	g.m.observe(&g.src, svc, w, strconv.Itoa(code), ms)
 }

@@ -30,6 +30,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 )
 
 // Defaults of Config.
@@ -197,6 +198,7 @@ type Simulator struct {
 	log   *slog.Logger
 	kube  kubernetes.Interface
 	istio istioclient.Interface
+	gw    gwclient.Interface
 	reg   *prometheus.Registry
 	m     *metrics
 	ln    net.Listener
@@ -241,6 +243,10 @@ func Start(ctx context.Context, cfg Config) (*Simulator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("meshsim: istio client: %w", err)
 	}
+	gw, err := gwclient.NewForConfig(cfg.RESTConfig)
+	if err != nil {
+		return nil, fmt.Errorf("meshsim: gateway API client: %w", err)
+	}
 	reg := prometheus.NewRegistry()
 	m, err := newMetrics(reg)
 	if err != nil {
@@ -251,6 +257,7 @@ func Start(ctx context.Context, cfg Config) (*Simulator, error) {
 		log:   cfg.Logger.With("service", cfg.Namespace+"/"+cfg.Service),
 		kube:  kube,
 		istio: istio,
+		gw:    gw,
 		reg:   reg,
 		m:     m,
 		gen:   newGenerator(cfg.Source, cfg.Default, cfg.Versions, cfg.Jitter, cfg.Seed, m),
@@ -418,6 +425,11 @@ func (s *Simulator) sync(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Playing Istio's Gateway API controllers, report on the routes of
+	// the simulated Service before routing by them.
+	if err := s.writeRouteStatus(ctx, objs); err != nil {
+		return err
+	}
 	if fp == s.fingerprint && s.table.Load() != nil {
 		return nil
 	}
@@ -468,6 +480,11 @@ func (s *Simulator) read(ctx context.Context) (objects, string, error) {
 			fp = append(fp, "dr:"+dr.Name+"@"+dr.ResourceVersion)
 		}
 	}
+	gwFP, err := s.readGatewayAPI(ctx, &objs)
+	if err != nil {
+		return objs, "", err
+	}
+	fp = append(fp, gwFP...)
 	deps, err := s.kube.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return objs, "", fmt.Errorf("meshsim: list Deployments in %s: %w", ns, err)

@@ -50,7 +50,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			return nil, err
 		}
 	}
-	for _, o := range []string{OutcomeServed, OutcomeNoRoute, OutcomeNoSubset, OutcomeNoEndpoint, OutcomeExternal, OutcomeAborted, OutcomeDirect} {
+	for _, o := range []string{OutcomeServed, OutcomeNoRoute, OutcomeNoSubset, OutcomeNoEndpoint, OutcomeExternal, OutcomeAborted, OutcomeDirect, OutcomeInvalidBackend} {
 		m.outcomes.WithLabelValues(o)
 	}
 	return m, nil

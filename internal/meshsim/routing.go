@@ -11,6 +11,7 @@ import (
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
 // Outcomes of a simulated request, the values of meshsim_requests_total's
@@ -39,8 +40,9 @@ type workload struct {
 // endpoints are the workloads one destination resolves to, weighted by
 // available replicas as Envoy's load balancer spreads requests over pods.
 type endpoints struct {
-	key       string // identifies the set and its weights, for the balancer
-	outcome   string // OutcomeServed when workloads is not empty
+	key       string       // identifies the set and its weights, for the balancer
+	svc       *serviceInfo // the Service a Gateway API backend names; nil: the simulated one
+	outcome   string       // OutcomeServed when workloads is not empty
 	workloads []*workload
 	weights   []int
 }
@@ -62,6 +64,10 @@ func (m *strMatch) match(v string, present bool) bool {
 		return strings.HasPrefix(v, m.value)
 	case "regex":
 		return m.re.MatchString(v)
+	case "pathprefix":
+		// Gateway API path prefixes match whole path segments.
+		p := strings.TrimSuffix(m.value, "/")
+		return v == m.value || p == "" || v == p || strings.HasPrefix(v, p+"/")
 	default:
 		return true
 	}
@@ -128,6 +134,7 @@ type Source struct {
 
 // table is an immutable, compiled view of the routing objects.
 type table struct {
+	kind         string // VirtualService or HTTPRoute, the kind of the routes followed
 	service      serviceInfo
 	vs           string // namespace/name@resourceVersion, "" when no VirtualService applies
 	routes       []route
@@ -147,6 +154,10 @@ type objects struct {
 	virtualService   *istionet.VirtualService
 	destinationRules []*istionet.DestinationRule
 	deployments      []*appsv1.Deployment
+	// Gateway API: every HTTPRoute, Service and Gateway of the namespace.
+	httpRoutes []*gwapiv1.HTTPRoute
+	services   map[string]*corev1.Service
+	gateways   map[string]*gwapiv1.Gateway // by namespace/name
 }
 
 func fqdn(host, namespace string) string {
@@ -170,6 +181,7 @@ func fqdn(host, namespace string) string {
 // compile builds the routing table for service namespace/name from objs.
 func compile(namespace, name string, src Source, objs objects) *table {
 	t := &table{
+		kind:    "VirtualService",
 		service: serviceInfo{name: name, namespace: namespace, fqdn: fqdn(name, namespace)},
 		keys:    map[string]bool{},
 	}
@@ -254,6 +266,19 @@ func compile(namespace, name string, src Source, objs objects) *table {
 		}
 		resolved[id] = ep
 		return ep
+	}
+
+	// HTTPRoutes attached to the Service (GAMMA) or to the simulated
+	// ingress Gateway govern its traffic, as Istio gives them precedence.
+	var attached []*gwapiv1.HTTPRoute
+	for _, hr := range objs.httpRoutes {
+		if attaches(hr, name, &src) {
+			attached = append(attached, hr)
+		}
+	}
+	if len(attached) > 0 {
+		t.gatewayRoutes(attached, t.backendResolver(namespace, objs))
+		return t
 	}
 
 	vs := objs.virtualService
@@ -487,7 +512,7 @@ func (t *table) summary() string {
 		fmt.Fprintf(&b, "no VirtualService: %s -> %s", t.service.fqdn, t.defaultRoute.describe())
 		return b.String()
 	}
-	fmt.Fprintf(&b, "VirtualService %s:", t.vs)
+	fmt.Fprintf(&b, "%s %s:", t.kind, t.vs)
 	for _, r := range t.routes {
 		fmt.Fprintf(&b, " [%s", r.name)
 		if len(r.matches) > 0 {
@@ -569,4 +594,73 @@ func labelOr(labels map[string]string, key, def string) string {
 		return v
 	}
 	return def
+}
+
+// backendResolver resolves Gateway API backends: a Service of the
+// namespace and one of its ports, to the available workloads its
+// selector picks among the namespace's Deployments.
+func (t *table) backendResolver(namespace string, objs objects) func(ns string, ref gwapiv1.BackendObjectReference) *endpoints {
+	resolved := map[string]*endpoints{}
+	return func(ns string, ref gwapiv1.BackendObjectReference) *endpoints {
+		if ref.Namespace != nil && *ref.Namespace != "" {
+			ns = string(*ref.Namespace)
+		}
+		port := int32(0)
+		if ref.Port != nil {
+			port = *ref.Port
+		}
+		id := fmt.Sprintf("%s/%s:%d", ns, ref.Name, port)
+		if ep, ok := resolved[id]; ok {
+			return ep
+		}
+		ep := &endpoints{outcome: OutcomeServed}
+		resolved[id] = ep
+		svc := objs.services[string(ref.Name)]
+		switch {
+		case ref.Group != nil && *ref.Group != "" || ref.Kind != nil && *ref.Kind != "Service":
+			ep.outcome = OutcomeInvalidBackend
+			return ep
+		case ns != namespace:
+			ep.outcome = OutcomeExternal
+			return ep
+		case svc == nil || ref.Port != nil && !slices.ContainsFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return p.Port == port }):
+			ep.outcome = OutcomeInvalidBackend
+			return ep
+		case len(svc.Spec.Selector) == 0:
+			ep.outcome = OutcomeNoEndpoint
+			return ep
+		}
+		if svc.Name != t.service.name {
+			ep.svc = &serviceInfo{name: svc.Name, namespace: ns, fqdn: fqdn(svc.Name, ns), port: uint32(port)}
+		}
+		var ids []string
+		for _, d := range objs.deployments {
+			labels := d.Spec.Template.Labels
+			if d.Status.AvailableReplicas <= 0 || !subsetOf(svc.Spec.Selector, labels) {
+				continue
+			}
+			ep.workloads = append(ep.workloads, &workload{
+				name: d.Name, namespace: d.Namespace,
+				app: labelOr(labels, "app", "unknown"), version: labelOr(labels, "version", "unknown"),
+				labels: labels, available: d.Status.AvailableReplicas,
+			})
+			ep.weights = append(ep.weights, int(d.Status.AvailableReplicas))
+			ids = append(ids, fmt.Sprintf("%s=%d", d.Name, d.Status.AvailableReplicas))
+		}
+		if len(ep.workloads) == 0 {
+			ep.outcome = OutcomeNoEndpoint
+		}
+		ep.key = "ep|" + id + "|" + strings.Join(ids, ",")
+		t.keys[ep.key] = true
+		return ep
+	}
+}
+
+// anchored compiles a regular expression that must match a whole value.
+func anchored(re string) (*strMatch, error) {
+	c, err := regexp.Compile(`^(?:` + re + `)$`)
+	if err != nil {
+		return nil, fmt.Errorf("regex %q: %w", re, err)
+	}
+	return &strMatch{kind: "regex", value: re, re: c}, nil
 }

@@ -36,7 +36,11 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	sigsyaml "sigs.k8s.io/yaml"
 
 	"sluice.dev/sluice/internal/gitserver"
 	"sluice.dev/sluice/internal/meshsim"
@@ -49,7 +53,8 @@ type Options struct {
 	Env *testenv.Env
 	// Sluice is the sluice binary to run.
 	Sluice string
-	// Example is the directory of the catalog example (examples/catalog).
+	// Example is the directory of the catalog example (examples/catalog,
+	// or examples/catalog-gateway-api, whose Gateways the stack creates).
 	Example string
 	// Namespace replaces the example's namespace, so several stacks share
 	// one cluster; default istioinaction.
@@ -70,6 +75,8 @@ type Options struct {
 	CohortShare float64
 	// SluiceArgs are added to `sluice run`.
 	SluiceArgs []string
+	// SluiceEnv (KEY=VALUE) is added to sluice's environment only.
+	SluiceEnv []string
 	// GitUser and GitPassword, when set, make the Git remote require HTTP
 	// basic auth, over HTTPS with a certificate of its own; sluice reads
 	// them (and the CA) from files.
@@ -165,6 +172,9 @@ func Start(ctx context.Context, dir string, opts Options) (*Stack, error) {
 	if err := s.serveGit(); err != nil {
 		return nil, err
 	}
+	if err := s.applyGateways(ctx); err != nil {
+		return nil, err
+	}
 
 	mesh, err := meshsim.Start(ctx, meshsim.Config{
 		RESTConfig:  s.Env.RESTConfig(),
@@ -186,6 +196,40 @@ func Start(ctx context.Context, dir string, opts Options) (*Stack, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// applyGateways creates the Gateway API Gateways of the example's
+// gateway/ directory (examples/catalog-gateway-api has one) in the
+// stack's namespace, as a person applies them once with kubectl; Sluice
+// does not own them. An example without the directory has none.
+func (s *Stack) applyGateways(ctx context.Context) error {
+	files, err := filepath.Glob(filepath.Join(s.opts.Example, "gateway", "*.yaml"))
+	if err != nil || len(files) == 0 {
+		return err
+	}
+	dyn, err := dynamic.NewForConfig(s.Env.RESTConfig())
+	if err != nil {
+		return err
+	}
+	gateways := schema.GroupVersionResource{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "gateways"}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		var u unstructured.Unstructured
+		if err := sigsyaml.Unmarshal(data, &u.Object); err != nil {
+			return fmt.Errorf("%s: %w", f, err)
+		}
+		if u.GetKind() != "Gateway" {
+			return fmt.Errorf("%s: a %s, want a Gateway", f, u.GetKind())
+		}
+		u.SetNamespace(s.Namespace)
+		if _, err := dyn.Resource(gateways).Namespace(s.Namespace).Create(ctx, &u, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("create Gateway %s: %w", u.GetName(), err)
+		}
+	}
+	return nil
 }
 
 // seed writes the example, at v1 with no candidate and with the stack's
@@ -454,7 +498,7 @@ func (s *Stack) StartReplica(ctx context.Context, name string) error {
 	}
 	cmd := exec.CommandContext(ctx, s.opts.Sluice, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.Env = append(os.Environ(), "POD_NAME="+name)
+	cmd.Env = append(append(os.Environ(), s.opts.SluiceEnv...), "POD_NAME="+name)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		logFile.Close()

@@ -26,7 +26,7 @@ var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version:
 func readCRDs(path string) ([]*unstructured.Unstructured, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("istio CRDs: %w", err)
+		return nil, fmt.Errorf("CRDs: %w", err)
 	}
 	defer f.Close()
 	dec := utilyaml.NewYAMLOrJSONDecoder(f, 64<<10)
@@ -37,45 +37,50 @@ func readCRDs(path string) ([]*unstructured.Unstructured, error) {
 			if errors.Is(err, io.EOF) {
 				break
 			}
-			return nil, fmt.Errorf("istio CRDs: decode %s: %w", path, err)
+			return nil, fmt.Errorf("CRDs: decode %s: %w", path, err)
 		}
 		if obj == nil {
 			continue // empty document
 		}
 		u := &unstructured.Unstructured{Object: obj}
 		if u.GetKind() != "CustomResourceDefinition" {
-			return nil, fmt.Errorf("istio CRDs: %s holds a %s %q, want only CustomResourceDefinitions", path, u.GetKind(), u.GetName())
+			return nil, fmt.Errorf("CRDs: %s holds a %s %q, want only CustomResourceDefinitions", path, u.GetKind(), u.GetName())
 		}
 		crds = append(crds, u)
 	}
 	if len(crds) == 0 {
-		return nil, fmt.Errorf("istio CRDs: no CustomResourceDefinition in %s", path)
+		return nil, fmt.Errorf("CRDs: no CustomResourceDefinition in %s", path)
 	}
 	return crds, nil
 }
 
-// installCRDs creates Istio's CRDs and waits until the API server serves
-// them (Established), so their schemas validate from the first request.
-func (e *Env) installCRDs(ctx context.Context, path string) error {
-	crds, err := readCRDs(path)
-	if err != nil {
-		return err
+// installCRDs creates the CRDs of the files (Istio's, the Gateway API's)
+// and waits until the API server serves them (Established), so their
+// schemas validate from the first request.
+func (e *Env) installCRDs(ctx context.Context, paths []string) error {
+	var crds []*unstructured.Unstructured
+	for _, path := range paths {
+		c, err := readCRDs(path)
+		if err != nil {
+			return err
+		}
+		crds = append(crds, c...)
 	}
 	dyn, err := dynamic.NewForConfig(e.admin)
 	if err != nil {
-		return fmt.Errorf("istio CRDs: dynamic client: %w", err)
+		return fmt.Errorf("CRDs: dynamic client: %w", err)
 	}
 	client := dyn.Resource(crdGVR)
 	names := make([]string, 0, len(crds))
 	for _, crd := range crds {
 		if _, err := client.Create(ctx, crd, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("istio CRDs: create %s: %w", crd.GetName(), err)
+			return fmt.Errorf("CRDs: create %s: %w", crd.GetName(), err)
 		}
 		names = append(names, crd.GetName())
 	}
 	apiserver := e.proc(compAPIServer)
 	pending := names
-	err = apiserver.waitReady(ctx, "Istio CRDs to be Established", func(ctx context.Context) (bool, error) {
+	err = apiserver.waitReady(ctx, "CRDs to be Established", func(ctx context.Context) (bool, error) {
 		list, err := client.List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return false, err
@@ -96,7 +101,7 @@ func (e *Env) installCRDs(ctx context.Context, path string) error {
 	if err != nil {
 		return fmt.Errorf("%w (not established: %s)", err, strings.Join(pending, ", "))
 	}
-	e.log.Debug("testenv: istio CRDs established", "count", len(names), "file", path)
+	e.log.Debug("testenv: CRDs established", "count", len(names), "files", len(paths))
 	return nil
 }
 

@@ -164,12 +164,12 @@ func (e *Env) run(ctx context.Context) error {
 	// Locating the CRD file may run `go mod download`; overlap it with the
 	// rest of the start.
 	type crdResult struct {
-		path string
-		err  error
+		paths []string
+		err   error
 	}
 	crdCh := make(chan crdResult, 1)
 	go func() {
-		p, err := istioCRDPath(ctx)
+		p, err := crdPaths(ctx)
 		crdCh <- crdResult{p, err}
 	}()
 
@@ -227,7 +227,7 @@ func (e *Env) run(ctx context.Context) error {
 		},
 		func(ctx context.Context) error { return e.startScheduler(ctx, certs) },
 		func(ctx context.Context) error { return e.startKwok(ctx, certs) },
-		func(ctx context.Context) error { return e.installCRDs(ctx, crd.path) },
+		func(ctx context.Context) error { return e.installCRDs(ctx, crd.paths) },
 		func(ctx context.Context) error { return e.createNodes(ctx) },
 	}
 	if err := parallel(ctx, steps...); err != nil {

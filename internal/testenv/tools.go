@@ -216,3 +216,44 @@ func downloadModule(ctx context.Context, path, version string) (string, error) {
 	}
 	return mod.Dir, nil
 }
+
+// gatewayAPICRDPaths finds the Gateway API's standard channel CRDs
+// (config/crd/standard) in the sigs.k8s.io/gateway-api module, the
+// version go.mod requires, downloading it if needed. The channel's
+// ValidatingAdmissionPolicy (safe upgrades) is left out: only CRDs.
+func gatewayAPICRDPaths(ctx context.Context) ([]string, error) {
+	const path = "sigs.k8s.io/gateway-api"
+	mods, err := moduleVersions(ctx, path)
+	if err != nil {
+		return nil, fmt.Errorf("gateway API CRDs: %w", err)
+	}
+	mod := mods[path]
+	if mod.Dir == "" {
+		if mod.Dir, err = downloadModule(ctx, mod.Path, mod.Version); err != nil {
+			return nil, fmt.Errorf("gateway API CRDs: %w", err)
+		}
+	}
+	files, err := filepath.Glob(filepath.Join(mod.Dir, "config", "crd", "standard", "gateway.networking.k8s.io_*.yaml"))
+	if err != nil {
+		return nil, fmt.Errorf("gateway API CRDs: %w", err)
+	}
+	files = slices.DeleteFunc(files, func(f string) bool { return strings.Contains(filepath.Base(f), "_vap_") })
+	if len(files) == 0 {
+		return nil, fmt.Errorf("gateway API CRDs: none in %s", filepath.Join(mod.Dir, "config", "crd", "standard"))
+	}
+	return files, nil
+}
+
+// crdPaths are the files of every CRD the test cluster installs: Istio's
+// and the Gateway API's standard channel.
+func crdPaths(ctx context.Context) ([]string, error) {
+	istio, err := istioCRDPath(ctx)
+	if err != nil {
+		return nil, err
+	}
+	gw, err := gatewayAPICRDPaths(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return append([]string{istio}, gw...), nil
+}
