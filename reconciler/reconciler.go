@@ -8,12 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"path"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/util/workqueue"
 
 	"sluice.dev/sluice/cluster"
@@ -94,6 +96,16 @@ type Config struct {
 	// pull requests (stages with approval: pullRequest); without it such a
 	// stage waits, saying it needs one.
 	Forge forge.Provider
+	// Selector, when set, confines this Sluice to the releases whose
+	// metadata.labels it matches (sluice run --release-selector); the
+	// others are another's: never reconciled, never deleted.
+	Selector labels.Selector
+	// ClusterName, when set, is the cluster this Sluice reconciles
+	// (sluice run --cluster): only the releases that name it in
+	// spec.clusters, or name no cluster, are its own. Without it, only
+	// releases naming no cluster are. StatusDir is set apart per cluster
+	// by the caller.
+	ClusterName string
 	// Webhooks posts the releases' webhook gates; default a client that
 	// does not sign (webhook.New with no SecretFile).
 	Webhooks *webhook.Client
@@ -361,8 +373,10 @@ func (r *Reconciler) syncOnce(ctx context.Context, all bool) error {
 	}
 	p := &pass{head: snap.head.String()[:12], start: start, pending: make(map[string]bool, len(snap.releases)+len(snap.gone)),
 		invalidFiles: len(snap.invalidFiles)}
-	for id := range snap.releases {
-		p.pending[id] = true
+	for id, e := range snap.releases {
+		if r.mine(e) {
+			p.pending[id] = true
+		}
 	}
 	for _, id := range snap.gone {
 		p.pending[id] = true
@@ -375,6 +389,9 @@ func (r *Reconciler) syncOnce(ctx context.Context, all bool) error {
 	// without waiting for a pass over every other release.
 	var changed, rest []string
 	for id, e := range snap.releases {
+		if !r.mine(e) {
+			continue
+		}
 		if prev == nil || prev.releases[id] != e {
 			changed = append(changed, id)
 		} else {
@@ -460,12 +477,7 @@ func (r *Reconciler) ReconcileAll(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ids := make([]string, 0, len(snap.releases))
-	for id := range snap.releases {
-		ids = append(ids, id)
-	}
-	ids = append(ids, snap.gone...)
-	slices.Sort(ids)
+	ids := r.assigned(snap)
 	var errs []error
 	for _, id := range ids {
 		if _, err := r.reconcile(ctx, id); err != nil {
@@ -484,6 +496,14 @@ func (r *Reconciler) reconcile(ctx context.Context, id string) (time.Duration, e
 		return 0, err
 	}
 	e, ok := snap.releases[id]
+	if ok && !r.mine(e) {
+		// Another Sluice's (its labels or clusters moved it there, or a
+		// watch event came for its objects): forget it, touch nothing.
+		if r.forgetRelease(id) {
+			r.cfg.Observer.Removed(id)
+		}
+		return 0, nil
+	}
 	if !ok {
 		if slices.Contains(snap.gone, id) {
 			if err := r.deleteRelease(ctx, snap, id); err != nil {
@@ -491,9 +511,7 @@ func (r *Reconciler) reconcile(ctx context.Context, id string) (time.Duration, e
 				return 0, err
 			}
 		}
-		r.mu.Lock()
-		delete(r.memo, id)
-		r.mu.Unlock()
+		r.forgetRelease(id)
 		r.cfg.Observer.Removed(id)
 		return 0, nil
 	}
@@ -544,6 +562,16 @@ func (r *Reconciler) Annotations(id string) map[string]string {
 		return e.rel.Metadata.Annotations
 	}
 	return nil
+}
+
+// forgetRelease drops what Sluice keeps of a release in memory, and says whether
+// it kept anything.
+func (r *Reconciler) forgetRelease(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, known := r.memo[id]
+	delete(r.memo, id)
+	return known
 }
 
 func (r *Reconciler) memoFor(id string) *releaseMemo {
@@ -602,6 +630,9 @@ func (r *Reconciler) eventTargetKind(e *entry) string {
 // commit records one transition (a status, and at promotion the spec
 // edit) in Git.
 func (r *Reconciler) commit(ctx context.Context, e *entry, en record.Entry) error {
+	if en.Status != nil && e.rel != nil {
+		en.Status.Labels = maps.Clone(e.rel.Metadata.Labels)
+	}
 	change, err := record.Change(r.cfg.StatusDir, en)
 	if err != nil {
 		return err

@@ -36,6 +36,9 @@ type entry struct {
 	file                string
 	rel                 *specs.Release // nil when the spec is invalid
 	err                 error          // why the spec is invalid
+	// place decides which Sluice reconciles the release (mine); read
+	// leniently from an invalid spec.
+	place specs.Placement
 }
 
 // parsedFile caches the parse of one spec file by its blob hash, so a
@@ -137,9 +140,9 @@ func (r *Reconciler) refresh(ctx context.Context) (*snapshot, error) {
 		}
 	}
 	for _, id := range order {
-		snap.releases[id] = r.owner(tree, prev, defs[id])
+		snap.releases[id] = r.owner(tree, prev, r.placed(defs[id]))
 	}
-	if snap.gone, err = r.goneReleases(tree, snap); err != nil {
+	if snap.gone, err = r.goneReleases(tree, prev, snap); err != nil {
 		return nil, err
 	}
 	r.cfg.Observer.SpecFilesInvalid(slices.Sorted(maps.Keys(snap.invalidFiles)))
@@ -197,7 +200,7 @@ func (r *Reconciler) parseFile(ctx context.Context, tree *gitsync.Tree, f string
 func invalidAgain(before []*entry, file string, err error) []*entry {
 	out := make([]*entry, 0, len(before))
 	for _, e := range before {
-		out = append(out, &entry{id: e.id, namespace: e.namespace, name: e.name, file: file, err: err})
+		out = append(out, &entry{id: e.id, namespace: e.namespace, name: e.name, file: file, err: err, place: e.place})
 	}
 	return out
 }
@@ -208,7 +211,12 @@ func invalidAgain(before []*entry, file string, err error) []*entry {
 // knows what the file defined) is not gone but invalid, and is added to
 // snap.releases as such; so is nothing outside the paths this Sluice
 // watches, which another one may own.
-func (r *Reconciler) goneReleases(tree *gitsync.Tree, snap *snapshot) ([]string, error) {
+//
+// A release whose spec is in Git is never gone, whether it is this
+// Sluice's or not (Config.Selector, Config.ClusterName); and a release
+// whose spec is gone is this Sluice's to delete only if it was its own
+// (goneHere).
+func (r *Reconciler) goneReleases(tree *gitsync.Tree, prev, snap *snapshot) ([]string, error) {
 	nsDirs, err := tree.ReadDir(r.cfg.StatusDir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -244,7 +252,13 @@ func (r *Reconciler) goneReleases(tree *gitsync.Tree, snap *snapshot) ([]string,
 				continue
 			}
 			if ferr, ok := snap.invalidFiles[st.SpecFile]; ok {
-				snap.releases[id] = &entry{id: id, namespace: ns, name: name, file: st.SpecFile, err: ferr}
+				// Its placement is what it was last recorded with: its
+				// labels, and this cluster, whose status file it has.
+				snap.releases[id] = &entry{id: id, namespace: ns, name: name, file: st.SpecFile, err: ferr,
+					place: specs.Placement{Labels: st.Labels}}
+				continue
+			}
+			if !r.goneHere(prev, id, st) {
 				continue
 			}
 			gone = append(gone, id)
@@ -335,18 +349,21 @@ func parseEntries(ctx context.Context, file string, data []byte) (entries []*ent
 	valid := map[string]bool{}
 	for _, rel := range rels {
 		valid[rel.ID()] = true
-		out = append(out, &entry{id: rel.ID(), namespace: rel.Metadata.Namespace, name: rel.Metadata.Name, file: file, rel: rel})
+		out = append(out, &entry{id: rel.ID(), namespace: rel.Metadata.Namespace, name: rel.Metadata.Name, file: file, rel: rel,
+			place: specs.PlacementOf(rel)})
 	}
 	if perr == nil {
 		return out, nil, nil
 	}
 	named := false
+	places := specs.Placements(data)
 	for _, id := range specs.Identify(data) {
 		if valid[id.String()] {
 			continue
 		}
 		named = true
-		out = append(out, &entry{id: id.String(), namespace: id.Namespace, name: id.Name, file: file, err: errorsFor(perr)})
+		out = append(out, &entry{id: id.String(), namespace: id.Namespace, name: id.Name, file: file, err: errorsFor(perr),
+			place: places[id.String()]})
 	}
 	if !named {
 		return out, errorsFor(perr), nil

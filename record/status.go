@@ -59,7 +59,11 @@ type Status struct {
 	Kind       string `yaml:"kind" json:"kind"`
 	Release    string `yaml:"release" json:"release"`
 	SpecFile   string `yaml:"specFile" json:"specFile"`
-	Phase      Phase  `yaml:"phase" json:"phase"`
+	// Labels are the release's metadata.labels when this was recorded: a
+	// Sluice with a --release-selector reads them to know whether a
+	// release whose spec is gone from Git was its own.
+	Labels map[string]string `yaml:"labels,omitempty" json:"labels,omitempty"`
+	Phase  Phase             `yaml:"phase" json:"phase"`
 	// Since is when the release entered its phase (or its current step).
 	Since     time.Time `yaml:"since" json:"since"`
 	Stable    string    `yaml:"stable,omitempty" json:"stable,omitempty"`

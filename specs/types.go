@@ -98,6 +98,11 @@ type ReleaseSpec struct {
 	// step stays applied, its gates are not checked and its deadlines do
 	// not run. Removing it (`sluice resume`) starts the step's checks over.
 	Paused bool `json:"paused,omitempty" yaml:"paused,omitempty"`
+	// Clusters are the clusters the release runs on, by the names their
+	// Sluice is started with (sluice run --cluster); empty: every cluster.
+	// A release naming clusters is never reconciled by a Sluice started
+	// without --cluster.
+	Clusters []string `json:"clusters,omitempty" yaml:"clusters,omitempty"`
 	// Abort, when it names the candidate, rolls the release back now
 	// (`sluice abort`). It names a version rather than being a switch so
 	// that it never applies to a later candidate.

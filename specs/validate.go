@@ -74,6 +74,7 @@ func (v *validator) release() {
 		v.fail("metadata.annotations."+AnnotationOnDelete, "must be %q or %q, got %q", OnDeleteOrphan, OnDeleteDelete, od)
 	}
 	s := &r.Spec
+	v.clusters(s.Clusters)
 
 	if s.Service.Name != "" {
 		if msgs := validation.IsDNS1035Label(s.Service.Name); len(msgs) > 0 {
@@ -565,4 +566,18 @@ func (r *Release) Approved(stage string) bool {
 		}
 	}
 	return false
+}
+
+// clusters checks spec.clusters: names as --cluster takes them (DNS
+// labels, since each names a status directory), each once.
+func (v *validator) clusters(names []string) {
+	seen := map[string]bool{}
+	for i, c := range names {
+		p := fmt.Sprintf("spec.clusters[%d]", i)
+		v.dnsLabel(p, c)
+		if seen[c] {
+			v.fail(p, "cluster %q is named twice", c)
+		}
+		seen[c] = true
+	}
 }

@@ -151,6 +151,10 @@ func TestValidationRules(t *testing.T) {
 			[]string{`release.yaml:39: spec.stages[2].approval: must be "manual" or "pullRequest", got "mergeRequest"`}},
 		{"approval on deploy", "    - name: deploy\n", "    - name: deploy\n      approval: pullRequest\n",
 			[]string{`release.yaml:31: spec.stages[0].approval: the deploy stage is the first step and cannot wait for an approval`}},
+		{"cluster not a DNS label", "  stable: v1\n", "  stable: v1\n  clusters: [staging, Prod_1]\n",
+			[]string{`release.yaml:16: spec.clusters[1]: "Prod_1" is not a valid name: a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')`}},
+		{"cluster named twice", "  stable: v1\n", "  stable: v1\n  clusters:\n    - staging\n    - prod\n    - staging\n",
+			[]string{`release.yaml:19: spec.clusters[2]: cluster "staging" is named twice`}},
 		{"invalid yaml", "  stable: v1\n", "  stable: [v1\n",
 			[]string{`release.yaml:15: invalid YAML: did not find expected ',' or ']'`}},
 		// Issue 13: what the controller would refuse later.

@@ -122,7 +122,11 @@ func runAction(cmd *cobra.Command, af *actFlags, releaseArg string, decide func(
 	if err != nil {
 		return err
 	}
-	t, err := findTarget(tree, af.rf.statusDir, releaseArg)
+	dir, err := af.rf.dir()
+	if err != nil {
+		return err
+	}
+	t, err := findTarget(tree, dir, releaseArg)
 	if err != nil {
 		return err
 	}

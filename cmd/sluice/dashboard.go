@@ -95,7 +95,11 @@ writes nothing. It needs no access to the cluster.`,
 			if repoArg != "" {
 				gitURL = repoArg
 			}
-			d, err := newDashboard(repo, rf.statusDir, ev, df.commitURL, forgeName, forgeURL, forgeRepo, gitURL, log)
+			dir, err := rf.dir()
+			if err != nil {
+				return err
+			}
+			d, err := newDashboard(repo, dir, ev, df.commitURL, forgeName, forgeURL, forgeRepo, gitURL, log)
 			if err != nil {
 				return err
 			}

@@ -17,12 +17,18 @@ import (
 type recordFlags struct {
 	git       gitFlags
 	statusDir string
+	cluster   string
 }
 
 func (f *recordFlags) register(cmd *cobra.Command) {
 	f.git.register(cmd)
 	cmd.Flags().StringVar(&f.statusDir, "status-dir", record.DefaultStatusDir, "repository directory of Sluice's status files")
+	cmd.Flags().StringVar(&f.cluster, "cluster", "", "the cluster whose status files to read (sluice run --cluster): those under --status-dir/NAME")
 }
+
+// dir is the directory of the status files to read: --status-dir, or the
+// --cluster's directory under it.
+func (f *recordFlags) dir() (string, error) { return clusterStatusDir(f.statusDir, f.cluster) }
 
 // open syncs the repository named by --git-url, or by REPO given as a URL
 // or a local clone's directory.

@@ -102,6 +102,8 @@ type runFlags struct {
 	dashboard               bool
 	dash                    dashboardFlags
 	notifyConfig, commitURL string
+	releaseSelector         string
+	cluster                 string
 	gateWebhookSecretFile   string
 }
 
@@ -189,6 +191,8 @@ given on the command line wins.`,
 	f.DurationVar(&fl.renewDeadline, "leader-election-renew-deadline", leader.DefaultRenewDeadline, "how long the leader tries to renew the Lease before it stops leading")
 	f.DurationVar(&fl.retryPeriod, "leader-election-retry-period", leader.DefaultRetryPeriod, "how often replicas try to acquire or renew the Lease")
 	f.StringVar(&fl.advertise, "advertise-address", "", "host:port where other replicas reach this one's POST /sync, to pass on syncs to the leader (default: $POD_IP and the --listen port)")
+	f.StringVar(&fl.releaseSelector, "release-selector", "", "label selector over the releases' metadata.labels (e.g. team=shop or shard in (a,b)): this Sluice reconciles only the releases it selects; empty: every release")
+	f.StringVar(&fl.cluster, "cluster", "", "name of the cluster this Sluice runs on: it reconciles only the releases whose spec.clusters name it or name no cluster, and keeps its status files under --status-dir/NAME")
 	annotateEnv(f)
 	return cmd
 }
@@ -343,12 +347,20 @@ func runController(ctx context.Context, stderr io.Writer, fl *runFlags) error {
 		}()
 		observers = append(observers, n)
 	}
+	selector, err := releaseSelector(fl.releaseSelector)
+	if err != nil {
+		return err
+	}
+	statusDir, err := clusterStatusDir(fl.statusDir, fl.cluster)
+	if err != nil {
+		return err
+	}
 	// Load webhooks run in the background; they end with ctx.
 	hooks := webhook.New(webhook.Options{SecretFile: fl.gateWebhookSecretFile, UserAgent: "sluice/" + version})
 	defer hooks.Wait()
 	rec, err = reconciler.New(reconciler.Config{
-		Repo: repo, Cluster: applier, Gates: g,
-		Paths: fl.paths, StatusDir: fl.statusDir, MaxSpecSize: cmp.Or(fl.maxSpecSize.n, -1), SyncInterval: fl.interval, Workers: fl.workers,
+		Repo: repo, Cluster: applier, Gates: g, Selector: selector, ClusterName: fl.cluster,
+		Paths: fl.paths, StatusDir: statusDir, MaxSpecSize: cmp.Or(fl.maxSpecSize.n, -1), SyncInterval: fl.interval, Workers: fl.workers,
 		AllowedNamespaces: fl.namespaces, ProgressDeadline: fl.progress, ReapplyInterval: fl.reapply,
 		CommitLinger: fl.commitLinger, Forge: fp, OnDelete: fl.onDelete,
 		Webhooks: hooks,
@@ -368,7 +380,7 @@ func runController(ctx context.Context, stderr io.Writer, fl *runFlags) error {
 			opts.Relay = leaders.relay(log)
 		}
 		if fl.dashboard {
-			if opts.Dashboard, err = newDashboard(repo, fl.statusDir, ev, fl.dash.commitURL, fl.forge, fl.forgeURL, fl.forgeRepo, fl.git.url, log.With("component", "dashboard")); err != nil {
+			if opts.Dashboard, err = newDashboard(repo, statusDir, ev, fl.dash.commitURL, fl.forge, fl.forgeURL, fl.forgeRepo, fl.git.url, log.With("component", "dashboard")); err != nil {
 				return err
 			}
 		}
@@ -381,7 +393,8 @@ func runController(ctx context.Context, stderr io.Writer, fl *runFlags) error {
 	} else if fl.webhookSecretFile != "" {
 		return errors.New("--webhook-secret-file needs --listen")
 	}
-	log.Info("sluice started", "git", repo.URL(), "branch", fl.git.branch, "paths", fl.paths, "interval", fl.interval, "leader_elect", fl.leaderElect)
+	log.Info("sluice started", "git", repo.URL(), "branch", fl.git.branch, "paths", fl.paths, "interval", fl.interval, "leader_elect", fl.leaderElect,
+		"cluster", fl.cluster, "release_selector", fl.releaseSelector)
 	// The leader reads the objects it manages from watches: an unchanged
 	// release then costs no API request. Without the watches (RBAC that
 	// grants no watch, say) each apply lists them instead.

@@ -224,6 +224,8 @@ type statusOptions struct {
 	watch       bool
 	interval    time.Duration
 	transitions int
+	// statusDir is --status-dir, or the --cluster's directory in it.
+	statusDir string
 
 	// detailed is the release's detail at commit detailedAt.
 	detailed   *releaseDetail
@@ -266,6 +268,11 @@ Ctrl-C ends it.`,
 			if o.watch && o.interval <= 0 {
 				return fmt.Errorf("--interval must be positive, got %s", o.interval)
 			}
+			dir, err := o.rf.dir()
+			if err != nil {
+				return err
+			}
+			o.statusDir = dir
 			release, repoArg := statusArgs(args)
 			repo, err := o.rf.open(cmd, repoArg)
 			if err != nil {
@@ -275,7 +282,7 @@ Ctrl-C ends it.`,
 				return o.print(ctx, w, repo, snap, release, now)
 			}
 			if !o.watch {
-				snap, err := readStatus(cmd.Context(), repo, o.rf.statusDir)
+				snap, err := readStatus(cmd.Context(), repo, o.statusDir)
 				if err != nil {
 					return err
 				}
@@ -359,7 +366,7 @@ func (o *statusOptions) watchStatus(ctx context.Context, out, errOut io.Writer, 
 		}
 		changed := snap == nil || head != snap.head
 		if changed {
-			next, err := readStatus(ctx, repo, o.rf.statusDir)
+			next, err := readStatus(ctx, repo, o.statusDir)
 			if err != nil {
 				return err
 			}

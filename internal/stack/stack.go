@@ -137,6 +137,8 @@ type Stack struct {
 	closeOnce sync.Once
 	mu        sync.Mutex
 	replicas  map[string]*replica
+	// meshes are the simulators of other clusters (AddCluster).
+	meshes []*meshsim.Simulator
 }
 
 // replica is one running `sluice run`.
@@ -733,6 +735,12 @@ func (s *Stack) Close() {
 		}
 		if s.Mesh != nil {
 			_ = s.Mesh.Close()
+		}
+		s.mu.Lock()
+		meshes := s.meshes
+		s.mu.Unlock()
+		for _, m := range meshes {
+			_ = m.Close()
 		}
 		if s.gitClose != nil {
 			_ = s.gitClose()
