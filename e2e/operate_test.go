@@ -134,6 +134,9 @@ func TestBlockedRelease(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, "e2e-blocked")
 	ctx := t.Context()
+	// The steady record comes before its apply: wait for v1 to run, so
+	// the quota counts it.
+	waitDeployments(t, s.Namespace, "catalog-v1")
 	kc := kubernetes.NewForConfigOrDie(testEnv.Env(t).RESTConfig())
 	quota := &corev1.ResourceQuota{
 		ObjectMeta: metav1.ObjectMeta{Name: "one-deployment", Namespace: s.Namespace},
@@ -142,14 +145,15 @@ func TestBlockedRelease(t *testing.T) {
 	if _, err := kc.CoreV1().ResourceQuotas(s.Namespace).Create(ctx, quota, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	// Quota admission counts only once the quota controller has.
-	err := stack.WaitFor(ctx, time.Minute, 250*time.Millisecond, "the quota counted", func(ctx context.Context) (bool, error) {
+	// Quota admission counts only once the quota controller has: wait
+	// until it counts v1, so that the quota is full.
+	err := stack.WaitFor(ctx, time.Minute, 250*time.Millisecond, "the quota full", func(ctx context.Context) (bool, error) {
 		q, err := kc.CoreV1().ResourceQuotas(s.Namespace).Get(ctx, quota.Name, metav1.GetOptions{})
 		if err != nil {
 			return false, err
 		}
-		_, ok := q.Status.Used["count/deployments.apps"]
-		return ok, nil
+		used, ok := q.Status.Used["count/deployments.apps"]
+		return ok && used.Value() == 1, nil
 	})
 	if err != nil {
 		t.Fatal(err)
