@@ -287,6 +287,11 @@ func decideBlocked(in Input) Decision {
 	view := in
 	if blocked {
 		view.Status = resumed(st)
+		if p := view.Status.Phase; p == record.PhaseProgressing || p == record.PhaseWaiting {
+			// Nothing of the step ran while it was blocked: its clock (the
+			// progress deadline, the interval) starts when it is unblocked.
+			view.Status.Since = in.Now
+		}
 	}
 	d := decide(view)
 	if d.Action != "" {

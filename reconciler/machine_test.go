@@ -426,6 +426,8 @@ func TestMachine(t *testing.T) {
 					t.Errorf("resumed %+v", d.Status)
 				}
 			}},
+		{name: "blocked past the progress deadline: unblocked, not rolled back (the step never ran)", status: blockedAt, after: time.Hour, avail: down,
+			action: record.ActionResume, phase: record.PhaseProgressing, step: "canary-10", subject: "shop: unblocked; Progressing at canary-10", need: NeedNext},
 		{name: "blocked when steady: the apply is made before unblocking", spec: func(r *specs.Release) { r.Spec.Candidate = "" }, status: blockedSteady, after: time.Hour,
 			apply: "stable", need: NeedApplied},
 		{name: "blocked when steady: applied: unblocked, since as it was", spec: func(r *specs.Release) { r.Spec.Candidate = "" }, status: blockedSteady, after: time.Hour, applied: true,
