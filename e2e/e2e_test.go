@@ -177,11 +177,19 @@ var (
 // routes reads a VirtualService's first-route destinations as "subset=weight".
 func routes(t testing.TB, ns, name string) []string {
 	t.Helper()
-	env := testEnv.Env(t)
-	dyn := dynamic.NewForConfigOrDie(env.RESTConfig())
-	vs, err := dyn.Resource(vsGVR).Namespace(ns).Get(t.Context(), name, metav1.GetOptions{})
+	out, err := readRoutes(t.Context(), dynamic.NewForConfigOrDie(testEnv.Env(t).RESTConfig()), ns, name)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return out
+}
+
+// readRoutes is routes without the test: its error says why it could not
+// read them (a VirtualService not there yet, say).
+func readRoutes(ctx context.Context, dyn dynamic.Interface, ns, name string) ([]string, error) {
+	vs, err := dyn.Resource(vsGVR).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, err
 	}
 	var out []string
 	httpRoutes, _, _ := unstructured.NestedSlice(vs.Object, "spec", "http")
@@ -193,7 +201,7 @@ func routes(t testing.TB, ns, name string) []string {
 			out = append(out, fmt.Sprintf("%s=%d", subset, w))
 		}
 	}
-	return out
+	return out, nil
 }
 
 func deployments(t testing.TB, ns string) []string {

@@ -216,23 +216,14 @@ func TestDriftRevertedFromWatch(t *testing.T) {
 		t.Helper()
 		start := time.Now()
 		err := stack.WaitFor(ctx, timeout, 50*time.Millisecond, "routes "+want, func(ctx context.Context) (bool, error) {
-			u, err := vs.Get(ctx, "catalog-mesh", metav1.GetOptions{})
+			r, err := readRoutes(ctx, dyn, s.Namespace, "catalog-mesh")
 			if apierrors.IsNotFound(err) {
 				return false, nil
 			}
 			if err != nil {
 				return false, err
 			}
-			have = nil
-			httpRoutes, _, _ := unstructured.NestedSlice(u.Object, "spec", "http")
-			for _, hr := range httpRoutes {
-				dests, _, _ := unstructured.NestedSlice(hr.(map[string]any), "route")
-				for _, d := range dests {
-					subset, _, _ := unstructured.NestedString(d.(map[string]any), "destination", "subset")
-					w, _, _ := unstructured.NestedInt64(d.(map[string]any), "weight")
-					have = append(have, fmt.Sprintf("%s=%d", subset, w))
-				}
-			}
+			have = r
 			return strings.Join(have, ",") == want, nil
 		})
 		if err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -231,7 +232,7 @@ func identity(author, dir string) (*mail.Address, error) {
 			cfg, _ = gitconfig.LoadConfig(gitconfig.GlobalScope)
 		}
 		if cfg != nil {
-			name, email = cmpOr(name, cfg.User.Name, cfg.Author.Name), cmpOr(email, cfg.User.Email, cfg.Author.Email)
+			name, email = cmp.Or(name, cfg.User.Name, cfg.Author.Name), cmp.Or(email, cfg.User.Email, cfg.Author.Email)
 		}
 	}
 	if name == "" || email == "" {
@@ -241,15 +242,6 @@ func identity(author, dir string) (*mail.Address, error) {
 }
 
 func person(a *mail.Address) string { return a.Name + " <" + a.Address + ">" }
-
-func cmpOr(vals ...string) string {
-	for _, v := range vals {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
-}
 
 // remoteOf is the repository and branch an action commits to: --git-url
 // (and --git-branch), else the clone in --repo: its origin and its current
