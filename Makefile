@@ -18,7 +18,7 @@ test-tools: ## install what the test cluster needs (etcd, Prometheus, Kubernetes
 	hack/testenv-tools.sh
 
 test: test-tools ## run every test, against the real local test cluster, Prometheus and Git servers
-	$(GO) test -count=1 -timeout 30m ./...
+	GO=$(GO) hack/test.sh
 
 test-short: ## the inner loop: every test that needs no cluster, Prometheus or Gitea (under a minute)
 	$(GO) test -short -count=1 ./...

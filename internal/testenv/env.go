@@ -172,17 +172,29 @@ func (e *Env) MemoryRSS() (map[string]uint64, error) {
 }
 
 // DumpLogs writes every component's log (the last 256 KiB of each) to w.
-func (e *Env) DumpLogs(w io.Writer) {
+func (e *Env) DumpLogs(w io.Writer) { e.dumpLogs(w, false) }
+
+// DumpExitedLogs is DumpLogs for components that died on their own; of the
+// others it prints only where their logs are. After failed tests, the
+// failures are the tests' more often than the components', and megabytes
+// of healthy components' logs would bury the test output.
+func (e *Env) DumpExitedLogs(w io.Writer) { e.dumpLogs(w, true) }
+
+func (e *Env) dumpLogs(w io.Writer, exitedOnly bool) {
 	for _, name := range componentOrder() {
 		p := e.proc(name)
 		if p == nil {
 			continue
 		}
 		state := "running"
-		if gone, err := p.exited(); gone {
+		gone, err := p.exited()
+		if gone {
 			state = "exited: " + err.Error()
 		}
 		fmt.Fprintf(w, "===== %s (pid %d, %s) %s =====\n", name, p.pid(), state, p.logPath)
+		if exitedOnly && !gone {
+			continue
+		}
 		tail, err := readTail(p.logPath, dumpLimit)
 		if err != nil {
 			fmt.Fprintf(w, "(cannot read log: %v)\n", err)

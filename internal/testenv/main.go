@@ -107,7 +107,7 @@ func (s *Shared) stop(code int) int {
 	}
 	if code != 0 {
 		e.MarkFailed()
-		e.DumpLogs(os.Stderr)
+		e.DumpExitedLogs(os.Stderr)
 	}
 	if err := e.Stop(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
