@@ -70,7 +70,9 @@ func envDeployments(t testing.TB, env *testenv.Env, ns string) []string {
 // cluster runs on both, with a status file per cluster; once its spec
 // names staging alone, its candidate progresses and is promoted on
 // staging while prod, whose release is now another cluster's, keeps v1
-// running, records nothing and deletes nothing.
+// running, records nothing and deletes nothing. A candidate for both then
+// goes through the analysis on each, and the spec is promoted once, when
+// both have promoted it.
 func TestOneRepositoryTwoClusters(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
@@ -175,4 +177,54 @@ func TestOneRepositoryTwoClusters(t *testing.T) {
 		t.Errorf("prod recorded something of v2:\n%s", out)
 	}
 	t.Logf("prod's record:\n%s", out)
+
+	// A candidate for both clusters: each walks it through its own
+	// analysis, and the spec names it stable only once both promoted it.
+	// Were the spec promoted by the first cluster to finish, the other
+	// would switch to v3 at once, without its canary.
+	pushed, err = s.EditAndPush(ctx, "catalog v3 on staging and prod", func(read func(string) string) map[string]string {
+		// v3 is v2 with another environment, so a revision of its own.
+		v3 := "    - name: v3\n      source: apps/catalog/overlays/v2\n      env:\n        RELEASE: v3\n"
+		spec := read(stack.ReleaseFile)
+		spec = strings.Replace(spec, "  clusters: [staging]\n  stable: v2\n", v3+"  clusters: [staging, prod]\n  stable: v2\n  candidate: v3\n", 1)
+		return map[string]string{stack.ReleaseFile: spec}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"staging", "prod"} {
+		if err := s.TriggerSyncOn(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, name := range []string{"staging", "prod"} {
+		waitClusterStatus(t, s, name, releaseTimeout, "v3 promoted", func(st *record.Status) bool {
+			return st.Phase == record.PhasePromoted && st.Stable == "v3" && st.Candidate == "v3"
+		})
+	}
+	err = stack.WaitFor(ctx, releaseTimeout, 250*time.Millisecond, "the spec names v3 stable", func(ctx context.Context) (bool, error) {
+		spec, err := s.ReadRemote(ctx, stack.ReleaseFile)
+		return err == nil && strings.Contains(spec, "  stable: v3\n") && !strings.Contains(spec, "candidate:"), nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"staging", "prod"} {
+		log, err := s.GitRemote(ctx, "log", "--format=%s", strings.TrimSpace(pushed)+"..main", "--", path.Join(record.DefaultStatusDir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(log, "-> 10%") || !strings.Contains(log, "promoted v3 on "+name) {
+			t.Errorf("%s did not walk v3 through its own canary:\n%s", name, log)
+		}
+	}
+	// Sluice edited the spec once, whichever cluster did.
+	log, err := s.GitRemote(ctx, "log", "--format=%s", strings.TrimSpace(pushed)+"..main", "--", stack.ReleaseFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(strings.Split(strings.TrimSpace(log), "\n")); n != 1 {
+		t.Errorf("the spec was edited %d times after the push, want once:\n%s", n, log)
+	}
+	t.Logf("the spec's promotion: %s", log)
 }

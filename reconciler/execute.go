@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
 	"time"
 
 	"sluice.dev/sluice/cluster"
@@ -129,7 +130,33 @@ func (rc *run) input(ctx context.Context) Input {
 		return in
 	}
 	in.Revision, in.Plan = rev, steps
+	if in.Cluster = r.cfg.ClusterName; sharedSpec(in) {
+		in.Peers = rc.peers(e.rel.Spec.Clusters)
+	}
 	return in
+}
+
+// peers reads the release's records on the other clusters a shared spec
+// names. An unreadable one counts as none: the spec then waits for that
+// cluster, which is the safe side.
+func (rc *run) peers(clusters []string) map[string]*record.Status {
+	r, e := rc.r, rc.e
+	if path.Base(r.cfg.StatusDir) != r.cfg.ClusterName {
+		return nil
+	}
+	root := path.Dir(r.cfg.StatusDir)
+	out := map[string]*record.Status{}
+	for _, c := range clusters {
+		if c == r.cfg.ClusterName {
+			continue
+		}
+		st, err := record.Read(rc.snap.tree, path.Join(root, c), e.namespace, e.name)
+		if err != nil {
+			r.log.Warn("status file of another cluster unreadable", "release", e.id, "cluster", c, "err", err)
+		}
+		out[c] = st
+	}
+	return out
 }
 
 // execute carries a decision out: the record first, then the cluster and

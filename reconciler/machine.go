@@ -86,6 +86,13 @@ type Input struct {
 	// Applied is set once Decision.Apply was applied in this reconcile
 	// (NeedApplied).
 	Applied bool
+
+	// Cluster is this Sluice's cluster (sluice run --cluster), and Peers
+	// the release's records on the other clusters its spec.clusters
+	// names, from their status files (nil where none is recorded). They
+	// matter only to a spec shared by several clusters (sharedSpec).
+	Cluster string
+	Peers   map[string]*record.Status
 }
 
 // Failure is a run of reconciles of one release that failed for the same
@@ -391,8 +398,12 @@ func decide(in Input) Decision {
 		return decideHold(in, d, specs.RollbackStep(in.Spec), record.PhaseRolledBack)
 	case st.Phase == record.PhasePromoted:
 		// The promotion commit names the candidate stable; a spec that
-		// still names it candidate was edited back by a person.
-		return decideHold(in, d, in.Plan[len(in.Plan)-1], record.PhasePromoted)
+		// still names it candidate was edited back by a person, or is
+		// shared by clusters that have not all promoted it yet.
+		if sharedSpec(in) && len(yetToPromote(in)) == 0 {
+			return promoteSharedSpec(in, d)
+		}
+		return decideHold(in, d, promotedStep(in), record.PhasePromoted)
 	}
 	if i := st.StepIndex; i < 0 || i >= len(in.Plan) || in.Plan[i].Name != st.Step {
 		// The stages changed under a running release: start over rather
@@ -945,7 +956,8 @@ func rollback(in Input, d Decision, at specs.Step, values []record.GateValue, wh
 }
 
 // promote records the candidate as stable, in the status and in the spec,
-// once the promote step holds all traffic on it.
+// once the promote step holds all traffic on it. A spec shared by several
+// clusters is edited by the last of them to promote (sharedSpec).
 func promote(in Input, d Decision) Decision {
 	rel := in.Spec
 	s := next(in)
@@ -954,12 +966,84 @@ func promote(in Input, d Decision) Decision {
 	s.PullRequest = nil
 	s.Draining = addDrain(in, carryDrains(s.Draining, rel.Spec.Candidate, ""), rel.Spec.Stable)
 	d.Action, d.Status, d.PromoteSpec = record.ActionPromote, s, true
-	d.Subject = fmt.Sprintf("%s: promoted %s (%s retired)", in.Name, rel.Spec.Candidate, rel.Spec.Stable)
+	where := ""
+	if sharedSpec(in) {
+		where = " on " + in.Cluster
+	}
+	d.Subject = fmt.Sprintf("%s: promoted %s%s (%s retired)", in.Name, rel.Spec.Candidate, where, rel.Spec.Stable)
 	if rel.AnalysisSkipped() {
-		d.Subject = fmt.Sprintf("%s: promoted %s, analysis skipped by spec.skipAnalysis (%s retired)", in.Name, rel.Spec.Candidate, rel.Spec.Stable)
+		d.Subject = fmt.Sprintf("%s: promoted %s%s, analysis skipped by spec.skipAnalysis (%s retired)", in.Name, rel.Spec.Candidate, where, rel.Spec.Stable)
+	}
+	if sharedSpec(in) {
+		if rest := yetToPromote(in); len(rest) > 0 {
+			d.PromoteSpec = false
+			d.Subject += fmt.Sprintf("; %s yet to promote", strings.Join(rest, ", "))
+		} else {
+			d.Subject += "; promoted on every cluster, the spec names it stable"
+		}
 	}
 	d.Requeue = 0
 	return d
+}
+
+// sharedSpec reports whether the release's spec is shared by several
+// clusters (spec.clusters names more than one, and this Sluice runs one of
+// them). Each cluster then walks the candidate on its own and records its
+// promotion in its own status file; the spec is promoted (stable: the
+// candidate) once every cluster it names has, by the last of them. Were it
+// promoted by the first, the others would switch to the candidate at once,
+// without their own analysis.
+func sharedSpec(in Input) bool {
+	return in.Cluster != "" && in.Spec != nil && len(in.Spec.Spec.Clusters) > 1
+}
+
+// yetToPromote are the clusters a shared spec names, this one aside, whose
+// records do not say they promoted this candidate at this revision.
+func yetToPromote(in Input) []string {
+	var rest []string
+	for _, c := range in.Spec.Spec.Clusters {
+		if c == in.Cluster || promotedThere(in.Peers[c], in.Spec.Spec.Candidate, in.Revision) {
+			continue
+		}
+		rest = append(rest, c)
+	}
+	slices.Sort(rest)
+	return slices.Compact(rest)
+}
+
+func promotedThere(st *record.Status, candidate, revision string) bool {
+	if st == nil || st.Candidate != candidate || st.Revision != revision {
+		return false
+	}
+	phase := st.Phase
+	if phase == record.PhaseBlocked && st.Resume != nil {
+		phase = st.Resume.Phase
+	}
+	return phase == record.PhasePromoted
+}
+
+// promoteSharedSpec edits a shared spec once the last of its clusters has
+// promoted the candidate: the clusters promoted at about the same time, so
+// none saw the others' records when it recorded its own. The record stays
+// as it is.
+func promoteSharedSpec(in Input, d Decision) Decision {
+	s := *in.Status
+	s.SpecFile = in.File
+	d.Action, d.Status, d.PromoteSpec = record.ActionPromote, &s, true
+	d.Subject = fmt.Sprintf("%s: %s promoted on every cluster (%s); the spec names it stable",
+		in.Name, in.Spec.Spec.Candidate, strings.Join(in.Spec.Spec.Clusters, ", "))
+	step := promotedStep(in)
+	d.Apply, d.Requeue = &step, in.ReapplyInterval
+	return d
+}
+
+// promotedStep is what a release promoted here holds while its spec still
+// names the candidate: the promote step without the old stable, which
+// keepDraining adds back while it drains.
+func promotedStep(in Input) specs.Step {
+	step := in.Plan[len(in.Plan)-1]
+	step.Versions = []string{in.Spec.Spec.Candidate}
+	return step
 }
 
 // noDataValues are the values without data.

@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -670,5 +671,80 @@ func TestMachineWalk(t *testing.T) {
 	// interval each after a poll; the promote step is up at once.
 	if took := in.Now.Sub(t0); took > 4*time.Minute {
 		t.Errorf("the walk took %s of the release's time", took)
+	}
+}
+
+// TestMachineSharedSpec: a spec shared by several clusters is promoted in
+// Git by the last of them to promote the candidate; each records its own
+// promotion, and none switches another to the candidate early.
+func TestMachineSharedSpec(t *testing.T) {
+	shared := func(r *specs.Release) { r.Spec.Clusters = []string{"staging", "prod", "edge"} }
+	promoted := with(at(5, "promote", record.PhasePromoted), func(s *record.Status) { s.Stable = "v2" })
+	steady := &record.Status{Release: "web/shop", Phase: record.PhaseSteady, Stable: "v1", Step: "stable"}
+	otherRev := with(promoted, func(s *record.Status) { s.Revision = "rev1" })
+	blockedPromoted := with(promoted, func(s *record.Status) {
+		s.Phase, s.Resume = record.PhaseBlocked, &record.Resume{Phase: record.PhasePromoted, Since: t0}
+	})
+	tests := []struct {
+		name    string
+		cluster string
+		spec    func(*specs.Release)
+		status  *record.Status
+		peers   map[string]*record.Status
+		action  record.Action
+		edit    bool
+		subject string
+		apply   []string // the versions applied; a promotion applies nothing (the promote step is)
+	}{
+		{name: "the first cluster to promote records its own promotion alone", cluster: "staging", spec: shared, status: at(5, "promote", record.PhaseProgressing),
+			peers:  map[string]*record.Status{"prod": steady, "edge": at(3, "canary-20", record.PhaseProgressing)},
+			action: record.ActionPromote, subject: "shop: promoted v2 on staging (v1 retired); edge, prod yet to promote"},
+		{name: "a cluster's promotion of another revision does not count", cluster: "staging", spec: shared, status: at(5, "promote", record.PhaseProgressing),
+			peers:  map[string]*record.Status{"prod": promoted, "edge": otherRev},
+			action: record.ActionPromote, subject: "; edge yet to promote"},
+		{name: "the last cluster to promote edits the spec", cluster: "staging", spec: shared, status: at(5, "promote", record.PhaseProgressing),
+			peers:  map[string]*record.Status{"prod": promoted, "edge": blockedPromoted},
+			action: record.ActionPromote, edit: true, subject: "shop: promoted v2 on staging (v1 retired); promoted on every cluster, the spec names it stable"},
+		{name: "promoted here, others yet to: held on the candidate alone, nothing recorded", cluster: "staging", spec: shared, status: promoted,
+			peers: map[string]*record.Status{"prod": promoted}, apply: []string{"v2"}},
+		{name: "promoted everywhere but the spec not edited: edited now", cluster: "prod", spec: shared, status: promoted,
+			peers:  map[string]*record.Status{"staging": promoted, "edge": promoted},
+			action: record.ActionPromote, edit: true, subject: "shop: v2 promoted on every cluster (staging, prod, edge); the spec names it stable", apply: []string{"v2"}},
+		{name: "a spec naming one cluster is promoted by it", cluster: "staging", spec: func(r *specs.Release) { r.Spec.Clusters = []string{"staging"} }, status: at(5, "promote", record.PhaseProgressing),
+			action: record.ActionPromote, edit: true, subject: "shop: promoted v2 (v1 retired)"},
+		{name: "a Sluice without a cluster promotes the spec", spec: shared, status: at(5, "promote", record.PhaseProgressing),
+			action: record.ActionPromote, edit: true, subject: "shop: promoted v2 (v1 retired)"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rel := machineRelease(t, tc.spec)
+			steps, err := specs.Plan(rel)
+			if err != nil {
+				t.Fatal(err)
+			}
+			in := Input{Now: t0.Add(5 * time.Second), Release: "web/shop", Namespace: "web", Name: "shop", File: "releases/shop.yaml",
+				Spec: rel, Revision: "rev2", Plan: steps, Status: tc.status, ProgressDeadline: 10 * time.Minute, ReapplyInterval: 5 * time.Minute,
+				Memo: Memo{Key: memoKey(tc.status), LastCheck: t0, StepSeen: t0}, Available: up, Cluster: tc.cluster, Peers: tc.peers}
+			d := Decide(in)
+			if d.Action != tc.action {
+				t.Fatalf("action %q, want %q (subject %q)", d.Action, tc.action, d.Subject)
+			}
+			if d.PromoteSpec != tc.edit {
+				t.Errorf("spec edited: %v, want %v", d.PromoteSpec, tc.edit)
+			}
+			if !strings.Contains(d.Subject, tc.subject) {
+				t.Errorf("subject %q, want it to contain %q", d.Subject, tc.subject)
+			}
+			if d.Action != "" && (d.Status.Phase != record.PhasePromoted || d.Status.Stable != "v2") {
+				t.Errorf("record %s stable %s, want Promoted on v2", d.Status.Phase, d.Status.Stable)
+			}
+			var applied []string
+			if d.Apply != nil {
+				applied = d.Apply.Versions
+			}
+			if !slices.Equal(applied, tc.apply) {
+				t.Errorf("applies %v, want %v", applied, tc.apply)
+			}
+		})
 	}
 }

@@ -103,8 +103,9 @@ type Config struct {
 	// ClusterName, when set, is the cluster this Sluice reconciles
 	// (sluice run --cluster): only the releases that name it in
 	// spec.clusters, or name no cluster, are its own. Without it, only
-	// releases naming no cluster are. StatusDir is set apart per cluster
-	// by the caller.
+	// releases naming no cluster are. StatusDir is then the cluster's
+	// own, <root>/<ClusterName> (as sluice run sets it); the records of a
+	// release on the other clusters are read from <root>/<cluster>.
 	ClusterName string
 	// Webhooks posts the releases' webhook gates; default a client that
 	// does not sign (webhook.New with no SecretFile).
