@@ -64,6 +64,28 @@ func envDeployments(t testing.TB, env *testenv.Env, ns string) []string {
 	return names
 }
 
+// editSpecOnClusters has the person replace from with to in the release
+// spec, push, and both clusters' Sluices sync; it returns the pushed commit.
+func editSpecOnClusters(t *testing.T, s *stack.Stack, message, from, to string) string {
+	t.Helper()
+	pushed, err := s.EditAndPush(t.Context(), message, func(read func(string) string) map[string]string {
+		spec := read(stack.ReleaseFile)
+		if !strings.Contains(spec, from) {
+			t.Errorf("the release spec has no %q:\n%s", from, spec)
+		}
+		return map[string]string{stack.ReleaseFile: strings.Replace(spec, from, to, 1)}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"staging", "prod"} {
+		if err := s.TriggerSyncOn(t.Context(), name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return strings.TrimSpace(pushed)
+}
+
 // TestOneRepositoryTwoClusters: one Git repository feeds two test
 // clusters, each with its own API server, Prometheus, mesh and Sluice
 // (sluice run --cluster staging, --cluster prod). A release naming no
@@ -115,19 +137,7 @@ func TestOneRepositoryTwoClusters(t *testing.T) {
 	}
 
 	// The candidate is for staging alone.
-	pushed, err := s.EditAndPush(ctx, "catalog v2 on staging only", func(read func(string) string) map[string]string {
-		spec := read(stack.ReleaseFile)
-		spec = strings.Replace(spec, "  stable: v1\n", "  clusters: [staging]\n  stable: v1\n  candidate: v2\n", 1)
-		return map[string]string{stack.ReleaseFile: spec}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range []string{"staging", "prod"} {
-		if err := s.TriggerSyncOn(ctx, name); err != nil {
-			t.Fatal(err)
-		}
-	}
+	pushed := editSpecOnClusters(t, s, "catalog v2 on staging only", "  stable: v1\n", "  clusters: [staging]\n  stable: v1\n  candidate: v2\n")
 	waitClusterStatus(t, s, "staging", releaseTimeout, "v2 promoted", func(st *record.Status) bool {
 		return st.Phase == record.PhasePromoted && st.Stable == "v2"
 	})
@@ -144,7 +154,7 @@ func TestOneRepositoryTwoClusters(t *testing.T) {
 	err = stack.WaitFor(ctx, time.Minute, 250*time.Millisecond, "prod synced the push", func(ctx context.Context) (bool, error) {
 		// The push, or a later commit of staging's, was synced.
 		for _, m := range syncedHead.FindAllStringSubmatch(s.ReplicaLog("prod"), -1) {
-			if _, err := s.GitRemote(ctx, "merge-base", "--is-ancestor", strings.TrimSpace(pushed), m[1]); err == nil {
+			if _, err := s.GitRemote(ctx, "merge-base", "--is-ancestor", pushed, m[1]); err == nil {
 				return true, nil
 			}
 		}
@@ -182,21 +192,9 @@ func TestOneRepositoryTwoClusters(t *testing.T) {
 	// analysis, and the spec names it stable only once both promoted it.
 	// Were the spec promoted by the first cluster to finish, the other
 	// would switch to v3 at once, without its canary.
-	pushed, err = s.EditAndPush(ctx, "catalog v3 on staging and prod", func(read func(string) string) map[string]string {
-		// v3 is v2 with another environment, so a revision of its own.
-		v3 := "    - name: v3\n      source: apps/catalog/overlays/v2\n      env:\n        RELEASE: v3\n"
-		spec := read(stack.ReleaseFile)
-		spec = strings.Replace(spec, "  clusters: [staging]\n  stable: v2\n", v3+"  clusters: [staging, prod]\n  stable: v2\n  candidate: v3\n", 1)
-		return map[string]string{stack.ReleaseFile: spec}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range []string{"staging", "prod"} {
-		if err := s.TriggerSyncOn(ctx, name); err != nil {
-			t.Fatal(err)
-		}
-	}
+	// v3 is v2 with another environment, so a revision of its own.
+	v3 := "    - name: v3\n      source: apps/catalog/overlays/v2\n      env:\n        RELEASE: v3\n"
+	pushed = editSpecOnClusters(t, s, "catalog v3 on staging and prod", "  clusters: [staging]\n  stable: v2\n", v3+"  clusters: [staging, prod]\n  stable: v2\n  candidate: v3\n")
 	for _, name := range []string{"staging", "prod"} {
 		waitClusterStatus(t, s, name, releaseTimeout, "v3 promoted", func(st *record.Status) bool {
 			return st.Phase == record.PhasePromoted && st.Stable == "v3" && st.Candidate == "v3"
@@ -210,7 +208,7 @@ func TestOneRepositoryTwoClusters(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"staging", "prod"} {
-		log, err := s.GitRemote(ctx, "log", "--format=%s", strings.TrimSpace(pushed)+"..main", "--", path.Join(record.DefaultStatusDir, name))
+		log, err := s.GitRemote(ctx, "log", "--format=%s", pushed+"..main", "--", path.Join(record.DefaultStatusDir, name))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -219,7 +217,7 @@ func TestOneRepositoryTwoClusters(t *testing.T) {
 		}
 	}
 	// Sluice edited the spec once, whichever cluster did.
-	log, err := s.GitRemote(ctx, "log", "--format=%s", strings.TrimSpace(pushed)+"..main", "--", stack.ReleaseFile)
+	log, err := s.GitRemote(ctx, "log", "--format=%s", pushed+"..main", "--", stack.ReleaseFile)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -85,11 +85,7 @@ func TestMachineHooks(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			rel := machineRelease(t, hooked(tc.release, tc.deploy))
-			steps, err := specs.Plan(rel)
-			if err != nil {
-				t.Fatal(err)
-			}
+			rel, steps := machinePlan(t, hooked(tc.release, tc.deploy))
 			in := Input{Now: t0.Add(30 * time.Second), Release: "web/shop", Namespace: "web", Name: "shop", File: "releases/shop.yaml",
 				Spec: rel, Revision: "rev2", Plan: steps, Status: tc.status, ProgressDeadline: 10 * time.Minute, ReapplyInterval: 5 * time.Minute,
 				Memo: Memo{Key: memoKey(tc.status), LastCheck: t0, StepSeen: t0}, Available: up, Gates: tc.gates, Hooks: tc.hooks}
@@ -124,11 +120,7 @@ func TestMachineHooks(t *testing.T) {
 // pre-step webhook: each runs exactly once, before its step is recorded,
 // and its value is in that step's record.
 func TestMachineWalkHooks(t *testing.T) {
-	rel := machineRelease(t, hooked([]specs.Webhook{smoke, health}, nil))
-	steps, err := specs.Plan(rel)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rel, steps := machinePlan(t, hooked([]specs.Webhook{smoke, health}, nil))
 	in := Input{Now: t0, Release: "web/shop", Namespace: "web", Name: "shop", File: "releases/shop.yaml",
 		Spec: rel, Revision: "rev2", Plan: steps, ProgressDeadline: 10 * time.Minute, ReapplyInterval: 5 * time.Minute}
 	var ran, recorded []string

@@ -28,6 +28,17 @@ func machineRelease(t *testing.T, edit func(*specs.Release)) *specs.Release {
 }
 
 // at is a record of candidate v2 (revision rev2) at step (index i) in phase.
+// machinePlan is machineRelease with its plan.
+func machinePlan(t *testing.T, edit func(*specs.Release)) (*specs.Release, []specs.Step) {
+	t.Helper()
+	rel := machineRelease(t, edit)
+	steps, err := specs.Plan(rel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rel, steps
+}
+
 func at(i int, step string, phase record.Phase) *record.Status {
 	weights := map[string]int32{"dark-launch": 100, "canary-10": 10, "canary-20": 20, "wide-50": 50, "promote": 100}
 	return &record.Status{Release: "web/shop", SpecFile: "releases/shop.yaml", Phase: phase, Since: t0,
@@ -568,11 +579,7 @@ func TestMachine(t *testing.T) {
 
 // TestMachineMemo checks what the machine remembers between reconciles.
 func TestMachineMemo(t *testing.T) {
-	rel := machineRelease(t, nil)
-	steps, err := specs.Plan(rel)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rel, steps := machinePlan(t, nil)
 	st := at(2, "canary-10", record.PhaseProgressing)
 	base := Input{Now: t0.Add(30 * time.Second), Release: "web/shop", Namespace: "web", Name: "shop", File: "releases/shop.yaml",
 		Spec: rel, Revision: "rev2", Plan: steps, Status: st, ProgressDeadline: 10 * time.Minute, ReapplyInterval: 5 * time.Minute,
@@ -717,11 +724,7 @@ func TestMachineSharedSpec(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			rel := machineRelease(t, tc.spec)
-			steps, err := specs.Plan(rel)
-			if err != nil {
-				t.Fatal(err)
-			}
+			rel, steps := machinePlan(t, tc.spec)
 			in := Input{Now: t0.Add(5 * time.Second), Release: "web/shop", Namespace: "web", Name: "shop", File: "releases/shop.yaml",
 				Spec: rel, Revision: "rev2", Plan: steps, Status: tc.status, ProgressDeadline: 10 * time.Minute, ReapplyInterval: 5 * time.Minute,
 				Memo: Memo{Key: memoKey(tc.status), LastCheck: t0, StepSeen: t0}, Available: up, Cluster: tc.cluster, Peers: tc.peers}

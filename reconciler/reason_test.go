@@ -36,11 +36,7 @@ func TestRecordedReasons(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			rel := machineRelease(t, tc.spec)
-			steps, err := specs.Plan(rel)
-			if err != nil {
-				t.Fatal(err)
-			}
+			rel, steps := machinePlan(t, tc.spec)
 			now := t0.Add(30 * time.Second)
 			in := Input{
 				Now: now, Release: "web/shop", Namespace: "web", Name: "shop", File: "releases/shop.yaml",
