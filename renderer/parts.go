@@ -31,10 +31,12 @@ import (
 // has), so a composition of parts equals the full build only when no part
 // reaches into another. The first step of each composition (which
 // versions, with which roles and content) is therefore built whole as
-// before and compared with the composed one; only a composition found
-// equal is composed for the next steps, and one found different is built
-// whole every time. Steady steps (one version, rendered once per change)
-// are always built whole and drop the release's parts.
+// before, and kept; the second builds the parts and composes the first
+// step from them: only a composition that gives the first step's full
+// build is composed then and for the next steps, one that does not is
+// built whole every time. A composition rendered once (a promote) costs
+// the one build it always did. Steady steps (one version, rendered once
+// per change) are always built whole and drop the release's parts.
 
 // maxPartReleases bounds the releases whose parts are kept: a release's
 // parts are a few rendered objects per live version, kept while it
@@ -65,22 +67,32 @@ type releaseParts struct {
 	// parts holds each version's built part by its key; never changed
 	// once stored (callers copy).
 	parts map[string][]*unstructured.Unstructured
+	// first is the composition's first step, built whole, while the
+	// composition is not compared with it yet.
+	first *builtStep
 	used  uint64
+}
+
+// builtStep is a step's full build and the routing documents it had.
+type builtStep struct {
+	objs    []*unstructured.Unstructured
+	routing [][]byte
 }
 
 func newPartCache(maxReleases int) *partCache {
 	return &partCache{max: maxReleases, rels: map[string]*releaseParts{}}
 }
 
-// lookup returns the state of a release's composition and the parts it
-// holds for keys (nil where none).
-func (c *partCache) lookup(release, comp string, keys []string) (compState, [][]*unstructured.Unstructured) {
+// lookup returns the state of a release's composition, the parts it
+// holds for keys (nil where none) and the composition's first step, if
+// it is not compared yet.
+func (c *partCache) lookup(release, comp string, keys []string) (compState, [][]*unstructured.Unstructured, *builtStep) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	parts := make([][]*unstructured.Unstructured, len(keys))
 	rp := c.rels[release]
 	if rp == nil {
-		return compUnknown, parts
+		return compUnknown, parts, nil
 	}
 	c.tick++
 	rp.used = c.tick
@@ -88,21 +100,22 @@ func (c *partCache) lookup(release, comp string, keys []string) (compState, [][]
 		parts[i] = rp.parts[k]
 	}
 	if rp.comp != comp {
-		return compUnknown, parts
+		return compUnknown, parts, nil
 	}
-	return rp.state, parts
+	return rp.state, parts, rp.first
 }
 
-// store keeps a release's composition and its parts, dropping any other
-// parts of the release, and the least recently used release's beyond the bound.
-func (c *partCache) store(release, comp string, state compState, keys []string, parts [][]*unstructured.Unstructured) {
+// store keeps a release's composition, its parts and its first step,
+// dropping any other parts of the release, and the least recently used
+// release's beyond the bound.
+func (c *partCache) store(release, comp string, state compState, keys []string, parts [][]*unstructured.Unstructured, first *builtStep) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.tick++
-	rp := &releaseParts{comp: comp, state: state, parts: make(map[string][]*unstructured.Unstructured, len(keys)), used: c.tick}
-	for i, k := range keys {
-		if parts[i] != nil {
-			rp.parts[k] = parts[i]
+	rp := &releaseParts{comp: comp, state: state, parts: make(map[string][]*unstructured.Unstructured, len(keys)), first: first, used: c.tick}
+	for i, part := range parts {
+		if part != nil {
+			rp.parts[keys[i]] = part
 		}
 	}
 	c.rels[release] = rp
@@ -148,9 +161,20 @@ func (rd *Renderer) objects(ctx context.Context, lfs *layeredFS, rel *specs.Rele
 		keys[i] = k
 	}
 	comp := strings.Join(keys, ",")
-	state, parts := rd.parts.lookup(rel.ID(), comp, keys)
-	if state == compDiffers {
-		return rd.buildStep(ctx, lfs, rel, step, p)
+	state, parts, first := rd.parts.lookup(rel.ID(), comp, keys)
+	if state == compDiffers || (state == compUnknown && first == nil) {
+		full, err := rd.buildStep(ctx, lfs, rel, step, p)
+		if err != nil {
+			rd.parts.forget(rel.ID())
+			return nil, err
+		}
+		if state == compUnknown {
+			// Kept unchanged: the routers and leaveReplicasToAutoscalers
+			// change the objects returned.
+			first = &builtStep{objs: deepCopies(full), routing: p.routing}
+		}
+		rd.parts.store(rel.ID(), comp, state, keys, parts, first)
+		return full, nil
 	}
 	for i, vp := range p.versions {
 		if parts[i] != nil {
@@ -164,26 +188,35 @@ func (rd *Renderer) objects(ctx context.Context, lfs *layeredFS, rel *specs.Rele
 		}
 		parts[i] = part
 	}
-	composed, ok, err := compose(p, parts)
+	if state == compUnknown {
+		state = compDiffers
+		again, ok, err := compose(p.root, first.routing, parts)
+		if err != nil {
+			return nil, fmt.Errorf("render %s step %s: %w", rel.ID(), step.Name, err)
+		}
+		if ok && equalObjects(again, first.objs) {
+			state = compEqual
+		}
+	}
+	composed, ok, err := compose(p.root, p.routing, parts)
 	if err != nil {
 		return nil, fmt.Errorf("render %s step %s: %w", rel.ID(), step.Name, err)
 	}
-	if ok && state == compEqual {
-		rd.counts.composed.Add(1)
-		rd.parts.store(rel.ID(), comp, compEqual, keys, parts)
-		return composed, nil
+	if !ok || state != compEqual {
+		rd.parts.store(rel.ID(), comp, compDiffers, keys, nil, nil)
+		return rd.buildStep(ctx, lfs, rel, step, p)
 	}
-	full, err := rd.buildStep(ctx, lfs, rel, step, p)
-	if err != nil {
-		rd.parts.forget(rel.ID())
-		return nil, err
+	rd.counts.composed.Add(1)
+	rd.parts.store(rel.ID(), comp, compEqual, keys, parts, nil)
+	return composed, nil
+}
+
+func deepCopies(objs []*unstructured.Unstructured) []*unstructured.Unstructured {
+	out := make([]*unstructured.Unstructured, len(objs))
+	for i, o := range objs {
+		out[i] = o.DeepCopy()
 	}
-	state = compDiffers
-	if ok && equalObjects(composed, full) {
-		state = compEqual
-	}
-	rd.parts.store(rel.ID(), comp, state, keys, parts)
-	return full, nil
+	return out
 }
 
 // partKey identifies a version's part: its kustomization, the content its
@@ -234,14 +267,14 @@ func (rd *Renderer) buildPart(ctx context.Context, lfs *layeredFS, p *stepPlan, 
 // applied to the latter as kustomize applies them, in the order the
 // build accumulates them (the build does not sort). ok is false when two objects have the same ID (the full build
 // refuses them).
-func compose(p *stepPlan, parts [][]*unstructured.Unstructured) ([]*unstructured.Unstructured, bool, error) {
+func compose(root *types.Kustomization, routing [][]byte, parts [][]*unstructured.Unstructured) ([]*unstructured.Unstructured, bool, error) {
 	var objs []*unstructured.Unstructured
 	for _, part := range parts {
 		for _, o := range part {
 			objs = append(objs, o.DeepCopy())
 		}
 	}
-	for _, doc := range p.routing {
+	for _, doc := range routing {
 		j, err := yaml.YAMLToJSON(doc)
 		if err != nil {
 			return nil, false, fmt.Errorf("routing object: %w", err)
@@ -250,10 +283,10 @@ func compose(p *stepPlan, parts [][]*unstructured.Unstructured) ([]*unstructured
 		if err := o.UnmarshalJSON(j); err != nil {
 			return nil, false, fmt.Errorf("routing object: %w", err)
 		}
-		if ns := p.root.Namespace; ns != "" {
+		if ns := root.Namespace; ns != "" {
 			o.SetNamespace(ns)
 		}
-		for _, l := range p.root.Labels {
+		for _, l := range root.Labels {
 			labels := o.GetLabels()
 			if labels == nil {
 				labels = map[string]string{}
@@ -263,12 +296,12 @@ func compose(p *stepPlan, parts [][]*unstructured.Unstructured) ([]*unstructured
 			}
 			o.SetLabels(labels)
 		}
-		if len(p.root.CommonAnnotations) > 0 {
+		if len(root.CommonAnnotations) > 0 {
 			ann := o.GetAnnotations()
 			if ann == nil {
 				ann = map[string]string{}
 			}
-			for k, v := range p.root.CommonAnnotations {
+			for k, v := range root.CommonAnnotations {
 				ann[k] = v
 			}
 			o.SetAnnotations(ann)

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"testing/fstest"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
 	"sluice.dev/sluice/specs"
 )
 
@@ -214,5 +216,72 @@ func BenchmarkRenderRelease(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+	}
+}
+
+// TestPartsAreCopied: changing a rendered step's objects (as the routers
+// and the caller may) changes no later render.
+func TestPartsAreCopied(t *testing.T) {
+	rel, root := loadCatalog(t)
+	rd := New()
+	ctx := context.Background()
+	for _, s := range []string{"canary-10", "canary-20"} {
+		out, err := rd.Render(ctx, root.FS(), rel, mustStep(t, rel, s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range out.Objects {
+			o.SetLabels(map[string]string{"changed": "by-the-caller"})
+			delete(o.Object, "spec")
+		}
+	}
+	step := mustStep(t, rel, "canary-30")
+	if got, want := renderYAML(t, rd, root.FS(), rel, step), renderYAML(t, New(), root.FS(), rel, step); !bytes.Equal(got, want) {
+		t.Errorf("differs from a fresh render; got:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// TestPartCacheBounds: a release keeps the parts of its current
+// composition only, and the releases used least recently lose theirs
+// beyond the bound.
+func TestPartCacheBounds(t *testing.T) {
+	part := [][]*unstructured.Unstructured{{{Object: map[string]any{"kind": "ConfigMap"}}}, {{Object: map[string]any{"kind": "Secret"}}}}
+	tests := []struct {
+		name  string
+		do    func(c *partCache)
+		want  map[string]int // release -> parts kept
+		state compState      // of release a's composition a1,a2
+	}{
+		{"kept", func(c *partCache) { c.store("a", "a1,a2", compEqual, []string{"a1", "a2"}, part, nil) }, map[string]int{"a": 2}, compEqual},
+		{"versions change", func(c *partCache) {
+			c.store("a", "a1,a2", compEqual, []string{"a1", "a2"}, part, nil)
+			c.store("a", "a2,a3", compUnknown, []string{"a2", "a3"}, [][]*unstructured.Unstructured{part[1], nil}, nil)
+		}, map[string]int{"a": 1}, compUnknown},
+		{"least recently used goes", func(c *partCache) {
+			c.store("a", "a1,a2", compEqual, []string{"a1", "a2"}, part, nil)
+			c.store("b", "b1", compEqual, []string{"b1"}, part[:1], nil)
+			c.lookup("a", "a1,a2", []string{"a1", "a2"})
+			c.store("c", "c1", compEqual, []string{"c1"}, part[:1], nil)
+		}, map[string]int{"a": 2, "c": 1}, compEqual},
+		{"forgotten", func(c *partCache) {
+			c.store("a", "a1,a2", compEqual, []string{"a1", "a2"}, part, nil)
+			c.forget("a")
+		}, map[string]int{}, compUnknown},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newPartCache(2)
+			tt.do(c)
+			got := map[string]int{}
+			for id, rp := range c.rels {
+				got[id] = len(rp.parts)
+			}
+			if !maps.Equal(got, tt.want) {
+				t.Errorf("parts kept %v, want %v", got, tt.want)
+			}
+			if state, _, _ := c.lookup("a", "a1,a2", []string{"a1", "a2"}); state != tt.state {
+				t.Errorf("state %d, want %d", state, tt.state)
+			}
+		})
 	}
 }
