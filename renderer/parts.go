@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"reflect"
 	"strings"
@@ -221,12 +222,13 @@ func deepCopies(objs []*unstructured.Unstructured) []*unstructured.Unstructured 
 
 // partKey identifies a version's part: its kustomization, the content its
 // source reads, and the step's namespace, labels and annotations.
+// JSON, not the YAML the build reads (made from the JSON), is cheaper.
 func partKey(p *stepPlan, vp versionPlan) (string, error) {
-	k, err := yaml.Marshal(vp.k)
+	k, err := json.Marshal(vp.k)
 	if err != nil {
 		return "", fmt.Errorf("marshal kustomization of %s: %w", vp.name, err)
 	}
-	w, err := yaml.Marshal(partKustomization(p, vp))
+	w, err := json.Marshal(partKustomization(p, vp))
 	if err != nil {
 		return "", fmt.Errorf("marshal kustomization of %s: %w", vp.name, err)
 	}

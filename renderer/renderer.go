@@ -478,16 +478,23 @@ func versionTransformers(v string) []string {
 // its Deployment and containers, and the files it read (its revision). A
 // cached inventory is reused while every file it read is unchanged.
 func (rd *Renderer) inventory(ctx context.Context, lfs *layeredFS, base string, rel *specs.Release, ver *specs.Version) (*inventory, error) {
-	spec, err := yaml.Marshal(ver)
+	// Keyed by the version's JSON, which its YAML (in the revision) is
+	// made from: marshalling YAML on every look-up cost more than the
+	// look-up.
+	js, err := json.Marshal(ver)
 	if err != nil {
 		return nil, fmt.Errorf("marshal version: %w", err)
 	}
-	key := rel.ID() + "\x00" + rel.SourceOf(ver) + "\x00" + string(spec)
+	key := rel.ID() + "\x00" + rel.SourceOf(ver) + "\x00" + string(js)
 	rd.mu.Lock()
 	cached := rd.inv[key]
 	rd.mu.Unlock()
 	if cached != nil && cached.current(lfs) {
 		return cached, nil
+	}
+	spec, err := yaml.JSONToYAML(js) // what yaml.Marshal(ver) is
+	if err != nil {
+		return nil, fmt.Errorf("marshal version: %w", err)
 	}
 	inv, err := rd.takeInventory(ctx, lfs, base, rel, ver, spec)
 	if err != nil {
