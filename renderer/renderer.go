@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/kustomize/api/krusty"
@@ -120,17 +121,33 @@ var versionScoped = map[string]bool{
 // Renderer renders steps. It remembers what each version's source builds
 // to, keyed by the content it read, so rendering the next step of a release
 // does not rebuild its sources twice, and Fingerprint tells without a build
-// whether a step would render differently. It is safe for concurrent use.
+// whether a step would render differently; and, while a release
+// progresses, each version's part of its steps (parts.go). It is safe for
+// concurrent use.
 type Renderer struct {
 	mu  sync.Mutex
 	inv map[string]*inventory // release ID + version + version spec -> last inventory
 	// builds holds one token per kustomize build running.
 	builds chan struct{}
+	// parts holds the versions' parts of the steps of releases in progress.
+	parts *partCache
+	// counts is what the renders did, for tests and benchmarks.
+	counts renderCounts
+}
+
+// renderCounts counts kustomize builds of whole steps and of versions'
+// parts, and steps composed from parts without a build.
+type renderCounts struct {
+	steps, parts, composed atomic.Int64
 }
 
 // New returns a Renderer with an empty cache.
 func New() *Renderer {
-	return &Renderer{inv: map[string]*inventory{}, builds: make(chan struct{}, runtime.GOMAXPROCS(0))}
+	return &Renderer{
+		inv:    map[string]*inventory{},
+		builds: make(chan struct{}, runtime.GOMAXPROCS(0)),
+		parts:  newPartCache(maxPartReleases),
+	}
 }
 
 // Render builds the manifests of a step with a fresh Renderer; see Renderer.Render.
@@ -147,50 +164,94 @@ func Revision(ctx context.Context, repo fs.FS, rel *specs.Release, version strin
 // release's source paths are relative to: a directory (an os.Root's FS) or
 // a Git tree.
 //
-// The step is one kustomize build of a generated kustomization composing,
-// per live version, the version's own source with its images, env and
-// patches, its version-scoped resources (Deployment, ConfigMaps, ...)
-// renamed with the version as suffix and its Deployment labelled with the
-// version; the shared resources (Service, ServiceAccount, ...) of the
-// primary version; and Sluice's DestinationRule and VirtualServices. The
-// release namespace and the ownership labels apply to all of it. Routes
-// with Gateway API routing then add a Service per version and their
-// HTTPRoutes to the build's output (see gatewayAPI).
+// The step is what one kustomize build of a generated kustomization
+// composing, per live version, the version's own source with its images,
+// env and patches, its version-scoped resources (Deployment, ConfigMaps,
+// ...) renamed with the version as suffix and its Deployment labelled with
+// the version; the shared resources (Service, ServiceAccount, ...) of the
+// primary version; and Sluice's DestinationRule and VirtualServices
+// outputs. The release namespace and the ownership labels apply to all of
+// it. Routes with Gateway API routing then add a Service per version and
+// their HTTPRoutes to the build's output (see gatewayAPI). Between the
+// steps of a release only the routing changes, so the Renderer reuses
+// each version's part of the build (see parts.go).
 func (rd *Renderer) Render(ctx context.Context, repo fs.FS, rel *specs.Release, step specs.Step) (*Output, error) {
 	lfs := newLayeredFS(repo)
 	out, invs, err := rd.prepare(ctx, lfs, rel, step)
 	if err != nil {
 		return nil, err
 	}
-	base := path.Join(genDir, rel.Metadata.Namespace, rel.Metadata.Name)
+	p, err := planStep(rel, step, invs, out.Owner)
+	if err != nil {
+		return nil, fmt.Errorf("render %s step %s: %w", rel.ID(), step.Name, err)
+	}
+	if out.Objects, err = rd.objects(ctx, lfs, rel, step, p); err != nil {
+		return nil, err
+	}
+	for _, rt := range p.routers {
+		if out.Objects, err = rt.finish(rel, step, p.subsets, out.Objects, out.Owner); err != nil {
+			return nil, fmt.Errorf("render %s step %s: %w", rel.ID(), step.Name, err)
+		}
+	}
+	leaveReplicasToAutoscalers(out.Objects)
+	return out, nil
+}
+
+// stepPlan is what a step's build composes: the generated kustomization
+// of each live version, the routing documents, and the root's namespace,
+// labels and annotations.
+type stepPlan struct {
+	base    string
+	subsets []string
+	// root is the step's kustomization without its resources.
+	root     *types.Kustomization
+	versions []versionPlan
+	routers  []router
+	// routing is the routers' generated documents (istio.yaml).
+	routing [][]byte
+}
+
+// versionPlan is one live version's generated kustomization.
+type versionPlan struct {
+	name string
+	k    *types.Kustomization
+	// revision is the version's inventory revision: the content of every
+	// file its source reads.
+	revision string
+}
+
+// planStep generates the kustomizations of a step: per live version, the
+// version's own source with its images, env and patches, its
+// version-scoped resources renamed with the version as suffix and its
+// Deployment labelled with the version (shared resources come from the
+// primary version alone); and the routers' documents.
+func planStep(rel *specs.Release, step specs.Step, invs []*inventory, owner map[string]string) (*stepPlan, error) {
 	live := step.Versions
 	primary := live[0]
 	if step.Kind == specs.KindPromote {
 		primary = rel.Spec.Candidate
 	}
+	p := &stepPlan{base: path.Join(genDir, rel.Metadata.Namespace, rel.Metadata.Name)}
 	// During promote and rollback the version leaving keeps its subset (or
 	// its Service), so no route ever names a backend that was already
 	// removed; the next steady state drops it.
-	subsets := append([]string(nil), live...)
+	p.subsets = append([]string(nil), live...)
 	if (step.Kind == specs.KindPromote || step.Kind == specs.KindRollback) && rel.Spec.Candidate != "" {
-		subsets = []string{rel.Spec.Stable, rel.Spec.Candidate}
+		p.subsets = []string{rel.Spec.Stable, rel.Spec.Candidate}
 	}
-
-	root := &types.Kustomization{
+	p.root = &types.Kustomization{
 		TypeMeta:  types.TypeMeta{APIVersion: types.KustomizationVersion, Kind: types.KustomizationKind},
 		Namespace: rel.Metadata.Namespace,
-		Labels:    []types.Label{{Pairs: out.Owner}},
+		Labels:    []types.Label{{Pairs: owner}},
 	}
 	if v, ok := rel.Metadata.Annotations[specs.AnnotationOnDelete]; ok {
 		// On the objects themselves, so that the choice is known when the
 		// spec that made it is gone.
-		root.CommonAnnotations = map[string]string{specs.AnnotationOnDelete: v}
+		p.root.CommonAnnotations = map[string]string{specs.AnnotationOnDelete: v}
 	}
 	for i, v := range live {
 		ver, inv := rel.Version(v), invs[i]
-
-		dir := base + "/version-" + v
-		k := versionKustomization(dir, rel, ver)
+		k := versionKustomization(p.base+"/version-"+v, rel, ver)
 		if v != primary {
 			// Shared resources come from the primary version alone.
 			for _, id := range inv.resources {
@@ -199,61 +260,74 @@ func (rd *Renderer) Render(ctx context.Context, repo fs.FS, rel *specs.Release, 
 				}
 			}
 		}
-		if p := envPatch(inv, ver); p != nil {
-			k.Patches = append(k.Patches, *p)
+		if ep := envPatch(inv, ver); ep != nil {
+			k.Patches = append(k.Patches, *ep)
 		}
 		if r := ver.Replicas; r != nil {
 			// prepare refused replicas next to an autoscaler.
 			k.Replicas = []types.Replica{{Name: inv.deployment, Count: int64(*r)}}
 		}
 		k.Transformers = versionTransformers(v)
-		if err := addKustomization(lfs, dir, k); err != nil {
+		p.versions = append(p.versions, versionPlan{name: v, k: k, revision: inv.revision})
+	}
+	p.routers = routersOf(rel)
+	for _, rt := range p.routers {
+		d, err := rt.generate(rel, step, p.subsets)
+		if err != nil {
 			return nil, err
 		}
-		root.Resources = append(root.Resources, "version-"+v)
+		p.routing = append(p.routing, d...)
 	}
+	return p, nil
+}
 
-	routers := routersOf(rel)
-	var docs [][]byte
-	for _, rt := range routers {
-		d, err := rt.generate(rel, step, subsets)
-		if err != nil {
-			return nil, fmt.Errorf("render %s step %s: %w", rel.ID(), step.Name, err)
+// buildStep is the step as one kustomize build of a generated
+// kustomization composing every live version's and the routing documents,
+// with the release namespace and the ownership labels on all of it.
+func (rd *Renderer) buildStep(ctx context.Context, lfs *layeredFS, rel *specs.Release, step specs.Step, p *stepPlan) ([]*unstructured.Unstructured, error) {
+	root := *p.root
+	for _, vp := range p.versions {
+		if err := addKustomization(lfs, p.base+"/version-"+vp.name, vp.k); err != nil {
+			return nil, err
 		}
-		docs = append(docs, d...)
+		root.Resources = append(root.Resources, "version-"+vp.name)
 	}
-	if len(docs) > 0 {
-		lfs.addGenerated(base+"/istio.yaml", bytes.Join(docs, []byte("---\n")))
+	if len(p.routing) > 0 {
+		lfs.addGenerated(p.base+"/istio.yaml", bytes.Join(p.routing, []byte("---\n")))
 		root.Resources = append(root.Resources, "istio.yaml")
 	}
-	if err := addKustomization(lfs, base, root); err != nil {
+	if err := addKustomization(lfs, p.base, &root); err != nil {
 		return nil, err
 	}
-
-	rm, err := rd.build(ctx, lfs, base)
+	rd.counts.steps.Add(1)
+	rm, err := rd.build(ctx, lfs, p.base)
 	if err != nil {
 		return nil, fmt.Errorf("render %s step %s: %w", rel.ID(), step.Name, err)
 	}
+	objs, err := objectsOf(rm)
+	if err != nil {
+		return nil, fmt.Errorf("render %s step %s: %w", rel.ID(), step.Name, err)
+	}
+	return objs, nil
+}
+
+// objectsOf converts a build's resources to unstructured objects.
+func objectsOf(rm resmap.ResMap) ([]*unstructured.Unstructured, error) {
+	objs := make([]*unstructured.Unstructured, 0, rm.Size())
 	for _, r := range rm.Resources() {
 		// Through JSON, numbers become the int64 and float64 that
 		// unstructured objects hold.
 		b, err := r.MarshalJSON()
 		if err != nil {
-			return nil, fmt.Errorf("render %s step %s: %s: %w", rel.ID(), step.Name, r.CurId(), err)
+			return nil, fmt.Errorf("%s: %w", r.CurId(), err)
 		}
 		obj := &unstructured.Unstructured{}
 		if err := obj.UnmarshalJSON(b); err != nil {
-			return nil, fmt.Errorf("render %s step %s: %s: %w", rel.ID(), step.Name, r.CurId(), err)
+			return nil, fmt.Errorf("%s: %w", r.CurId(), err)
 		}
-		out.Objects = append(out.Objects, obj)
+		objs = append(objs, obj)
 	}
-	for _, rt := range routers {
-		if out.Objects, err = rt.finish(rel, step, subsets, out.Objects, out.Owner); err != nil {
-			return nil, fmt.Errorf("render %s step %s: %w", rel.ID(), step.Name, err)
-		}
-	}
-	leaveReplicasToAutoscalers(out.Objects)
-	return out, nil
+	return objs, nil
 }
 
 // leaveReplicasToAutoscalers drops spec.replicas from every Deployment a
@@ -404,16 +478,23 @@ func versionTransformers(v string) []string {
 // its Deployment and containers, and the files it read (its revision). A
 // cached inventory is reused while every file it read is unchanged.
 func (rd *Renderer) inventory(ctx context.Context, lfs *layeredFS, base string, rel *specs.Release, ver *specs.Version) (*inventory, error) {
-	spec, err := yaml.Marshal(ver)
+	// Keyed by the version's JSON, which its YAML (in the revision) is
+	// made from: marshalling YAML on every look-up cost more than the
+	// look-up.
+	js, err := json.Marshal(ver)
 	if err != nil {
 		return nil, fmt.Errorf("marshal version: %w", err)
 	}
-	key := rel.ID() + "\x00" + rel.SourceOf(ver) + "\x00" + string(spec)
+	key := rel.ID() + "\x00" + rel.SourceOf(ver) + "\x00" + string(js)
 	rd.mu.Lock()
 	cached := rd.inv[key]
 	rd.mu.Unlock()
 	if cached != nil && cached.current(lfs) {
 		return cached, nil
+	}
+	spec, err := yaml.JSONToYAML(js) // what yaml.Marshal(ver) is
+	if err != nil {
+		return nil, fmt.Errorf("marshal version: %w", err)
 	}
 	inv, err := rd.takeInventory(ctx, lfs, base, rel, ver, spec)
 	if err != nil {
