@@ -628,3 +628,15 @@ func (s *Shards) announce(ctx context.Context, waiting bool) {
 		s.log.Debug("waiting for a fair share of the shards")
 	}
 }
+
+// Holds reports whether this replica holds shard i now (Hold without
+// holding it).
+func (s *Shards) Holds(i int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if i < 0 || i >= len(s.shards) {
+		return false
+	}
+	st := s.shards[i]
+	return st.held && !st.releasing && st.ctx.Err() == nil
+}
