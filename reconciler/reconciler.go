@@ -168,6 +168,11 @@ type Reconciler struct {
 	parsed map[string]parsedFile   // spec file path -> parse result, by blob
 	memo   map[string]*releaseMemo // release ID -> what is not worth a commit
 	ready  bool
+	// awaitSync are shards gained (Config.Shards) whose releases wait for
+	// a Git sync begun after the gain, by the gain's number: the previous
+	// holder may have recorded transitions this replica has not fetched.
+	awaitSync map[int]int
+	gains     int
 }
 
 // releaseMemo is what Sluice keeps of a release in memory only: things
@@ -248,8 +253,9 @@ func New(cfg Config) (*Reconciler, error) {
 			workqueue.NewTypedItemExponentialFailureRateLimiter[string](time.Second, 2*time.Minute),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "releases"}),
 		trigger: make(chan struct{}, 1),
-		parsed:  map[string]parsedFile{},
-		memo:    map[string]*releaseMemo{},
+		parsed:    map[string]parsedFile{},
+		memo:      map[string]*releaseMemo{},
+		awaitSync: map[int]int{},
 	}, nil
 }
 
@@ -377,17 +383,29 @@ func (r *Reconciler) syncOnce(ctx context.Context, all bool) error {
 	start := time.Now()
 	r.mu.Lock()
 	prev := r.snap
+	gained := maps.Clone(r.awaitSync)
 	r.mu.Unlock()
 	res, err := r.sync(ctx)
 	if err != nil {
 		return err
 	}
-	if !res.Changed && !all {
+	if !res.Changed && !all && len(gained) == 0 {
 		return nil
 	}
 	snap, err := r.refresh(ctx)
 	if err != nil {
 		return err
+	}
+	r.mu.Lock()
+	for i, n := range gained {
+		if r.awaitSync[i] == n {
+			delete(r.awaitSync, i)
+		}
+	}
+	r.mu.Unlock()
+	if !res.Changed && !all {
+		r.queueShards(snap, gained)
+		return nil
 	}
 	p := &pass{head: snap.head.String()[:12], start: start, pending: make(map[string]bool, len(snap.releases)+len(snap.gone)),
 		invalidFiles: len(snap.invalidFiles)}
@@ -524,6 +542,9 @@ func (r *Reconciler) reconcile(ctx context.Context, id string) (time.Duration, e
 			return 0, nil
 		}
 		defer done()
+		if r.awaitingSync(id) {
+			return 0, nil // queued again after the sync
+		}
 		// Nothing is applied or committed once the shard is lost.
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
@@ -640,29 +661,35 @@ func (r *Reconciler) shardArgs(id string) []any {
 }
 
 // ShardGained tells the Reconciler that this replica now holds shard i:
-// the shard's releases are queued at once, as never seen before (what
-// memory kept of them from an earlier holding is dropped; the status
-// files in Git say where they stand).
+// it syncs Git at once, since the previous holder may have recorded
+// transitions since the last sync, and then queues the shard's releases
+// as never seen before (what memory kept of them from an earlier holding
+// is dropped; the status files in Git say where they stand). Until that
+// sync, the shard's releases are not reconciled.
 func (r *Reconciler) ShardGained(i int) {
-	sh := r.cfg.Shards
-	if sh == nil {
+	if r.cfg.Shards == nil {
 		return
 	}
-	r.forgetShard(i)
 	r.mu.Lock()
-	snap := r.snap
+	r.gains++
+	r.awaitSync[i] = r.gains
 	r.mu.Unlock()
-	if snap == nil {
-		return // the first sync queues every release held
-	}
+	r.forgetShard(i)
+	r.log.Info("shard gained: syncing Git, then reconciling its releases", "shard", i)
+	r.Trigger()
+}
+
+// queueShards queues the releases of the shards given (as keys).
+func (r *Reconciler) queueShards(snap *snapshot, shards map[int]int) {
+	sh := r.cfg.Shards
 	var ids []string
 	for id, e := range snap.releases {
-		if sh.Of(id) == i && r.mine(e) {
+		if _, ok := shards[sh.Of(id)]; ok && r.mine(e) {
 			ids = append(ids, id)
 		}
 	}
 	for _, id := range snap.gone {
-		if sh.Of(id) == i {
+		if _, ok := shards[sh.Of(id)]; ok && r.holds(id) {
 			ids = append(ids, id)
 		}
 	}
@@ -670,7 +697,19 @@ func (r *Reconciler) ShardGained(i int) {
 	for _, id := range ids {
 		r.queue.Add(id)
 	}
-	r.log.Info("shard gained: reconciling its releases", "shard", i, "releases", len(ids))
+	r.log.Info("reconciling the releases of shards gained", "shards", slices.Sorted(maps.Keys(shards)), "releases", len(ids))
+}
+
+// awaitingSync reports whether a release's shard was gained since the
+// last sync began.
+func (r *Reconciler) awaitingSync(id string) bool {
+	if r.cfg.Shards == nil {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.awaitSync[r.cfg.Shards.Of(id)]
+	return ok
 }
 
 // ShardLost tells the Reconciler that this replica no longer holds shard

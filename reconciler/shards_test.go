@@ -153,8 +153,25 @@ func TestShards(t *testing.T) {
 	r.memoFor(stale).applied = "stale"
 	sh.gain(goneShard)
 	r.ShardGained(goneShard)
+	// Nothing of the shard is reconciled before Git is synced: the
+	// previous holder may have recorded transitions since.
+	if got := r.queue.Len(); got != 0 {
+		t.Errorf("queue holds %d releases before the sync that follows a gain, want none", got)
+	}
+	if _, err := r.reconcile(ctx, stale); err != nil {
+		t.Fatal(err)
+	}
+	r.mu.Lock()
+	_, early := r.memo[stale]
+	r.mu.Unlock()
+	if early {
+		t.Errorf("%s was reconciled before the sync that follows the gain", stale)
+	}
+	if err := r.syncOnce(ctx, false); err != nil {
+		t.Fatal(err)
+	}
 	if got, want := r.queue.Len(), len(byShard[goneShard]); got != want {
-		t.Errorf("queue holds %d releases after gaining shard %d, want its %d", got, goneShard, want)
+		t.Errorf("queue holds %d releases after gaining shard %d and syncing, want its %d", got, goneShard, want)
 	}
 	r.mu.Lock()
 	_, kept := r.memo[stale]
