@@ -252,7 +252,7 @@ func New(cfg Config) (*Reconciler, error) {
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[string](time.Second, 2*time.Minute),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "releases"}),
-		trigger: make(chan struct{}, 1),
+		trigger:   make(chan struct{}, 1),
 		parsed:    map[string]parsedFile{},
 		memo:      map[string]*releaseMemo{},
 		awaitSync: map[int]int{},
