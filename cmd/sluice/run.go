@@ -264,6 +264,12 @@ func runController(ctx context.Context, stderr io.Writer, fl *runFlags) error {
 	if fl.git.url == "" {
 		return errors.New("--git-url (or SLUICE_GIT_URL) is required")
 	}
+	if fl.shards < 1 {
+		return fmt.Errorf("--shards %d: want at least 1", fl.shards)
+	}
+	if fl.shards > 1 && !fl.leaderElect {
+		return fmt.Errorf("--shards %d needs --leader-elect: the shards are Leases", fl.shards)
+	}
 	gcfg := fl.git.config()
 	gcfg.Author = gitsync.Signature{Name: fl.authorName, Email: fl.authorEmail}
 	repo, err := gitsync.Open(ctx, gcfg, log.With("component", "git"))
@@ -325,12 +331,6 @@ func runController(ctx context.Context, stderr io.Writer, fl *runFlags) error {
 		}
 	}
 	identity := leader.NewIdentity(host, advertise)
-	if fl.shards < 1 {
-		return fmt.Errorf("--shards %d: want at least 1", fl.shards)
-	}
-	if fl.shards > 1 && !fl.leaderElect {
-		return fmt.Errorf("--shards %d needs --leader-elect: the shards are Leases", fl.shards)
-	}
 
 	metrics := observe.NewMetrics()
 	observers := reconciler.Observers{metrics, observe.NewEvents(dyn, identity, log.With("component", "events"))}
