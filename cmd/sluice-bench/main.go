@@ -187,7 +187,7 @@ func runFlagger(ctx context.Context, log *slog.Logger, flagger, crd, example, di
 	}
 	list, err := bench.FlaggerReleaseTiming(ctx, bench.FlaggerConfig{Flagger: flagger, CRD: crd, Example: example, Dir: dir, Runs: runs, Log: log})
 	if len(list) > 0 {
-		fmt.Println()
+		fmt.Printf("\n%s (%s)\n", list[0].Flagger, list[0].Build)
 		if werr := bench.WriteFlaggerTable(os.Stdout, list); werr != nil {
 			return errors.Join(err, werr)
 		}

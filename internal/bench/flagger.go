@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"debug/buildinfo"
 	"errors"
 	"fmt"
 	"io"
@@ -55,8 +56,10 @@ type FlaggerConfig struct {
 type FlaggerTiming struct {
 	Release string `json:"release"` // good or bad
 	Run     int    `json:"run"`
-	// Flagger is what `flagger -version` printed.
+	// Flagger is what `flagger -version` printed; Build how the binary
+	// was built (Go version, cgo, linker flags).
 	Flagger string `json:"flagger"`
+	Build   string `json:"build,omitempty"`
 	// Started is trigger -> Canary Progressing (the new revision noticed).
 	Started time.Duration `json:"started"`
 	// Decided is trigger -> Promoting (good: the analysis passed and v2 is
@@ -109,6 +112,7 @@ func FlaggerReleaseTiming(ctx context.Context, cfg FlaggerConfig) ([]FlaggerTimi
 		return nil, fmt.Errorf("flagger timing: %s -version: %w", cfg.Flagger, err)
 	}
 	version := strings.TrimSpace(string(out))
+	build := binaryBuild(cfg.Flagger)
 	env, err := testenv.Start(ctx, testenv.Options{Prometheus: true, Logger: log.With("component", "testenv")})
 	if err != nil {
 		return nil, fmt.Errorf("flagger timing: start the test cluster: %w", err)
@@ -128,7 +132,7 @@ func FlaggerReleaseTiming(ctx context.Context, cfg FlaggerConfig) ([]FlaggerTimi
 			if err != nil {
 				return list, err
 			}
-			t.Flagger = version
+			t.Flagger, t.Build = version, build
 			list = append(list, t)
 			log.Info("flagger release timed", "release", t.Release, "run", run, "decided", t.Decided.Round(100*time.Millisecond),
 				"done", t.Done.Round(100*time.Millisecond), "peakRSSMiB", float64(t.PeakRSS)/(1<<20), "cpu", t.CPU, "load", t.Load)
@@ -267,7 +271,7 @@ func timeFlaggerRelease(ctx context.Context, env *testenv.Env, cfg FlaggerConfig
 			}
 		}
 		if p == donePhase && res.Traffic > 0 {
-			res.Done = since
+			res.Done = time.Since(trigger)
 			return true, nil
 		}
 		return false, nil
@@ -283,6 +287,22 @@ func timeFlaggerRelease(ctx context.Context, env *testenv.Env, cfg FlaggerConfig
 		return res, err
 	}
 	return res, nil
+}
+
+// binaryBuild describes how a Go binary was built: its Go version, cgo
+// and linker flags; "" when it carries no build information.
+func binaryBuild(path string) string {
+	info, err := buildinfo.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	parts := []string{info.GoVersion}
+	for _, s := range info.Settings {
+		if s.Key == "CGO_ENABLED" || s.Key == "-ldflags" {
+			parts = append(parts, s.Key+"="+s.Value)
+		}
+	}
+	return strings.Join(parts, " ")
 }
 
 // poll calls cond every interval until it is done, fails or timeout

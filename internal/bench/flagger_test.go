@@ -1,7 +1,9 @@
 package bench
 
 import (
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -90,5 +92,18 @@ func TestAllOnHost(t *testing.T) {
 		if got := allOnHost(vs(tt.yaml), "catalog-primary"); got != tt.want {
 			t.Errorf("%s: allOnHost = %v, want %v", tt.name, got, tt.want)
 		}
+	}
+}
+
+func TestBinaryBuild(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := binaryBuild(exe); !strings.HasPrefix(got, "go") || !strings.Contains(got, "CGO_ENABLED=") {
+		t.Errorf("binaryBuild(the test binary) = %q, want its Go version and CGO_ENABLED", got)
+	}
+	if got := binaryBuild(filepath.Join(t.TempDir(), "missing")); got != "" {
+		t.Errorf("binaryBuild(a missing file) = %q, want \"\"", got)
 	}
 }
