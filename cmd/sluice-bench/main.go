@@ -6,6 +6,11 @@
 //
 //	go build -o bin/sluice ./cmd/sluice
 //	go run ./cmd/sluice-bench -n 100,1000,5000 -json bench.json
+//
+// With -release-timing it times one good and one bad release of
+// examples/catalog instead; with -flagger and -flagger-crd too, the same
+// releases run by a Flagger binary, for comparison (make
+// bench-release-flagger; Flagger is not a dependency of Sluice).
 package main
 
 import (
