@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin
 
-.PHONY: help build test test-short test-tools testenv bench bench-scale bench-release fuzz schema golden
+.PHONY: help build test test-short test-tools testenv bench bench-scale bench-release bench-release-flagger fuzz schema golden
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -35,6 +35,17 @@ BENCH_N ?= 100,1000,5000
 BENCH_GOMEMLIMIT ?= $(shell awk '/name: GOMEMLIMIT/ {getline; print $$2}' deploy/deployment.yaml)
 bench-release: build test-tools ## time one good and one bad release of examples/catalog on the local stack
 	$(GO) run ./cmd/sluice-bench -release-timing -sluice $(BIN)/sluice -sluice-env GOMEMLIMIT=$(BENCH_GOMEMLIMIT) -json internal/bench/release-timing.json
+
+# For comparison only, not part of `make test` or CI: Flagger is not a
+# dependency of Sluice. It needs a flagger binary and Flagger's CRDs of the
+# same release, e.g.
+#   GOBIN=/tmp/flaggerbin go install github.com/fluxcd/flagger/cmd/flagger@v1.36.1
+#   curl -sLo /tmp/flagger-crd.yaml https://raw.githubusercontent.com/fluxcd/flagger/v1.36.1/artifacts/flagger/crd.yaml
+FLAGGER ?= /tmp/flaggerbin/flagger
+FLAGGER_CRD ?= /tmp/flagger-crd.yaml
+BENCH_RUNS ?= 3
+bench-release-flagger: test-tools ## time Flagger's good and bad release of the same catalog on the local stack (FLAGGER=, FLAGGER_CRD=, BENCH_RUNS=)
+	$(GO) run ./cmd/sluice-bench -release-timing -flagger $(FLAGGER) -flagger-crd $(FLAGGER_CRD) -runs $(BENCH_RUNS) -json internal/bench/release-timing-flagger.json
 
 bench-scale: build test-tools ## measure sluice with 100, 1,000 and 5,000 releases on the local test cluster (BENCH_N=...)
 	$(GO) run ./cmd/sluice-bench -n $(BENCH_N) -sluice $(BIN)/sluice -sluice-env GOMEMLIMIT=$(BENCH_GOMEMLIMIT) -json internal/bench/results.json

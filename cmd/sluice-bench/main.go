@@ -6,6 +6,11 @@
 //
 //	go build -o bin/sluice ./cmd/sluice
 //	go run ./cmd/sluice-bench -n 100,1000,5000 -json bench.json
+//
+// With -release-timing it times one good and one bad release of
+// examples/catalog instead; with -flagger and -flagger-crd too, the same
+// releases run by a Flagger binary, for comparison (make
+// bench-release-flagger; Flagger is not a dependency of Sluice).
 package main
 
 import (
@@ -49,8 +54,20 @@ func run() error {
 		example    = flag.String("example", "examples/catalog", "the catalog example, for -release-timing")
 		coldLimit  = flag.Duration("cold-timeout", 0, "give up on a cold start after this long (0: 2 minutes plus 100 ms per release; more on a loaded machine)")
 		extraEnv   = flag.String("sluice-env", "", "space-separated KEY=VALUE added to sluice's environment only, e.g. GOMEMLIMIT=440MiB as deploy/ sets it")
+		flagger    = flag.String("flagger", "", "with -release-timing: time the same releases run by this flagger binary instead of sluice (needs -flagger-crd)")
+		flaggerCRD = flag.String("flagger-crd", "", "Flagger's CRDs, artifacts/flagger/crd.yaml of the flagger binary's release, for -flagger")
+		runs       = flag.Int("runs", 1, "with -flagger: how many good and how many bad releases to time")
 	)
 	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if *flagger != "" {
+		if !*timing || *flaggerCRD == "" {
+			return errors.New("-flagger: use it with -release-timing and -flagger-crd")
+		}
+		return runFlagger(ctx, log, *flagger, *flaggerCRD, *example, *dir, *keep, *runs, *jsonOut)
+	}
 	var ns []int
 	for s := range strings.SplitSeq(*sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -75,9 +92,6 @@ func run() error {
 			defer os.RemoveAll(root)
 		}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 
 	if *timing {
 		ex, err := filepath.Abs(*example)
@@ -151,4 +165,45 @@ func run() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// runFlagger times Flagger's good and bad releases (bench.FlaggerReleaseTiming)
+// and writes them as a table and as JSON.
+func runFlagger(ctx context.Context, log *slog.Logger, flagger, crd, example, dir string, keep bool, runs int, jsonOut string) error {
+	paths := map[string]*string{"-flagger": &flagger, "-flagger-crd": &crd, "-example": &example}
+	for _, name := range []string{"-flagger", "-flagger-crd", "-example"} {
+		abs, err := filepath.Abs(*paths[name])
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		if _, err := os.Stat(abs); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		*paths[name] = abs
+	}
+	if dir == "" {
+		var err error
+		if dir, err = os.MkdirTemp("", "sluice-bench-flagger-"); err != nil {
+			return err
+		}
+		if !keep {
+			defer os.RemoveAll(dir)
+		}
+	}
+	list, err := bench.FlaggerReleaseTiming(ctx, bench.FlaggerConfig{Flagger: flagger, CRD: crd, Example: example, Dir: dir, Runs: runs, Log: log})
+	if len(list) > 0 {
+		fmt.Printf("\n%s (%s)\n", list[0].Flagger, list[0].Build)
+		if werr := bench.WriteFlaggerTable(os.Stdout, list); werr != nil {
+			return errors.Join(err, werr)
+		}
+		data, jerr := json.MarshalIndent(list, "", "  ")
+		if jerr != nil {
+			return errors.Join(err, jerr)
+		}
+		if werr := os.WriteFile(jsonOut, append(data, '\n'), 0o644); werr != nil {
+			return errors.Join(err, werr)
+		}
+		fmt.Println("\nresults written to", jsonOut)
+	}
+	return err
 }

@@ -52,6 +52,10 @@ type Timing struct {
 	// retirement.
 	PeakRSS uint64        `json:"peakRSSBytes"`
 	CPU     time.Duration `json:"cpu"`
+	// CPUBeforeTrigger is the process's CPU up to the push of the
+	// candidate (start-up, v1's first step), so CPU-CPUBeforeTrigger is
+	// the release's, as for Flagger (FlaggerTiming).
+	CPUBeforeTrigger time.Duration `json:"cpuBeforeTrigger"`
 	// SluiceEnv is what was added to sluice's environment; Load the
 	// machine's load averages (1, 5, 15 min) when the release was decided.
 	SluiceEnv []string `json:"sluiceEnv,omitempty"`
@@ -122,6 +126,9 @@ func timeRelease(ctx context.Context, env *testenv.Env, cfg TimingConfig, bad bo
 		if err := s.Mesh.SetVersion("v2", 0.10, 20*time.Millisecond); err != nil {
 			return res, err
 		}
+	}
+	if res.CPUBeforeTrigger, err = cpuTime(pid); err != nil {
+		return res, err
 	}
 	if _, err := s.PushCandidate(ctx, "v2"); err != nil {
 		return res, err
@@ -214,10 +221,10 @@ func allOn(u *unstructured.Unstructured, version string) bool {
 // WriteTimingTable prints the release timings.
 func WriteTimingTable(w io.Writer, list []Timing) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "RELEASE\tDECIDED\tALL TRAFFIC\tRETIRED\tRECORDED BEFORE DRAIN END\tPEAK RSS\tCPU")
+	fmt.Fprintln(tw, "RELEASE\tDECIDED\tALL TRAFFIC\tRETIRED\tRECORDED BEFORE DRAIN END\tPEAK RSS\tCPU\tCPU AFTER TRIGGER")
 	for _, t := range list {
-		fmt.Fprintf(tw, "%s\t%.1fs\t%.1fs\t%.1fs\t%v\t%.1f MiB\t%.2fs\n", t.Release, t.Decided.Seconds(), t.Traffic.Seconds(), t.Retired.Seconds(),
-			t.RecordedBeforeDrainEnd, float64(t.PeakRSS)/(1<<20), t.CPU.Seconds())
+		fmt.Fprintf(tw, "%s\t%.1fs\t%.1fs\t%.1fs\t%v\t%.1f MiB\t%.2fs\t%.2fs\n", t.Release, t.Decided.Seconds(), t.Traffic.Seconds(), t.Retired.Seconds(),
+			t.RecordedBeforeDrainEnd, float64(t.PeakRSS)/(1<<20), t.CPU.Seconds(), (t.CPU - t.CPUBeforeTrigger).Seconds())
 	}
 	return tw.Flush()
 }

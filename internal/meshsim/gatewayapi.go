@@ -345,8 +345,8 @@ func condition(typ string, ok bool, reason, message string, generation int64) me
 	return metav1.Condition{Type: typ, Status: status, Reason: reason, Message: message, ObservedGeneration: generation}
 }
 
-// readGatewayAPI reads the namespace's HTTPRoutes, Services and Gateways
-// into objs, and returns their fingerprint. Without the Gateway API's
+// readGatewayAPI reads the namespace's HTTPRoutes and Gateways into objs,
+// and returns their fingerprint; read has listed the Services. Without the Gateway API's
 // CRDs there are none.
 func (s *Simulator) readGatewayAPI(ctx context.Context, objs *objects) ([]string, error) {
 	ns := s.cfg.Namespace
@@ -362,16 +362,6 @@ func (s *Simulator) readGatewayAPI(ctx context.Context, objs *objects) ([]string
 		hr := &routes.Items[i]
 		objs.httpRoutes = append(objs.httpRoutes, hr)
 		fp = append(fp, "httproute:"+hr.Name+"@"+hr.ResourceVersion)
-	}
-	svcs, err := s.kube.CoreV1().Services(ns).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("meshsim: list Services in %s: %w", ns, err)
-	}
-	objs.services = map[string]*corev1.Service{}
-	for i := range svcs.Items {
-		svc := &svcs.Items[i]
-		objs.services[svc.Name] = svc
-		fp = append(fp, "service:"+svc.Name+"@"+svc.ResourceVersion)
 	}
 	objs.gateways = map[string]*gwapiv1.Gateway{}
 	gws, err := s.gw.GatewayV1().Gateways(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})

@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dto "github.com/prometheus/client_model/go"
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -479,6 +480,18 @@ func (s *Simulator) read(ctx context.Context) (objects, string, error) {
 			objs.destinationRules = append(objs.destinationRules, dr)
 			fp = append(fp, "dr:"+dr.Name+"@"+dr.ResourceVersion)
 		}
+	}
+	// Every Service of the namespace: Gateway API backends and
+	// VirtualService destinations may name others than the simulated one.
+	svcs, err := s.kube.CoreV1().Services(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return objs, "", fmt.Errorf("meshsim: list Services in %s: %w", ns, err)
+	}
+	objs.services = make(map[string]*corev1.Service, len(svcs.Items))
+	for i := range svcs.Items {
+		svc := &svcs.Items[i]
+		objs.services[svc.Name] = svc
+		fp = append(fp, "service:"+svc.Name+"@"+svc.ResourceVersion)
 	}
 	gwFP, err := s.readGatewayAPI(ctx, &objs)
 	if err != nil {

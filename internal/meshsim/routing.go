@@ -154,9 +154,11 @@ type objects struct {
 	virtualService   *istionet.VirtualService
 	destinationRules []*istionet.DestinationRule
 	deployments      []*appsv1.Deployment
-	// Gateway API: every HTTPRoute, Service and Gateway of the namespace.
+	// Every Service of the namespace by name (Gateway API backends,
+	// VirtualService destinations other than the simulated Service).
+	services map[string]*corev1.Service
+	// Gateway API: every HTTPRoute and Gateway of the namespace.
 	httpRoutes []*gwapiv1.HTTPRoute
-	services   map[string]*corev1.Service
 	gateways   map[string]*gwapiv1.Gateway // by namespace/name
 }
 
@@ -189,9 +191,9 @@ func compile(namespace, name string, src Source, objs objects) *table {
 		t.service.port = uint32(objs.service.Spec.Ports[0].Port)
 	}
 
-	// Subsets of the DestinationRule for the service's host; Istio picks
-	// the oldest when several claim it.
-	var subsets map[string]map[string]string
+	// Subsets by host, of the DestinationRule for each; Istio picks the
+	// oldest when several claim a host.
+	subsets := map[string]map[string]map[string]string{}
 	drs := slices.Clone(objs.destinationRules)
 	sort.SliceStable(drs, func(i, j int) bool {
 		if !drs[i].CreationTimestamp.Equal(&drs[j].CreationTimestamp) {
@@ -200,33 +202,14 @@ func compile(namespace, name string, src Source, objs objects) *table {
 		return drs[i].Name < drs[j].Name
 	})
 	for _, dr := range drs {
-		if fqdn(dr.Spec.GetHost(), dr.Namespace) != t.service.fqdn {
+		h := fqdn(dr.Spec.GetHost(), dr.Namespace)
+		if _, ok := subsets[h]; ok {
 			continue
 		}
-		subsets = map[string]map[string]string{}
+		subsets[h] = map[string]map[string]string{}
 		for _, s := range dr.Spec.GetSubsets() {
-			subsets[s.GetName()] = s.GetLabels()
+			subsets[h][s.GetName()] = s.GetLabels()
 		}
-		break
-	}
-
-	var workloads []*workload
-	if objs.service != nil && len(objs.service.Spec.Selector) > 0 {
-		for _, d := range objs.deployments {
-			labels := d.Spec.Template.Labels
-			if !subsetOf(objs.service.Spec.Selector, labels) {
-				continue
-			}
-			workloads = append(workloads, &workload{
-				name:      d.Name,
-				namespace: d.Namespace,
-				app:       labelOr(labels, "app", "unknown"),
-				version:   labelOr(labels, "version", "unknown"),
-				labels:    labels,
-				available: d.Status.AvailableReplicas,
-			})
-		}
-		sort.Slice(workloads, func(i, j int) bool { return workloads[i].name < workloads[j].name })
 	}
 
 	resolved := map[string]*endpoints{}
@@ -237,34 +220,48 @@ func compile(namespace, name string, src Source, objs objects) *table {
 			return ep
 		}
 		ep := &endpoints{outcome: OutcomeServed}
+		resolved[id] = ep
+		// The simulated Service, or another of its namespace (as
+		// Flagger routes to <name>-primary and <name>-canary): Envoy
+		// sends the request to the pods that Service selects, and their
+		// sidecars report it for that Service.
+		svc := objs.service
+		if h != t.service.fqdn {
+			svc = t.localService(h, objs.services)
+			if svc == nil {
+				ep.outcome = OutcomeExternal
+				return ep
+			}
+			ep.svc = &serviceInfo{name: svc.Name, namespace: svc.Namespace, fqdn: h}
+			if len(svc.Spec.Ports) > 0 {
+				ep.svc.port = uint32(svc.Spec.Ports[0].Port)
+			}
+		}
 		var selector map[string]string
 		switch {
-		case h != t.service.fqdn:
-			ep.outcome = OutcomeExternal
-		case objs.service == nil:
+		case svc == nil:
 			ep.outcome = OutcomeNoEndpoint
+			return ep
 		case subset == "":
-		case !hasKey(subsets, subset):
+		case !hasKey(subsets[h], subset):
 			ep.outcome = OutcomeNoSubset
+			return ep
 		default:
-			selector = subsets[subset]
+			selector = subsets[h][subset]
 		}
-		if ep.outcome == OutcomeServed {
-			var ids []string
-			for _, w := range workloads {
-				if w.available > 0 && subsetOf(selector, w.labels) {
-					ep.workloads = append(ep.workloads, w)
-					ep.weights = append(ep.weights, int(w.available))
-					ids = append(ids, fmt.Sprintf("%s=%d", w.name, w.available))
-				}
+		var ids []string
+		for _, w := range selected(svc, objs.deployments) {
+			if w.available > 0 && subsetOf(selector, w.labels) {
+				ep.workloads = append(ep.workloads, w)
+				ep.weights = append(ep.weights, int(w.available))
+				ids = append(ids, fmt.Sprintf("%s=%d", w.name, w.available))
 			}
-			if len(ep.workloads) == 0 {
-				ep.outcome = OutcomeNoEndpoint
-			}
-			ep.key = "ep|" + id + "|" + strings.Join(ids, ",")
-			t.keys[ep.key] = true
 		}
-		resolved[id] = ep
+		if len(ep.workloads) == 0 {
+			ep.outcome = OutcomeNoEndpoint
+		}
+		ep.key = "ep|" + id + "|" + strings.Join(ids, ",")
+		t.keys[ep.key] = true
 		return ep
 	}
 
@@ -360,6 +357,40 @@ func compile(namespace, name string, src Source, objs objects) *table {
 		t.routes = append(t.routes, r)
 	}
 	return t
+}
+
+// localService is the Service of the simulated namespace that a host's
+// FQDN names, nil for hosts outside it.
+func (t *table) localService(host string, services map[string]*corev1.Service) *corev1.Service {
+	name, ok := strings.CutSuffix(host, "."+t.service.namespace+".svc.cluster.local")
+	if !ok || strings.Contains(name, ".") {
+		return nil
+	}
+	return services[name]
+}
+
+// selected are the Deployments whose pods a Service selects, by name.
+func selected(svc *corev1.Service, deployments []*appsv1.Deployment) []*workload {
+	if len(svc.Spec.Selector) == 0 {
+		return nil
+	}
+	var out []*workload
+	for _, d := range deployments {
+		labels := d.Spec.Template.Labels
+		if !subsetOf(svc.Spec.Selector, labels) {
+			continue
+		}
+		out = append(out, &workload{
+			name:      d.Name,
+			namespace: d.Namespace,
+			app:       labelOr(labels, "app", "unknown"),
+			version:   labelOr(labels, "version", "unknown"),
+			labels:    labels,
+			available: d.Status.AvailableReplicas,
+		})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
 }
 
 func vsGateways(vs *istionet.VirtualService) []string {

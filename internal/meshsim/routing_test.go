@@ -415,3 +415,130 @@ func TestFQDN(t *testing.T) {
 		}
 	}
 }
+
+// flaggerObjects are the objects Flagger's Istio router and Kubernetes
+// router make for a Canary named catalog: the apex Service and the
+// primary one select the primary Deployment, the canary Service the
+// target Deployment, and the VirtualService routes to the primary and
+// canary Services by host, with no subsets.
+func flaggerObjects(primaryWeight, canaryWeight int32) objects {
+	svc := func(name, app string) *corev1.Service {
+		return &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: testNS},
+			Spec: corev1.ServiceSpec{
+				Selector: map[string]string{"app": app},
+				Ports:    []corev1.ServicePort{{Name: "http", Port: 80}},
+			},
+		}
+	}
+	dep := func(name, app, version string) *appsv1.Deployment {
+		return &appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: testNS},
+			Spec: appsv1.DeploymentSpec{Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": app, "version": version}},
+			}},
+			Status: appsv1.DeploymentStatus{AvailableReplicas: 1},
+		}
+	}
+	dr := func(host string) *istionet.DestinationRule {
+		d := &istionet.DestinationRule{ObjectMeta: metav1.ObjectMeta{Name: host, Namespace: testNS}}
+		d.Spec.Host = host
+		return d
+	}
+	apex := svc("catalog", "catalog-primary")
+	vs := virtualService(&networking.HTTPRoute{Route: []*networking.HTTPRouteDestination{
+		{Destination: &networking.Destination{Host: "catalog-primary"}, Weight: primaryWeight},
+		{Destination: &networking.Destination{Host: "catalog-canary"}, Weight: canaryWeight},
+	}})
+	vs.Name = "catalog"
+	return objects{
+		service:          apex,
+		virtualService:   vs,
+		destinationRules: []*istionet.DestinationRule{dr("catalog-canary"), dr("catalog-primary")},
+		deployments:      []*appsv1.Deployment{dep("catalog", "catalog", "v2"), dep("catalog-primary", "catalog-primary", "v1")},
+		services: map[string]*corev1.Service{
+			"catalog":         apex,
+			"catalog-primary": svc("catalog-primary", "catalog-primary"),
+			"catalog-canary":  svc("catalog-canary", "catalog"),
+		},
+	}
+}
+
+func TestRoutingByServiceHost(t *testing.T) {
+	t.Run("weights between two Services of the namespace", func(t *testing.T) {
+		objs := flaggerObjects(90, 10)
+		reg := prometheus.NewRegistry()
+		m, err := newMetrics(reg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tbl := compile(testNS, "catalog", testSource, objs)
+		g := newGenerator(testSource, Behavior{Latency: 20 * time.Millisecond}, map[string]Behavior{"v2": {ErrorRate: 0.1, Latency: time.Millisecond}}, 0, 1, m)
+		req := &Request{Method: "GET", Scheme: "http", Path: "/", Authority: "catalog", Port: 80, Headers: map[string]string{}}
+		for range 1000 {
+			if o := g.serve(tbl, req); o != OutcomeServed {
+				t.Fatalf("outcome %s, want %s (routing: %s)", o, OutcomeServed, tbl.summary())
+			}
+		}
+		for label, want := range map[string]map[string]float64{
+			// Flagger's queries select the target by workload.
+			"destination_workload": {"catalog-primary": 900, "catalog": 100},
+			// Istio reports each request for the Service it was sent to.
+			"destination_service_name": {"catalog-primary": 900, "catalog-canary": 100},
+			"destination_service":      {"catalog-primary.istioinaction.svc.cluster.local": 900, "catalog-canary.istioinaction.svc.cluster.local": 100},
+			"response_code":            {"200": 990, "500": 10},
+		} {
+			got, err := CountRequests(reg, label)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !maps.Equal(got, want) {
+				t.Errorf("requests by %s = %v, want %v (routing: %s)", label, got, want, tbl.summary())
+			}
+		}
+	})
+	t.Run("weight 0 to the canary sends it nothing", func(t *testing.T) {
+		got, _, outcomes := simulate(t, flaggerObjects(100, 0), nil, 50, 0)
+		if want := map[string]float64{"catalog-primary": 50}; !maps.Equal(got, want) {
+			t.Errorf("requests by workload = %v, want %v", got, want)
+		}
+		if want := map[string]int{OutcomeServed: 50}; !maps.Equal(outcomes, want) {
+			t.Errorf("outcomes = %v, want %v", outcomes, want)
+		}
+	})
+	t.Run("a Service without available pods", func(t *testing.T) {
+		objs := flaggerObjects(50, 50)
+		objs.deployments[0].Status.AvailableReplicas = 0 // the canary, scaled to zero
+		got, _, outcomes := simulate(t, objs, nil, 10, 0)
+		if want := map[string]float64{"catalog-primary": 5}; !maps.Equal(got, want) {
+			t.Errorf("requests by workload = %v, want %v", got, want)
+		}
+		if want := map[string]int{OutcomeServed: 5, OutcomeNoEndpoint: 5}; !maps.Equal(outcomes, want) {
+			t.Errorf("outcomes = %v, want %v", outcomes, want)
+		}
+	})
+	t.Run("a subset of another Service's DestinationRule", func(t *testing.T) {
+		objs := flaggerObjects(0, 0)
+		objs.destinationRules[0].Spec.Subsets = []*networking.Subset{{Name: "v2", Labels: map[string]string{"version": "v2"}}}
+		objs.virtualService.Spec.Http[0].Route = []*networking.HTTPRouteDestination{
+			{Destination: &networking.Destination{Host: "catalog-canary.istioinaction.svc.cluster.local", Subset: "v2"}},
+		}
+		got, _, _ := simulate(t, objs, nil, 10, 0)
+		if want := map[string]float64{"catalog": 10}; !maps.Equal(got, want) {
+			t.Errorf("requests by workload = %v, want %v", got, want)
+		}
+		objs.virtualService.Spec.Http[0].Route[0].Destination.Subset = "v1"
+		if _, _, outcomes := simulate(t, objs, nil, 10, 0); !maps.Equal(outcomes, map[string]int{OutcomeNoSubset: 10}) {
+			t.Errorf("outcomes for a subset the DestinationRule lacks = %v, want all %s", outcomes, OutcomeNoSubset)
+		}
+	})
+	t.Run("a Service of another namespace is outside the simulation", func(t *testing.T) {
+		objs := flaggerObjects(0, 0)
+		objs.virtualService.Spec.Http[0].Route = []*networking.HTTPRouteDestination{
+			{Destination: &networking.Destination{Host: "catalog-primary.other.svc.cluster.local"}},
+		}
+		if _, _, outcomes := simulate(t, objs, nil, 10, 0); !maps.Equal(outcomes, map[string]int{OutcomeExternal: 10}) {
+			t.Errorf("outcomes = %v, want all %s", outcomes, OutcomeExternal)
+		}
+	})
+}

@@ -95,6 +95,13 @@ func (e *Env) CreateNamespace(ctx context.Context, name string) error {
 	return e.waitDefaultServiceAccount(ctx, name)
 }
 
+// InstallCRDs creates the CustomResourceDefinitions of multi-document
+// YAML files (a controller's own, such as Flagger's) and waits until the
+// API server serves them.
+func (e *Env) InstallCRDs(ctx context.Context, paths ...string) error {
+	return e.installCRDs(ctx, paths)
+}
+
 // PrometheusURL is Prometheus' base URL, "" without Prometheus. It stays the
 // same across StopPrometheus/StartPrometheus.
 func (e *Env) PrometheusURL() string {
