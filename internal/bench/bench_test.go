@@ -143,3 +143,51 @@ func BenchmarkGenerate(b *testing.B) {
 		}
 	}
 }
+
+// TestCheckLog counts a transition committed twice in a row for one
+// release, in single and batched commits alike, and nothing else.
+func TestCheckLog(t *testing.T) {
+	entry := func(hash, msg string) string { return hash + "\x00" + msg + "\n\x1e\n" }
+	log := entry("a1", "1000 benchmark releases") +
+		entry("b2", "sluice: 2 releases (2 steady)\n\n- a steady\n- b steady\n\n"+
+			"Sluice-Release: ns/a\nSluice-Action: steady\nSluice-Step: stable\nSluice-Revision: v1\nSluice-Subject: a steady\n"+
+			"Sluice-Release: ns/b\nSluice-Action: steady\nSluice-Step: stable\nSluice-Revision: v1\nSluice-Subject: b steady") +
+		entry("c3", "README: note 0") +
+		entry("d4", "b steady\n\nSluice-Release: ns/b\nSluice-Action: steady\nSluice-Step: stable\nSluice-Revision: v1") +
+		entry("e5", "a starts v2\n\nSluice-Release: ns/a\nSluice-Action: start\nSluice-Step: deploy\nSluice-Revision: v2") +
+		entry("f6", "a steady\n\nSluice-Release: ns/a\nSluice-Action: steady\nSluice-Step: stable\nSluice-Revision: v1")
+	h, err := checkLog(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Commits != 6 || h.Transitions != 5 || h.Releases != 2 || h.CommittedTwice != 1 {
+		t.Fatalf("checkLog = %+v; want 6 commits, 5 transitions of 2 releases, 1 committed twice", h)
+	}
+	if len(h.Examples) != 1 || !strings.HasPrefix(h.Examples[0], "ns/b: steady stable v1 in b2") {
+		t.Errorf("examples %q, want ns/b's steady in b2 and d4", h.Examples)
+	}
+}
+
+// TestCheckHistory reads the trailers of a real repository's history.
+func TestCheckHistory(t *testing.T) {
+	ctx := context.Background()
+	bare := filepath.Join(t.TempDir(), "remote.git")
+	if err := Generate(ctx, bare, RepoSpec{Releases: 2}); err != nil {
+		t.Fatal(err)
+	}
+	for i, msg := range []string{
+		"a steady\n\nSluice-Release: bench-00/app-00000\nSluice-Action: steady\nSluice-Step: stable\nSluice-Revision: v1",
+		"a steady\n\nSluice-Release: bench-00/app-00000\nSluice-Action: steady\nSluice-Step: stable\nSluice-Revision: v1",
+	} {
+		if _, err := Commit(ctx, bare, msg, map[string][]byte{"NOTE.md": fmt.Appendf(nil, "%d\n", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h, err := CheckHistory(ctx, bare)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Commits != 3 || h.Transitions != 2 || h.Releases != 1 || h.CommittedTwice != 1 {
+		t.Errorf("CheckHistory = %+v; want 3 commits, 2 transitions of 1 release, 1 committed twice", h)
+	}
+}
