@@ -199,10 +199,14 @@ func (h *harness) run(ctx context.Context) (*Result, error) {
 				return nil, fmt.Errorf("during the cold start: %w", err)
 			}
 		case <-coldCtx.Done():
-			return nil, fmt.Errorf("bench: cold start: %d of %d releases applied after %s\n%s", len(seen), h.cfg.Releases, h.cfg.ColdTimeout, h.tail())
+			return nil, fmt.Errorf("bench: cold start: %d of %d releases applied after %s (%s)\n%s", len(seen), h.cfg.Releases, h.cfg.ColdTimeout, h.usageSummary(), h.tail())
 		}
 		if len(seen)%max(1, h.cfg.Releases/10) == 0 {
-			h.log.Info("cold start", "applied", len(seen), "elapsed", time.Since(began).Round(time.Millisecond))
+			args := []any{"applied", len(seen), "elapsed", time.Since(began).Round(time.Millisecond)}
+			if h.cfg.multi() {
+				args = append(args, "usage", h.usageSummary())
+			}
+			h.log.Info("cold start", args...)
 		}
 	}
 	coldWall := time.Since(began)

@@ -290,3 +290,14 @@ func (r *replica) triggerSync(ctx context.Context) error {
 	}
 	return nil
 }
+
+// usageSummary is every replica's CPU time and memory so far, for logs and
+// errors.
+func (h *harness) usageSummary() string {
+	parts := make([]string, 0, len(h.replicas))
+	for _, r := range h.replicas {
+		cpu, rss, peak := r.usage()
+		parts = append(parts, fmt.Sprintf("%s: %s CPU, %d MiB (peak %d MiB)", r.name, cpu.Round(100*time.Millisecond), rss>>20, peak>>20))
+	}
+	return strings.Join(parts, "; ")
+}
