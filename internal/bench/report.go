@@ -195,8 +195,8 @@ func sharedSummary(r *Result) string {
 		if t.KilledReleases < 0 {
 			whose = fmt.Sprintf("all %d changed releases (its among them)", t.Changed)
 		}
-		fmt.Fprintf(&b, "takeover: %s killed holding %d shard(s), %s applied again %s after the kill (first %s, all %s)",
-			t.Killed, t.KilledShards, whose, ms(t.KilledMillis), ms(t.FirstMillis), ms(t.AllMillis))
+		fmt.Fprintf(&b, "takeover: %s killed holding %d shard(s), %s applied again %s after the kill (its Leases taken after %s; first release %s, all %s)",
+			t.Killed, t.KilledShards, whose, ms(t.KilledMillis), ms(t.LeasesTakenMillis), ms(t.FirstMillis), ms(t.AllMillis))
 		if t.Error != "" {
 			fmt.Fprintf(&b, ", FAILED: %d of %d applied: %s", t.Applied, t.Changed, firstLine(t.Error))
 		}

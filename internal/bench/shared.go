@@ -76,6 +76,9 @@ type Takeover struct {
 	FirstMillis  float64 `json:"first_applied_ms"`
 	KilledMillis float64 `json:"killed_releases_applied_ms"`
 	AllMillis    float64 `json:"all_applied_ms"`
+	// LeasesTakenMillis is from the kill until every Lease the killed
+	// replica held names another holder.
+	LeasesTakenMillis float64 `json:"leases_taken_ms"`
 	// Applied is how many of the changed releases were applied in time.
 	Applied int    `json:"applied"`
 	Error   string `json:"error,omitempty"`
@@ -214,6 +217,15 @@ func (h *harness) takeover(ctx context.Context) (Takeover, error) {
 	if err != nil {
 		return tk, err
 	}
+	leases, err := h.watch(wctx, gvrLease, h.cfg.LeaseNamespace, "")
+	if err != nil {
+		return tk, err
+	}
+	// The Leases the victim holds, by name, until another takes them.
+	leasesLeft := map[string]bool{}
+	for i := range shards {
+		leasesLeft[h.leaseName(i)] = true
+	}
 	h.log.Info("takeover: killing a replica", "replica", victim.name, "shards", tk.KilledShards, "releases_changed", tk.Changed, "its_releases_changed", tk.KilledReleases)
 	if err := h.kill(ctx, victim); err != nil {
 		return tk, err
@@ -230,8 +242,23 @@ func (h *harness) takeover(ctx context.Context) (Takeover, error) {
 	}
 	applied := map[string]time.Duration{}
 	mineLeft := len(mine)
-	for len(applied) < len(want) {
+	for len(applied) < len(want) || len(leasesLeft) > 0 {
 		select {
+		case ev, ok := <-leases:
+			if !ok {
+				return tk, fmt.Errorf("bench: takeover: the Lease watch ended: %w", wctx.Err())
+			}
+			u, ok := ev.Object.(*unstructured.Unstructured)
+			if !ok || !leasesLeft[u.GetName()] {
+				continue
+			}
+			if holder, _, _ := unstructured.NestedString(u.Object, "spec", "holderIdentity"); holder != "" && !strings.HasPrefix(holder, victim.name+"_") {
+				delete(leasesLeft, u.GetName())
+				if len(leasesLeft) == 0 {
+					tk.LeasesTakenMillis = time.Since(killed).Seconds() * 1000
+					h.log.Info("takeover: the killed replica's Leases taken", "took", time.Since(killed).Round(time.Millisecond))
+				}
+			}
 		case ev, ok := <-events:
 			if !ok {
 				return tk, fmt.Errorf("bench: takeover: the Deployment watch ended: %w", wctx.Err())
@@ -264,8 +291,8 @@ func (h *harness) takeover(ctx context.Context) (Takeover, error) {
 				return tk, err
 			}
 		case <-wctx.Done():
-			return tk, fmt.Errorf("bench: takeover: %d of %d candidates (%d of the killed replica's %d) applied %s after the kill\n%s",
-				len(applied), len(want), len(mine)-mineLeft, len(mine), h.cfg.TakeoverTimeout, h.tail())
+			return tk, fmt.Errorf("bench: takeover: %d of %d candidates (%d of the killed replica's %d) applied, %d of its %d Leases taken %s after the kill\n%s",
+				len(applied), len(want), len(mine)-mineLeft, len(mine), len(shards)-len(leasesLeft), len(shards), h.cfg.TakeoverTimeout, h.tail())
 		}
 	}
 	if len(mine) == 0 {
@@ -274,6 +301,16 @@ func (h *harness) takeover(ctx context.Context) (Takeover, error) {
 	h.log.Info("takeover done", "killed_releases_applied", time.Duration(tk.KilledMillis*float64(time.Millisecond)).Round(time.Millisecond),
 		"all_applied", time.Duration(tk.AllMillis*float64(time.Millisecond)).Round(time.Millisecond))
 	return tk, nil
+}
+
+// leaseName is the name of shard i's Lease (sluice's --leader-election-id,
+// "sluice" by default, and the shard), or of the leader election's
+// without shards.
+func (h *harness) leaseName(i int) string {
+	if h.cfg.Shards == 1 {
+		return "sluice"
+	}
+	return "sluice-" + strconv.Itoa(i)
 }
 
 // heldShards are the shards whose Lease r holds (shard 0 for the leader
