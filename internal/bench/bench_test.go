@@ -134,6 +134,61 @@ func TestRunSmall(t *testing.T) {
 	t.Logf("\n%s", table.String())
 }
 
+// TestRunShared runs the harness with three replicas on a few releases:
+// one leads, the others stand by, and the leader is killed.
+func TestRunShared(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a test cluster and builds sluice")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "sluice")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/sluice").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	const n = 12
+	res, err := Run(ctx, Config{RepoSpec: RepoSpec{Releases: n, Namespaces: 3}, Sluice: bin, Dir: filepath.Join(dir, "run"), Passes: 1,
+		SluiceReplicas: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh := res.Shared
+	if sh == nil || len(sh.PerReplica) != 3 {
+		t.Fatalf("shared figures %+v, want three replicas'", sh)
+	}
+	leaders, killed := 0, 0
+	for _, p := range sh.PerReplica {
+		if p.LeaderAfterCold {
+			leaders++
+		}
+		if p.Killed {
+			killed++
+			if !p.LeaderAfterCold {
+				t.Errorf("%s killed, but it did not lead", p.Name)
+			}
+		}
+		if p.PeakRSSMiB <= 0 {
+			t.Errorf("%s: no peak RSS", p.Name)
+		}
+	}
+	if leaders != 1 || killed != 1 {
+		t.Errorf("%d leaders and %d killed, want one of each", leaders, killed)
+	}
+	tk := sh.Takeover
+	if tk.Error != "" || tk.Applied != tk.Changed || tk.KilledReleases != tk.Changed || tk.KilledMillis < tk.LeasesTakenMillis || tk.LeasesTakenMillis <= 0 {
+		t.Errorf("takeover %+v: want every changed release applied after the Lease was taken", tk)
+	}
+	if h := sh.History; h.Releases != n || h.CommittedTwice != 0 {
+		t.Errorf("history %+v: want every release recorded, none twice", h)
+	}
+	var table strings.Builder
+	if err := WriteShared(&table, []*Result{res}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", table.String())
+}
+
 // BenchmarkGenerate writes a repository of 1,000 releases.
 func BenchmarkGenerate(b *testing.B) {
 	ctx := context.Background()
