@@ -20,6 +20,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -128,6 +129,7 @@ func run() error {
 			SluiceReplicas:  *replicas,
 			Shards:          *shards,
 			TakeoverTimeout: *takeover,
+			ShardOf:         shardOf,
 			Log:             log,
 		})
 		if err != nil {
@@ -167,4 +169,15 @@ func run() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// shardOf is sluice's placement of a release among shards: the FNV-1a
+// (32-bit) hash of namespace/name modulo the shards.
+func shardOf(id string, shards int) int {
+	if shards <= 1 {
+		return 0
+	}
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(id))
+	return int(h.Sum32() % uint32(shards))
 }
