@@ -171,7 +171,7 @@ func (h *harness) run(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := h.startSluice(ctx); err != nil {
+	if err := h.startSluice(); err != nil {
 		return nil, err
 	}
 	defer h.stopSluice()

@@ -52,11 +52,11 @@ func (c Config) multi() bool { return c.SluiceReplicas > 1 || c.Shards > 1 }
 
 // startSluice runs every replica's `sluice run` against the Git server and
 // its own API proxy.
-func (h *harness) startSluice(ctx context.Context) error {
+func (h *harness) startSluice() error {
 	n := max(1, h.cfg.SluiceReplicas)
 	h.exits = make(chan replicaExit, n)
 	for i := range n {
-		r, err := h.startReplica(ctx, i)
+		r, err := h.startReplica(i)
 		if r != nil {
 			h.replicas = append(h.replicas, r)
 		}
@@ -67,7 +67,7 @@ func (h *harness) startSluice(ctx context.Context) error {
 	return nil
 }
 
-func (h *harness) startReplica(_ context.Context, i int) (*replica, error) {
+func (h *harness) startReplica(i int) (*replica, error) {
 	multi := h.cfg.multi()
 	r := &replica{index: i, name: "sluice", shardsHeld: -1, done: make(chan struct{})}
 	kubeconfig := filepath.Join(h.cfg.Dir, "kubeconfig")
