@@ -199,7 +199,8 @@ func (h *harness) run(ctx context.Context) (*Result, error) {
 				return nil, fmt.Errorf("during the cold start: %w", err)
 			}
 		case <-coldCtx.Done():
-			return nil, fmt.Errorf("bench: cold start: %d of %d releases applied after %s (%s)\n%s", len(seen), h.cfg.Releases, h.cfg.ColdTimeout, h.usageSummary(), h.tail())
+			return nil, fmt.Errorf("bench: cold start: %d of %d releases applied after %s: %w (%s)\n%s", len(seen), h.cfg.Releases,
+				time.Since(began).Round(time.Second), coldCtx.Err(), h.usageSummary(), h.tail())
 		}
 		if len(seen)%max(1, h.cfg.Releases/10) == 0 {
 			args := []any{"applied", len(seen), "elapsed", time.Since(began).Round(time.Millisecond)}
