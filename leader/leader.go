@@ -1,7 +1,9 @@
 // Package leader elects one of Sluice's replicas to reconcile, with
 // client-go's leader election algorithm on a coordination.k8s.io Lease:
 // the leader renews the Lease every retry period; the others stand by and
-// take over once it has not been renewed for a lease duration.
+// take over once it has not been renewed for a lease duration. Shards
+// applies the same discipline to a fixed number of Leases, one a shard of
+// the releases, which the replicas share fairly.
 package leader
 
 import (

@@ -34,6 +34,7 @@ type Metrics struct {
 	rollbacks         *prometheus.CounterVec
 	gateChecks        *prometheus.CounterVec
 	leader            prometheus.Gauge
+	shardsHeld        prometheus.Gauge
 	drift             *prometheus.CounterVec
 	invalidFiles      prometheus.Gauge
 
@@ -87,6 +88,10 @@ func NewMetrics() *Metrics {
 			Name: "sluice_leader",
 			Help: "1 while this replica leads (reconciles), 0 while it stands by.",
 		}),
+		shardsHeld: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sluice_shards_held",
+			Help: "Shards of releases this replica holds (sluice run --shards); 0 without shards.",
+		}),
 		drift: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_drift_reverted_total",
 			Help: "Fields of a release's objects that were changed by hand (or by another controller) and that Sluice put back, by object kind.",
@@ -102,7 +107,7 @@ func NewMetrics() *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.reconcileDuration, m.gitSyncDuration, m.gitSyncErrors,
 		m.commits, m.commitErrors, m.pushRetries,
-		m.transitions, m.rollbacks, m.gateChecks, m.leader,
+		m.transitions, m.rollbacks, m.gateChecks, m.leader, m.shardsHeld,
 		m.drift, m.invalidFiles,
 		m.state,
 	)
@@ -120,6 +125,9 @@ func (m *Metrics) SetLeader(leading bool) {
 		m.leader.Set(0)
 	}
 }
+
+// SetShardsHeld records how many shards this replica holds.
+func (m *Metrics) SetShardsHeld(n int) { m.shardsHeld.Set(float64(n)) }
 
 var (
 	_ reconciler.Observer        = (*Metrics)(nil)

@@ -162,3 +162,27 @@ func TestWebhookGateChecks(t *testing.T) {
 		}
 	}
 }
+
+// TestShardsHeld: sluice_shards_held is the number of shards last set.
+func TestShardsHeld(t *testing.T) {
+	m := NewMetrics()
+	for _, n := range []int{0, 3, 2} {
+		m.SetShardsHeld(n)
+		mf := gather(t, m.Registry())["sluice_shards_held"]
+		if mf == nil || len(mf.GetMetric()) != 1 || mf.GetMetric()[0].GetGauge().GetValue() != float64(n) {
+			t.Errorf("after SetShardsHeld(%d): %v", n, mf)
+		}
+	}
+}
+
+// TestPushRetriesCounted: every commit's push retries add up.
+func TestPushRetriesCounted(t *testing.T) {
+	m := NewMetrics()
+	m.Committed(record.ActionAdvance, 2, nil)
+	m.Committed(record.ActionAdvance, 0, nil)
+	m.Committed(record.ActionPromote, 1, nil)
+	mf := gather(t, m.Registry())["sluice_git_push_retries_total"]
+	if mf == nil || mf.GetMetric()[0].GetCounter().GetValue() != 3 {
+		t.Errorf("sluice_git_push_retries_total = %v, want 3", mf)
+	}
+}

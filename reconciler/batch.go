@@ -130,6 +130,9 @@ func (b *batcher) flush(ctx context.Context, batch []*commitReq) {
 	if err == nil || ctx.Err() != nil {
 		for _, r := range batch {
 			r.done <- commitResult{res, err}
+			// One push: its retries are counted once, with the first
+			// record (sluice_git_push_retries_total), not once a record.
+			res.Retries = 0
 		}
 		return
 	}

@@ -9,13 +9,20 @@ import (
 )
 
 // mine reports whether a release is this Sluice's to reconcile: its
-// labels match Config.Selector and it targets Config.ClusterName. A
-// release that is not is another's: it is never queued, reconciled or
-// deleted here, and never counted as gone.
+// labels match Config.Selector, it targets Config.ClusterName and, with
+// Config.Shards, this replica holds its shard now. A release that is not
+// is another's: it is never queued, reconciled or deleted here, and never
+// counted as gone.
 func (r *Reconciler) mine(e *entry) bool {
 	if e == nil {
 		return false
 	}
+	return r.placedHere(e) && r.holds(e.id)
+}
+
+// placedHere is mine without the shard: whether a release is this Sluice's
+// by its labels and clusters, which only a new spec changes.
+func (r *Reconciler) placedHere(e *entry) bool {
 	return r.selects(e.place.Labels) && e.place.Targets(r.cfg.ClusterName)
 }
 
@@ -56,7 +63,11 @@ func (r *Reconciler) assigned(snap *snapshot) []string {
 			ids = append(ids, id)
 		}
 	}
-	ids = append(ids, snap.gone...)
+	for _, id := range snap.gone {
+		if r.holds(id) {
+			ids = append(ids, id)
+		}
+	}
 	slices.Sort(ids)
 	return ids
 }
@@ -72,7 +83,7 @@ func (r *Reconciler) placed(defs []*entry) []*entry {
 	}
 	var own []*entry
 	for _, e := range defs {
-		if r.mine(e) {
+		if r.placedHere(e) {
 			own = append(own, e)
 		}
 	}

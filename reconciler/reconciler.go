@@ -60,6 +60,18 @@ type Gates interface {
 	Evaluate(ctx context.Context, t gates.Target, metrics []specs.Metric) ([]gates.Result, error)
 }
 
+// Shards are the shards of releases this replica holds; leader.Shards
+// is one.
+type Shards interface {
+	// Of is the shard of a release ID.
+	Of(id string) int
+	// Holds reports whether this replica holds shard i now.
+	Holds(i int) bool
+	// Hold is Holds with a context that ends when the shard is lost,
+	// and done, to call once the caller stops acting on the shard.
+	Hold(i int) (ctx context.Context, done func(), ok bool)
+}
+
 // Config configures a Reconciler.
 type Config struct {
 	Repo    *gitsync.Repo
@@ -107,6 +119,12 @@ type Config struct {
 	// own, <root>/<ClusterName> (as sluice run sets it); the records of a
 	// release on the other clusters are read from <root>/<cluster>.
 	ClusterName string
+	// Shards, when set, splits the releases among replicas (sluice run
+	// --shards): a release is this replica's only while it holds the
+	// release's shard, and a reconcile stops acting (applying,
+	// committing) when the shard is lost. Tell the Reconciler of shards
+	// gained and lost with ShardGained and ShardLost.
+	Shards Shards
 	// Webhooks posts the releases' webhook gates; default a client that
 	// does not sign (webhook.New with no SecretFile).
 	Webhooks *webhook.Client
@@ -151,6 +169,11 @@ type Reconciler struct {
 	parsed map[string]parsedFile   // spec file path -> parse result, by blob
 	memo   map[string]*releaseMemo // release ID -> what is not worth a commit
 	ready  bool
+	// awaitSync are shards gained (Config.Shards) whose releases wait for
+	// a Git sync begun after the gain, by the gain's number: the previous
+	// holder may have recorded transitions this replica has not fetched.
+	awaitSync map[int]int
+	gains     int
 }
 
 // releaseMemo is what Sluice keeps of a release in memory only: things
@@ -230,9 +253,10 @@ func New(cfg Config) (*Reconciler, error) {
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[string](time.Second, 2*time.Minute),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "releases"}),
-		trigger: make(chan struct{}, 1),
-		parsed:  map[string]parsedFile{},
-		memo:    map[string]*releaseMemo{},
+		trigger:   make(chan struct{}, 1),
+		parsed:    map[string]parsedFile{},
+		memo:      map[string]*releaseMemo{},
+		awaitSync: map[int]int{},
 	}, nil
 }
 
@@ -360,17 +384,29 @@ func (r *Reconciler) syncOnce(ctx context.Context, all bool) error {
 	start := time.Now()
 	r.mu.Lock()
 	prev := r.snap
+	gained := maps.Clone(r.awaitSync)
 	r.mu.Unlock()
 	res, err := r.sync(ctx)
 	if err != nil {
 		return err
 	}
-	if !res.Changed && !all {
+	if !res.Changed && !all && len(gained) == 0 {
 		return nil
 	}
 	snap, err := r.refresh(ctx)
 	if err != nil {
 		return err
+	}
+	r.mu.Lock()
+	for i, n := range gained {
+		if r.awaitSync[i] == n {
+			delete(r.awaitSync, i)
+		}
+	}
+	r.mu.Unlock()
+	if !res.Changed && !all {
+		r.queueShards(snap, gained)
+		return nil
 	}
 	p := &pass{head: snap.head.String()[:12], start: start, pending: make(map[string]bool, len(snap.releases)+len(snap.gone)),
 		invalidFiles: len(snap.invalidFiles)}
@@ -380,7 +416,9 @@ func (r *Reconciler) syncOnce(ctx context.Context, all bool) error {
 		}
 	}
 	for _, id := range snap.gone {
-		p.pending[id] = true
+		if r.holds(id) {
+			p.pending[id] = true
+		}
 	}
 	p.total = len(p.pending)
 	r.mu.Lock()
@@ -399,7 +437,11 @@ func (r *Reconciler) syncOnce(ctx context.Context, all bool) error {
 			rest = append(rest, id)
 		}
 	}
-	changed = append(changed, snap.gone...)
+	for _, id := range snap.gone {
+		if r.holds(id) {
+			changed = append(changed, id)
+		}
+	}
 	for _, id := range changed {
 		r.queue.Add(id)
 	}
@@ -457,7 +499,7 @@ func (r *Reconciler) processNext(ctx context.Context) bool {
 	case ctx.Err() != nil:
 		r.queue.Forget(id)
 	case err != nil:
-		r.log.Error("reconcile failed", "release", id, "err", err)
+		r.log.Error("reconcile failed", append(r.shardArgs(id), "release", id, "err", err)...)
 		r.queue.AddRateLimited(id)
 	default:
 		r.queue.Forget(id)
@@ -491,6 +533,35 @@ func (r *Reconciler) ReconcileAll(ctx context.Context) error {
 // reconcile does what one release needs now and says when to look again.
 func (r *Reconciler) reconcile(ctx context.Context, id string) (time.Duration, error) {
 	start := time.Now()
+	if sh := r.cfg.Shards; sh != nil {
+		shardCtx, done, ok := sh.Hold(sh.Of(id))
+		if !ok {
+			// Another replica's shard now: drop it, touch nothing.
+			if r.forgetRelease(id) {
+				r.cfg.Observer.Removed(id)
+			}
+			return 0, nil
+		}
+		defer done()
+		if r.awaitingSync(id) {
+			return 0, nil // queued again after the sync
+		}
+		// Nothing is applied or committed once the shard is lost.
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		defer context.AfterFunc(shardCtx, cancel)()
+		after, err := r.reconcileHeld(ctx, id, start)
+		if err != nil && shardCtx.Err() != nil {
+			r.log.Debug("reconcile stopped: shard lost", append(r.shardArgs(id), "release", id, "err", err)...)
+			return 0, nil
+		}
+		return after, err
+	}
+	return r.reconcileHeld(ctx, id, start)
+}
+
+// reconcileHeld is reconcile once the release's shard is held.
+func (r *Reconciler) reconcileHeld(ctx context.Context, id string, start time.Time) (time.Duration, error) {
 	snap, err := r.refresh(ctx)
 	if err != nil {
 		r.cfg.Observer.Reconciled(id, time.Since(start), nil, err)
@@ -531,7 +602,7 @@ func (r *Reconciler) reconcile(ctx context.Context, id string) (time.Duration, e
 			to.Traffic(id, stepTraffic(e, rc.st))
 		}
 	}
-	r.log.Debug("reconciled", "release", id, "head", snap.head.String()[:12], "phase", phaseOf(rc.st), "step", stepOf(rc.st), "next", after, "err", err)
+	r.log.Debug("reconciled", append(r.shardArgs(id), "release", id, "head", snap.head.String()[:12], "phase", phaseOf(rc.st), "step", stepOf(rc.st), "next", after, "err", err)...)
 	return after, err
 }
 
@@ -573,6 +644,101 @@ func (r *Reconciler) forgetRelease(id string) bool {
 	_, known := r.memo[id]
 	delete(r.memo, id)
 	return known
+}
+
+// holds reports whether this replica holds the shard of a release (always,
+// without Config.Shards).
+func (r *Reconciler) holds(id string) bool {
+	return r.cfg.Shards == nil || r.cfg.Shards.Holds(r.cfg.Shards.Of(id))
+}
+
+// shardArgs are the log attributes naming a release's shard, none
+// without Config.Shards.
+func (r *Reconciler) shardArgs(id string) []any {
+	if r.cfg.Shards == nil {
+		return nil
+	}
+	return []any{"shard", r.cfg.Shards.Of(id)}
+}
+
+// ShardGained tells the Reconciler that this replica now holds shard i:
+// it syncs Git at once, since the previous holder may have recorded
+// transitions since the last sync, and then queues the shard's releases
+// as never seen before (what memory kept of them from an earlier holding
+// is dropped; the status files in Git say where they stand). Until that
+// sync, the shard's releases are not reconciled.
+func (r *Reconciler) ShardGained(i int) {
+	if r.cfg.Shards == nil {
+		return
+	}
+	r.mu.Lock()
+	r.gains++
+	r.awaitSync[i] = r.gains
+	r.mu.Unlock()
+	r.forgetShard(i)
+	r.log.Info("shard gained: syncing Git, then reconciling its releases", "shard", i)
+	r.Trigger()
+}
+
+// queueShards queues the releases of the shards given (as keys).
+func (r *Reconciler) queueShards(snap *snapshot, shards map[int]int) {
+	sh := r.cfg.Shards
+	var ids []string
+	for id, e := range snap.releases {
+		if _, ok := shards[sh.Of(id)]; ok && r.mine(e) {
+			ids = append(ids, id)
+		}
+	}
+	for _, id := range snap.gone {
+		if _, ok := shards[sh.Of(id)]; ok && r.holds(id) {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		r.queue.Add(id)
+	}
+	r.log.Info("reconciling the releases of shards gained", "shards", slices.Sorted(maps.Keys(shards)), "releases", len(ids))
+}
+
+// awaitingSync reports whether a release's shard was gained since the
+// last sync began.
+func (r *Reconciler) awaitingSync(id string) bool {
+	if r.cfg.Shards == nil {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.awaitSync[r.cfg.Shards.Of(id)]
+	return ok
+}
+
+// ShardLost tells the Reconciler that this replica no longer holds shard
+// i: what it kept of the shard's releases is dropped, and so are they
+// from its queue as they come up (reconcile finds the shard not held).
+func (r *Reconciler) ShardLost(i int) {
+	if r.cfg.Shards == nil {
+		return
+	}
+	n := r.forgetShard(i)
+	r.log.Info("shard lost: no longer reconciling its releases", "shard", i, "releases", n)
+}
+
+// forgetShard forgets the releases of shard i, and says how many it knew.
+func (r *Reconciler) forgetShard(i int) int {
+	r.mu.Lock()
+	var ids []string
+	for id := range r.memo {
+		if r.cfg.Shards.Of(id) == i {
+			ids = append(ids, id)
+			delete(r.memo, id)
+		}
+	}
+	r.mu.Unlock()
+	for _, id := range ids {
+		r.cfg.Observer.Removed(id)
+	}
+	return len(ids)
 }
 
 func (r *Reconciler) memoFor(id string) *releaseMemo {
@@ -658,7 +824,7 @@ func (r *Reconciler) commit(ctx context.Context, e *entry, en record.Entry) erro
 		return fmt.Errorf("record %s: %w", en.Subject, err)
 	}
 	if !res.NoChange {
-		r.log.Info(en.Subject, "release", e.id, "commit", res.Hash.String()[:12], "action", en.Action)
+		r.log.Info(en.Subject, append(r.shardArgs(e.id), "release", e.id, "commit", res.Hash.String()[:12], "action", en.Action)...)
 		r.cfg.Observer.Transition(ctx, Transition{
 			Release: e.id, Namespace: e.namespace, Name: e.name,
 			Action: en.Action, Subject: en.Subject, Commit: res.Hash.String(), Status: en.Status,

@@ -87,6 +87,7 @@ type runFlags struct {
 	onDelete                string
 	webhookSecretFile       string
 	leaderElect             bool
+	shards                  int
 	leaseNamespace, leaseID string
 	leaseDuration           time.Duration
 	renewDeadline           time.Duration
@@ -129,6 +130,9 @@ cluster is changed, so the repository is the record of every release.
 With --leader-elect (the default inside a cluster) replicas elect a leader
 with a Lease: only the leader reconciles; the others keep their clone in
 sync, are ready, and take over when the leader stops renewing the Lease.
+With --shards N above 1, releases are split into N shards (FNV-1a of
+"namespace/name" mod N), each a Lease; every replica reconciles the
+releases of the shards it holds, and holds a fair share of them.
 
 Every flag can also be set with an environment variable: SLUICE_ and the
 flag's name in capitals with underscores (--git-url is SLUICE_GIT_URL,
@@ -185,6 +189,7 @@ given on the command line wins.`,
 	f.StringVar(&fl.logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&fl.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.BoolVar(&fl.leaderElect, "leader-elect", inCluster(), "elect one leader among replicas with a Lease; only the leader reconciles (default true in a cluster)")
+	f.IntVar(&fl.shards, "shards", 1, "split the releases into this many shards (FNV-1a of namespace/name mod shards), each a Lease <leader-election-id>-<i>; every replica reconciles the shards it holds, a fair share of them; 1: one leader reconciles every release (needs --leader-elect above 1)")
 	f.StringVar(&fl.leaseNamespace, "leader-election-namespace", podNamespace(), "namespace of the leader election Lease (default: the pod's namespace)")
 	f.StringVar(&fl.leaseID, "leader-election-id", "sluice", "name of the leader election Lease")
 	f.DurationVar(&fl.leaseDuration, "leader-election-lease-duration", leader.DefaultLeaseDuration, "how long standbys wait after the leader's last renewal before taking over")
@@ -258,6 +263,12 @@ func runController(ctx context.Context, stderr io.Writer, fl *runFlags) error {
 	klog.SetSlogLogger(log.With("component", "client-go"))
 	if fl.git.url == "" {
 		return errors.New("--git-url (or SLUICE_GIT_URL) is required")
+	}
+	if fl.shards < 1 {
+		return fmt.Errorf("--shards %d: want at least 1", fl.shards)
+	}
+	if fl.shards > 1 && !fl.leaderElect {
+		return fmt.Errorf("--shards %d needs --leader-elect: the shards are Leases", fl.shards)
 	}
 	gcfg := fl.git.config()
 	gcfg.Author = gitsync.Signature{Name: fl.authorName, Email: fl.authorEmail}
@@ -355,10 +366,29 @@ func runController(ctx context.Context, stderr io.Writer, fl *runFlags) error {
 	if err != nil {
 		return err
 	}
+	// With shards, rec (set below) is told of each shard gained and lost.
+	var shards *leader.Shards
+	if fl.shards > 1 {
+		shardsHeld := func() {
+			n := len(shards.Held())
+			metrics.SetShardsHeld(n)
+			metrics.SetLeader(n > 0)
+		}
+		shards, err = leader.NewShards(leader.ShardsConfig{
+			Client: leader.NewLeases(dyn), Namespace: fl.leaseNamespace, Name: fl.leaseID, Shards: fl.shards, Identity: identity,
+			LeaseDuration: fl.leaseDuration, RenewDeadline: fl.renewDeadline, RetryPeriod: fl.retryPeriod,
+			OnGain: func(i int) { rec.ShardGained(i); shardsHeld() },
+			OnLoss: func(i int) { rec.ShardLost(i); shardsHeld() },
+			Log:    log.With("component", "shards"),
+		})
+		if err != nil {
+			return err
+		}
+	}
 	// Load webhooks run in the background; they end with ctx.
 	hooks := webhook.New(webhook.Options{SecretFile: fl.gateWebhookSecretFile, UserAgent: "sluice/" + version})
 	defer hooks.Wait()
-	rec, err = reconciler.New(reconciler.Config{
+	cfg := reconciler.Config{
 		Repo: repo, Cluster: applier, Gates: g, Selector: selector, ClusterName: fl.cluster,
 		Paths: fl.paths, StatusDir: statusDir, MaxSpecSize: cmp.Or(fl.maxSpecSize.n, -1), SyncInterval: fl.interval, Workers: fl.workers,
 		AllowedNamespaces: fl.namespaces, ProgressDeadline: fl.progress, ReapplyInterval: fl.reapply,
@@ -366,11 +396,18 @@ func runController(ctx context.Context, stderr io.Writer, fl *runFlags) error {
 		Webhooks: hooks,
 		Observer: observers,
 		Log:      log,
-	})
+	}
+	if shards != nil {
+		cfg.Shards = shards
+	}
+	rec, err = reconciler.New(cfg)
 	if err != nil {
 		return err
 	}
 	leaders := &leaderTracker{self: identity}
+	if shards != nil {
+		leaders.others = shards.Holders
+	}
 	if fl.listen != "" {
 		opts := server.Options{
 			Addr: fl.listen, Syncer: rec, Metrics: metrics.Registry(),
@@ -394,7 +431,7 @@ func runController(ctx context.Context, stderr io.Writer, fl *runFlags) error {
 		return errors.New("--webhook-secret-file needs --listen")
 	}
 	log.Info("sluice started", "git", repo.URL(), "branch", fl.git.branch, "paths", fl.paths, "interval", fl.interval, "leader_elect", fl.leaderElect,
-		"cluster", fl.cluster, "release_selector", fl.releaseSelector)
+		"shards", fl.shards, "cluster", fl.cluster, "release_selector", fl.releaseSelector)
 	// The leader reads the objects it manages from watches: an unchanged
 	// release then costs no API request. Without the watches (RBAC that
 	// grants no watch, say) each apply lists them instead.
@@ -412,6 +449,21 @@ func runController(ctx context.Context, stderr io.Writer, fl *runFlags) error {
 	if !fl.leaderElect {
 		metrics.SetLeader(true)
 		return lead(ctx)
+	}
+	if shards != nil {
+		// Every replica reconciles, the releases of the shards it holds.
+		// On shutdown it stops reconciling first, and releases its shards
+		// after, so that no two replicas act on a shard at once.
+		shardsCtx, stopShards := context.WithCancel(context.WithoutCancel(ctx))
+		shared := make(chan struct{})
+		go func() {
+			defer close(shared)
+			_ = shards.Run(shardsCtx)
+		}()
+		err := lead(ctx)
+		stopShards()
+		<-shared
+		return err
 	}
 
 	// A standby keeps its clone in sync, so it is ready and takes over warm.
@@ -443,11 +495,13 @@ func runController(ctx context.Context, stderr io.Writer, fl *runFlags) error {
 	return err
 }
 
-// leaderTracker knows which replica leads, to pass sync requests on to it.
+// leaderTracker knows which replica leads, to pass sync requests on to it;
+// with shards, every other replica holding one (others).
 type leaderTracker struct {
-	self string
-	mu   sync.Mutex
-	cur  string
+	self   string
+	others func() []string
+	mu     sync.Mutex
+	cur    string
 }
 
 func (t *leaderTracker) set(identity string) {
@@ -456,32 +510,51 @@ func (t *leaderTracker) set(identity string) {
 	t.cur = identity
 }
 
-// relay forwards a sync request to the leader when another replica leads
-// and advertises an address: a webhook delivery that lands on a standby
-// still reaches the replica that reconciles.
+// targets are the replicas a sync request is passed on to: the leader
+// when another replica leads; with shards, every other replica holding
+// one, since each reconciles its own releases from its own clone.
+func (t *leaderTracker) targets() []string {
+	if t.others != nil {
+		return t.others()
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.cur == t.self || t.cur == "" {
+		return nil
+	}
+	return []string{t.cur}
+}
+
+// relay forwards a sync request to the replicas that reconcile (targets)
+// and advertise an address: a webhook delivery that lands on a standby,
+// or on one replica of several sharing the releases, still reaches every
+// replica that reconciles.
 func (t *leaderTracker) relay(log *slog.Logger) func(context.Context) {
 	client := &http.Client{Timeout: 5 * time.Second}
 	return func(ctx context.Context) {
-		t.mu.Lock()
-		cur := t.cur
-		t.mu.Unlock()
-		addr := leader.Address(cur)
-		if cur == t.self || addr == "" {
-			return
+		var wg sync.WaitGroup
+		for _, to := range t.targets() {
+			addr := leader.Address(to)
+			if to == t.self || addr == "" {
+				continue
+			}
+			wg.Go(func() {
+				req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/sync", nil)
+				if err != nil {
+					log.Warn("cannot pass the sync on", "to", to, "err", err)
+					return
+				}
+				req.Header.Set(server.RelayedHeader, t.self)
+				resp, err := client.Do(req)
+				if err != nil {
+					log.Warn("cannot pass the sync on", "to", to, "err", err)
+					return
+				}
+				resp.Body.Close()
+				log.Debug("sync passed on", "to", to, "status", resp.StatusCode)
+			})
 		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/sync", nil)
-		if err != nil {
-			log.Warn("cannot pass the sync on to the leader", "leader", cur, "err", err)
-			return
-		}
-		req.Header.Set(server.RelayedHeader, t.self)
-		resp, err := client.Do(req)
-		if err != nil {
-			log.Warn("cannot pass the sync on to the leader", "leader", cur, "err", err)
-			return
-		}
-		resp.Body.Close()
-		log.Debug("sync passed on to the leader", "leader", cur, "status", resp.StatusCode)
+		wg.Wait()
 	}
 }
 

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -98,5 +100,59 @@ func TestRunHelpNamesEnv(t *testing.T) {
 	}
 	if len(missing) > 0 {
 		t.Errorf("flags whose help does not name their variable: %v", missing)
+	}
+}
+
+// TestShardsFlag: --shards must be at least 1, and above 1 needs
+// --leader-elect; both are refused before anything starts.
+func TestShardsFlag(t *testing.T) {
+	tests := []struct {
+		name        string
+		shards      int
+		leaderElect bool
+		wantErr     string
+	}{
+		{"zero", 0, true, "--shards 0: want at least 1"},
+		{"negative", -2, true, "--shards -2: want at least 1"},
+		{"without leader election", 6, false, "--shards 6 needs --leader-elect"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fl := &runFlags{git: gitFlags{url: "file:///nonexistent"}, shards: tc.shards, leaderElect: tc.leaderElect, logFormat: "text", logLevel: "info"}
+			err := runController(t.Context(), io.Discard, fl)
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("err = %v, want %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+// TestRelayTargets: a sync request is passed on to the leader when
+// another replica leads, and with shards to every other holder.
+func TestRelayTargets(t *testing.T) {
+	tests := []struct {
+		name   string
+		cur    string
+		others []string
+		want   []string
+	}{
+		{name: "no leader yet"},
+		{name: "this replica leads", cur: "self"},
+		{name: "another leads", cur: "a@10.0.0.1:8080", want: []string{"a@10.0.0.1:8080"}},
+		{name: "shards: every other holder", cur: "ignored", others: []string{"a@10.0.0.1:8080", "b@10.0.0.2:8080"},
+			want: []string{"a@10.0.0.1:8080", "b@10.0.0.2:8080"}},
+		{name: "shards: no other holder", others: []string{}, want: []string{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			lt := &leaderTracker{self: "self"}
+			if tc.others != nil {
+				lt.others = func() []string { return tc.others }
+			}
+			lt.set(tc.cur)
+			if got := lt.targets(); !slices.Equal(got, tc.want) {
+				t.Errorf("targets = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

@@ -687,6 +687,43 @@ func (s *Stack) Leader(ctx context.Context) (string, error) {
 	return "", nil
 }
 
+// ShardHolders names the replica holding each of n shards' Leases
+// (<Lease name>-<i>): "" for none, expired or not one of the stack's
+// running replicas.
+func (s *Stack) ShardHolders(ctx context.Context, n int) ([]string, error) {
+	le := s.opts.LeaderElection
+	if le == nil {
+		return nil, errors.New("the stack runs without leader election")
+	}
+	kube, err := kubernetes.NewForConfig(s.Env.RESTConfig())
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, n)
+	for i := range n {
+		lease, err := kube.CoordinationV1().Leases(cmp.Or(le.Namespace, s.Namespace)).Get(ctx, fmt.Sprintf("%s-%d", cmp.Or(le.Name, "sluice"), i), metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if lease.Spec.HolderIdentity == nil || lease.Spec.RenewTime == nil || lease.Spec.LeaseDurationSeconds == nil ||
+			time.Since(lease.Spec.RenewTime.Time) > time.Duration(*lease.Spec.LeaseDurationSeconds)*time.Second {
+			continue
+		}
+		_, addr, _ := strings.Cut(*lease.Spec.HolderIdentity, "@")
+		s.mu.Lock()
+		for name, r := range s.replicas {
+			if r.adminAddr == addr {
+				out[i] = name
+			}
+		}
+		s.mu.Unlock()
+	}
+	return out, nil
+}
+
 // SluiceLog is what DefaultReplica printed so far.
 func (s *Stack) SluiceLog() string { return s.ReplicaLog(DefaultReplica) }
 
