@@ -20,7 +20,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -30,6 +29,7 @@ import (
 	"syscall"
 
 	"sluice.dev/sluice/internal/bench"
+	"sluice.dev/sluice/leader"
 )
 
 func main() {
@@ -129,7 +129,7 @@ func run() error {
 			SluiceReplicas:  *replicas,
 			Shards:          *shards,
 			TakeoverTimeout: *takeover,
-			ShardOf:         shardOf,
+			ShardOf:         leader.ShardOf,
 			Log:             log,
 		})
 		if err != nil {
@@ -169,15 +169,4 @@ func run() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// shardOf is sluice's placement of a release among shards: the FNV-1a
-// (32-bit) hash of namespace/name modulo the shards.
-func shardOf(id string, shards int) int {
-	if shards <= 1 {
-		return 0
-	}
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(id))
-	return int(h.Sum32() % uint32(shards))
 }
