@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin
 
-.PHONY: help build test test-short test-tools testenv bench bench-scale bench-release bench-release-flagger fuzz schema golden
+.PHONY: help build test test-short test-tools testenv bench bench-scale bench-shards bench-release bench-release-flagger fuzz schema golden
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -49,6 +49,13 @@ bench-release-flagger: test-tools ## time Flagger's good and bad release of the 
 
 bench-scale: build test-tools ## measure sluice with 100, 1,000 and 5,000 releases on the local test cluster (BENCH_N=...)
 	$(GO) run ./cmd/sluice-bench -n $(BENCH_N) -sluice $(BIN)/sluice -sluice-env GOMEMLIMIT=$(BENCH_GOMEMLIMIT) -json internal/bench/results.json
+
+# bench-shards measures 10,000 releases unless BENCH_N is given.
+BENCH_SHARDS_N = $(if $(filter file,$(origin BENCH_N)),10000,$(BENCH_N))
+BENCH_REPLICAS ?= 3
+BENCH_SHARDS ?= 12
+bench-shards: build test-tools ## measure 3 sluice replicas sharing 10,000 releases in 12 shards, and one SIGKILLed (BENCH_N, BENCH_REPLICAS, BENCH_SHARDS)
+	$(GO) run ./cmd/sluice-bench -n $(BENCH_SHARDS_N) -replicas $(BENCH_REPLICAS) -shards $(BENCH_SHARDS) -sluice $(BIN)/sluice -sluice-env GOMEMLIMIT=$(BENCH_GOMEMLIMIT) -json internal/bench/results-shards.json
 
 fuzz: ## fuzz the release spec parser for a minute
 	$(GO) test ./specs -run '^$$' -fuzz FuzzParse -fuzztime 60s

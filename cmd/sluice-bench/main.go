@@ -11,6 +11,12 @@
 // examples/catalog instead; with -flagger and -flagger-crd too, the same
 // releases run by a Flagger binary, for comparison (make
 // bench-release-flagger; Flagger is not a dependency of Sluice).
+//
+// With -replicas R (and -shards S), R sluice processes share the releases
+// as replicas of one Deployment would: the figures add each replica's
+// CPU, memory, API requests and push retries, the time until a SIGKILLed
+// replica's releases are applied again by the others, and a check of the
+// Git history for transitions committed twice.
 package main
 
 import (
@@ -28,6 +34,7 @@ import (
 	"syscall"
 
 	"sluice.dev/sluice/internal/bench"
+	"sluice.dev/sluice/leader"
 )
 
 func main() {
@@ -44,7 +51,10 @@ func run() error {
 		jsonOut    = flag.String("json", "bench-results.json", "write the results here as JSON")
 		markdown   = flag.String("markdown", "", "also write the results as a Markdown table here")
 		namespaces = flag.Int("namespaces", 10, "namespaces the releases are spread over")
-		replicas   = flag.Int("replicas", 0, "replicas of each app's Deployment")
+		appReplica = flag.Int("app-replicas", 0, "replicas of each app's Deployment")
+		replicas   = flag.Int("replicas", 1, "sluice processes sharing the releases; with more than one (or -shards above 1) they run with --leader-elect, and one is SIGKILLed at the end to time the takeover")
+		shards     = flag.Int("shards", 1, "sluice's --shards (1: no sharding; with several replicas one leads and the others stand by)")
+		takeover   = flag.Duration("takeover-timeout", 0, "give up on the takeover of a killed replica's releases after this long (0: 2 minutes)")
 		workers    = flag.Int("workers", 0, "sluice's --workers (0: its default)")
 		passes     = flag.Int("passes", 3, "no-change passes and changed releases measured per size")
 		dir        = flag.String("dir", "", "working directory (default: a new temporary one, removed at the end)")
@@ -121,7 +131,7 @@ func run() error {
 		d := filepath.Join(root, fmt.Sprintf("n%d", n))
 		log.Info("measuring", "releases", n, "dir", d)
 		res, err := bench.Run(ctx, bench.Config{
-			RepoSpec:    bench.RepoSpec{Releases: n, Namespaces: *namespaces, Replicas: *replicas},
+			RepoSpec:    bench.RepoSpec{Releases: n, Namespaces: *namespaces, Replicas: *appReplica},
 			Sluice:      bin,
 			Dir:         d,
 			Workers:     *workers,
@@ -129,7 +139,12 @@ func run() error {
 			SluiceArgs:  strings.Fields(*extra),
 			SluiceEnv:   strings.Fields(*extraEnv),
 			ColdTimeout: *coldLimit,
-			Log:         log,
+
+			SluiceReplicas:  *replicas,
+			Shards:          *shards,
+			TakeoverTimeout: *takeover,
+			ShardOf:         leader.ShardOf,
+			Log:             log,
 		})
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%d releases: %w", n, err))
@@ -143,6 +158,9 @@ func run() error {
 	if len(results) > 0 {
 		fmt.Println()
 		if err := bench.WriteTable(os.Stdout, results); err != nil {
+			return err
+		}
+		if err := bench.WriteShared(os.Stdout, results); err != nil {
 			return err
 		}
 		data, err := json.MarshalIndent(results, "", "  ")

@@ -134,6 +134,61 @@ func TestRunSmall(t *testing.T) {
 	t.Logf("\n%s", table.String())
 }
 
+// TestRunShared runs the harness with three replicas on a few releases:
+// one leads, the others stand by, and the leader is killed.
+func TestRunShared(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a test cluster and builds sluice")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "sluice")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/sluice").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	const n = 12
+	res, err := Run(ctx, Config{RepoSpec: RepoSpec{Releases: n, Namespaces: 3}, Sluice: bin, Dir: filepath.Join(dir, "run"), Passes: 1,
+		SluiceReplicas: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh := res.Shared
+	if sh == nil || len(sh.PerReplica) != 3 {
+		t.Fatalf("shared figures %+v, want three replicas'", sh)
+	}
+	leaders, killed := 0, 0
+	for _, p := range sh.PerReplica {
+		if p.LeaderAfterCold {
+			leaders++
+		}
+		if p.Killed {
+			killed++
+			if !p.LeaderAfterCold {
+				t.Errorf("%s killed, but it did not lead", p.Name)
+			}
+		}
+		if p.PeakRSSMiB <= 0 {
+			t.Errorf("%s: no peak RSS", p.Name)
+		}
+	}
+	if leaders != 1 || killed != 1 {
+		t.Errorf("%d leaders and %d killed, want one of each", leaders, killed)
+	}
+	tk := sh.Takeover
+	if tk.Error != "" || tk.Applied != tk.Changed || tk.KilledReleases != tk.Changed || tk.KilledMillis < tk.LeasesTakenMillis || tk.LeasesTakenMillis <= 0 {
+		t.Errorf("takeover %+v: want every changed release applied after the Lease was taken", tk)
+	}
+	if h := sh.History; h.Releases != n || h.CommittedTwice != 0 {
+		t.Errorf("history %+v: want every release recorded, none twice", h)
+	}
+	var table strings.Builder
+	if err := WriteShared(&table, []*Result{res}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", table.String())
+}
+
 // BenchmarkGenerate writes a repository of 1,000 releases.
 func BenchmarkGenerate(b *testing.B) {
 	ctx := context.Background()
@@ -141,5 +196,53 @@ func BenchmarkGenerate(b *testing.B) {
 		if err := Generate(ctx, filepath.Join(b.TempDir(), fmt.Sprint(i)), RepoSpec{Releases: 1000}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestCheckLog counts a transition committed twice in a row for one
+// release, in single and batched commits alike, and nothing else.
+func TestCheckLog(t *testing.T) {
+	entry := func(hash, msg string) string { return hash + "\x00" + msg + "\n\x1e\n" }
+	log := entry("a1", "1000 benchmark releases") +
+		entry("b2", "sluice: 2 releases (2 steady)\n\n- a steady\n- b steady\n\n"+
+			"Sluice-Release: ns/a\nSluice-Action: steady\nSluice-Step: stable\nSluice-Revision: v1\nSluice-Subject: a steady\n"+
+			"Sluice-Release: ns/b\nSluice-Action: steady\nSluice-Step: stable\nSluice-Revision: v1\nSluice-Subject: b steady") +
+		entry("c3", "README: note 0") +
+		entry("d4", "b steady\n\nSluice-Release: ns/b\nSluice-Action: steady\nSluice-Step: stable\nSluice-Revision: v1") +
+		entry("e5", "a starts v2\n\nSluice-Release: ns/a\nSluice-Action: start\nSluice-Step: deploy\nSluice-Revision: v2") +
+		entry("f6", "a steady\n\nSluice-Release: ns/a\nSluice-Action: steady\nSluice-Step: stable\nSluice-Revision: v1")
+	h, err := checkLog(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Commits != 6 || h.Transitions != 5 || h.Releases != 2 || h.CommittedTwice != 1 {
+		t.Fatalf("checkLog = %+v; want 6 commits, 5 transitions of 2 releases, 1 committed twice", h)
+	}
+	if len(h.Examples) != 1 || !strings.HasPrefix(h.Examples[0], "ns/b: steady stable v1 in b2") {
+		t.Errorf("examples %q, want ns/b's steady in b2 and d4", h.Examples)
+	}
+}
+
+// TestCheckHistory reads the trailers of a real repository's history.
+func TestCheckHistory(t *testing.T) {
+	ctx := context.Background()
+	bare := filepath.Join(t.TempDir(), "remote.git")
+	if err := Generate(ctx, bare, RepoSpec{Releases: 2}); err != nil {
+		t.Fatal(err)
+	}
+	for i, msg := range []string{
+		"a steady\n\nSluice-Release: bench-00/app-00000\nSluice-Action: steady\nSluice-Step: stable\nSluice-Revision: v1",
+		"a steady\n\nSluice-Release: bench-00/app-00000\nSluice-Action: steady\nSluice-Step: stable\nSluice-Revision: v1",
+	} {
+		if _, err := Commit(ctx, bare, msg, map[string][]byte{"NOTE.md": fmt.Appendf(nil, "%d\n", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h, err := CheckHistory(ctx, bare)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Commits != 3 || h.Transitions != 2 || h.Releases != 1 || h.CommittedTwice != 1 {
+		t.Errorf("CheckHistory = %+v; want 3 commits, 2 transitions of 1 release, 1 committed twice", h)
 	}
 }

@@ -2,20 +2,19 @@ package bench
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
+	"maps"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -51,7 +50,25 @@ type Config struct {
 	// ColdTimeout bounds the cold start; default 2 minutes plus 100 ms
 	// per release.
 	ColdTimeout time.Duration
-	Log         *slog.Logger
+
+	// SluiceReplicas is how many sluice processes share the releases
+	// (default 1) and Shards their --shards (default 1). With more than
+	// one of either they run with --leader-elect, their Leases in
+	// LeaseNamespace (default sluice-system), and the result adds the
+	// per-replica figures, the takeover of a killed replica's releases
+	// and the check of the Git history.
+	SluiceReplicas, Shards int
+	LeaseNamespace         string
+	// ShardOf, when set, is sluice's placement of a release (namespace/
+	// name) among shards: the takeover then changes releases of every
+	// shard and knows which were the killed replica's. Without it, the
+	// takeover changes releases spread over the list and waits for all.
+	ShardOf func(id string, shards int) int
+	// TakeoverTimeout bounds the wait for a killed replica's releases
+	// to be applied by the others; default 2 minutes.
+	TakeoverTimeout time.Duration
+
+	Log *slog.Logger
 }
 
 // Run starts a fresh test cluster with Prometheus, generates the
@@ -73,7 +90,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	cfg.SluiceReplicas, cfg.Shards = max(1, cfg.SluiceReplicas), max(1, cfg.Shards)
+	cfg.LeaseNamespace = cmp.Or(cfg.LeaseNamespace, "sluice-system")
+	cfg.TakeoverTimeout = cmp.Or(cfg.TakeoverTimeout, 2*time.Minute)
 	log := cfg.Log.With("releases", cfg.Releases)
+	if cfg.multi() {
+		log = log.With("replicas", cfg.SluiceReplicas, "shards", cfg.Shards)
+	}
 
 	bare := filepath.Join(cfg.Dir, "remote", "releases.git")
 	start := time.Now()
@@ -91,7 +114,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			log.Warn("stop the test cluster", "err", err)
 		}
 	}()
-	for _, ns := range cfg.NamespaceNames() {
+	namespaces := cfg.NamespaceNames()
+	if cfg.multi() {
+		namespaces = append(namespaces, cfg.LeaseNamespace)
+	}
+	for _, ns := range namespaces {
 		if err := env.CreateNamespace(ctx, ns); err != nil {
 			return nil, fmt.Errorf("bench: %w", err)
 		}
@@ -101,33 +128,27 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	defer git.Close()
-	proxy, err := startAPIProxy(env.RESTConfig())
-	if err != nil {
-		return nil, err
-	}
-	defer proxy.Close()
 	dyn, err := dynamic.NewForConfig(env.RESTConfig())
 	if err != nil {
 		return nil, fmt.Errorf("bench: dynamic client: %w", err)
 	}
 
-	h := &harness{cfg: cfg, log: log, env: env, git: git, proxy: proxy, dyn: dyn, bare: bare}
+	h := &harness{cfg: cfg, log: log, env: env, git: git, dyn: dyn, bare: bare, changed: map[string]bool{}}
 	return h.run(ctx)
 }
 
 type harness struct {
-	cfg   Config
-	log   *slog.Logger
-	env   *testenv.Env
-	git   *gitServer
-	proxy *apiProxy
-	dyn   dynamic.Interface
-	bare  string
+	cfg  Config
+	log  *slog.Logger
+	env  *testenv.Env
+	git  *gitServer
+	dyn  dynamic.Interface
+	bare string
 
-	cmd     *exec.Cmd
-	waitErr chan error
-	admin   string
-	logPath string
+	replicas []*replica
+	exits    chan replicaExit
+	// changed are the releases given a candidate so far.
+	changed map[string]bool
 }
 
 var (
@@ -150,7 +171,7 @@ func (h *harness) run(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := h.startSluice(ctx); err != nil {
+	if err := h.startSluice(); err != nil {
 		return nil, err
 	}
 	defer h.stopSluice()
@@ -173,13 +194,20 @@ func (h *harness) run(ctx context.Context) (*Result, error) {
 					seen[u.GetNamespace()+"/"+u.GetName()] = true
 				}
 			}
-		case err := <-h.waitErr:
-			return nil, fmt.Errorf("bench: sluice exited during the cold start: %v\n%s", err, h.tail())
+		case ev := <-h.exits:
+			if err := h.unexpected(ev); err != nil {
+				return nil, fmt.Errorf("during the cold start: %w", err)
+			}
 		case <-coldCtx.Done():
-			return nil, fmt.Errorf("bench: cold start: %d of %d releases applied after %s\n%s", len(seen), h.cfg.Releases, h.cfg.ColdTimeout, h.tail())
+			return nil, fmt.Errorf("bench: cold start: %d of %d releases applied after %s: %w (%s)\n%s", len(seen), h.cfg.Releases,
+				time.Since(began).Round(time.Second), coldCtx.Err(), h.usageSummary(), h.tail())
 		}
 		if len(seen)%max(1, h.cfg.Releases/10) == 0 {
-			h.log.Info("cold start", "applied", len(seen), "elapsed", time.Since(began).Round(time.Millisecond))
+			args := []any{"applied", len(seen), "elapsed", time.Since(began).Round(time.Millisecond)}
+			if h.cfg.multi() {
+				args = append(args, "usage", h.usageSummary())
+			}
+			h.log.Info("cold start", args...)
 		}
 	}
 	coldWall := time.Since(began)
@@ -191,6 +219,7 @@ func (h *harness) run(ctx context.Context) (*Result, error) {
 	res.Cold.CPUMillis = h.sample(ctx).cpu.Seconds() * 1000
 	res.RSSAfterColdMiB = h.rssMiB()
 	h.log.Info("cold start done", "took", coldWall.Round(time.Millisecond), "commits", res.Cold.Commits, "pushes", res.Cold.GitPushes)
+	cold := h.perReplica(ctx)
 
 	// No-change passes: a person's commit that touches no release, then
 	// a sync; every release is reconciled and nothing should be written.
@@ -215,8 +244,13 @@ func (h *harness) run(ctx context.Context) (*Result, error) {
 		res.Changed = append(res.Changed, p)
 		h.log.Info("one release changed", "release", r.ID(), "took", time.Duration(p.WallMillis*float64(time.Millisecond)).Round(time.Millisecond))
 	}
+	if h.cfg.multi() {
+		if err := h.measureShared(ctx, res, cold); err != nil {
+			return nil, err
+		}
+	}
 	res.RSSEndMiB = h.rssMiB()
-	_, peak, err := memory(h.cmd.Process.Pid)
+	peak, err := h.peakRSS()
 	if err != nil {
 		return nil, err
 	}
@@ -237,14 +271,15 @@ func (h *harness) steadyPass(ctx context.Context, i int) (Phase, error) {
 	if err != nil {
 		return Phase{}, err
 	}
-	offset := h.logSize()
+	offsets := h.logSizes()
 	reconciles := h.reconciles(ctx)
+	active := h.activeReplicas(ctx)
 	before := h.sample(ctx)
 	began := time.Now()
 	if err := h.triggerSync(ctx); err != nil {
 		return Phase{}, err
 	}
-	took, err := h.waitPass(ctx, offset, head, reconciles)
+	took, err := h.waitPass(ctx, active, offsets, head, reconciles)
 	if err != nil {
 		return Phase{}, err
 	}
@@ -269,6 +304,7 @@ func (h *harness) changeOne(ctx context.Context, r Release) (Phase, error) {
 	if _, err := Commit(ctx, h.bare, "release "+r.Name+" v2", map[string][]byte{r.File: []byte(ReleaseSpec(r, "v2"))}); err != nil {
 		return Phase{}, err
 	}
+	h.changed[r.ID()] = true
 	before := h.sample(ctx)
 	began := time.Now()
 	if err := h.triggerSync(ctx); err != nil {
@@ -325,85 +361,6 @@ func (h *harness) watch(ctx context.Context, gvr schema.GroupVersionResource, na
 	return w.ResultChan(), nil
 }
 
-// startSluice runs `sluice run` against the Git server and the API proxy.
-func (h *harness) startSluice(ctx context.Context) error {
-	kubeconfig := filepath.Join(h.cfg.Dir, "kubeconfig")
-	kc := fmt.Sprintf("apiVersion: v1\nkind: Config\nclusters:\n- name: bench\n  cluster:\n    server: %s\ncontexts:\n- name: bench\n  context:\n    cluster: bench\n    user: bench\nusers:\n- name: bench\n  user: {}\ncurrent-context: bench\n", h.proxy.URL)
-	if err := os.WriteFile(kubeconfig, []byte(kc), 0o600); err != nil {
-		return fmt.Errorf("bench: %w", err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return fmt.Errorf("bench: %w", err)
-	}
-	h.admin = ln.Addr().String()
-	ln.Close()
-	args := []string{"run",
-		"--git-url", h.git.URL + "/releases.git",
-		"--kubeconfig", kubeconfig,
-		"--prometheus-url", h.env.PrometheusURL(),
-		"--listen", h.admin,
-		// The harness triggers every sync itself, and no periodic
-		// re-apply may fall inside a measurement.
-		"--interval", "1h",
-		"--reapply-interval", "1h",
-		"--leader-elect=false",
-		"--git-author-name", "Sluice", "--git-author-email", "sluice@example.com",
-	}
-	if h.cfg.Workers > 0 {
-		args = append(args, "--workers", strconv.Itoa(h.cfg.Workers))
-	}
-	args = append(args, h.cfg.SluiceArgs...)
-	h.logPath = filepath.Join(h.cfg.Dir, "sluice.log")
-	logFile, err := os.Create(h.logPath)
-	if err != nil {
-		return fmt.Errorf("bench: %w", err)
-	}
-	h.cmd = exec.Command(h.cfg.Sluice, args...)
-	h.cmd.Env = append(os.Environ(), h.cfg.SluiceEnv...)
-	h.cmd.Stdout, h.cmd.Stderr = logFile, logFile
-	h.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := h.cmd.Start(); err != nil {
-		logFile.Close()
-		return fmt.Errorf("bench: start sluice: %w", err)
-	}
-	h.waitErr = make(chan error, 1)
-	go func() {
-		h.waitErr <- h.cmd.Wait()
-		logFile.Close()
-	}()
-	return nil
-}
-
-func (h *harness) stopSluice() {
-	if h.cmd == nil || h.cmd.Process == nil {
-		return
-	}
-	_ = h.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-h.waitErr:
-	case <-time.After(15 * time.Second):
-		_ = h.cmd.Process.Kill()
-		<-h.waitErr
-	}
-}
-
-func (h *harness) triggerSync(ctx context.Context) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+h.admin+"/sync", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("bench: POST /sync: %w", err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusAccepted {
-		return fmt.Errorf("bench: POST /sync: %s", resp.Status)
-	}
-	return nil
-}
-
 // quiesce waits until sluice has sent nothing to the API server or the Git
 // server for a second, so one measurement does not spill into the next.
 func (h *harness) quiesce(ctx context.Context) error {
@@ -415,8 +372,10 @@ func (h *harness) quiesce(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("bench: sluice never went quiet: %w", ctx.Err())
-		case err := <-h.waitErr:
-			return fmt.Errorf("bench: sluice exited: %v\n%s", err, h.tail())
+		case ev := <-h.exits:
+			if err := h.unexpected(ev); err != nil {
+				return err
+			}
 		case <-time.After(100 * time.Millisecond):
 		}
 		s := h.sample(ctx)
@@ -432,41 +391,70 @@ func (h *harness) quiesce(ctx context.Context) error {
 // has been reconciled once.
 const passDone = "reconcile pass done"
 
-// waitPass waits for sluice's log to report the pass over head, from
-// offset on, and returns how long sluice says it took. A sluice that does
-// not log passes is followed by its reconcile counter instead (from
-// reconciles on), which is coarser.
-func (h *harness) waitPass(ctx context.Context, offset int64, head string, reconciles float64) (time.Duration, error) {
+// waitPass waits for the log of every active replica (sluice's log, with
+// one process) to report the pass over head, each from its offset on, and
+// returns how long the slowest says it took. A sluice that does not log
+// passes is followed by its reconcile counter instead (from reconciles
+// on, summed over the replicas), which is coarser.
+func (h *harness) waitPass(ctx context.Context, active []*replica, offsets []int64, head string, reconciles float64) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	short := head[:12]
+	took := map[*replica]time.Duration{}
 	for i := 0; ; i++ {
-		if line := h.findLog(offset, passDone, "head="+short); line != "" {
-			return logDuration(line, "took"), nil
+		for _, r := range active {
+			if _, ok := took[r]; ok {
+				continue
+			}
+			if line := findLog(r.logPath, offsets[r.index], passDone, "head="+short); line != "" {
+				took[r] = logDuration(line, "took")
+			}
+		}
+		if len(active) > 0 && len(took) == len(active) {
+			return slices.Max(slices.Collect(maps.Values(took))), nil
 		}
 		if i%10 == 9 && reconciles >= 0 && h.reconciles(ctx) >= reconciles+float64(h.cfg.Releases) {
 			return 0, nil
 		}
 		select {
 		case <-ctx.Done():
-			return 0, fmt.Errorf("bench: no %q for head %s in sluice's log: %w\n%s", passDone, short, ctx.Err(), h.tail())
-		case err := <-h.waitErr:
-			return 0, fmt.Errorf("bench: sluice exited: %v\n%s", err, h.tail())
+			return 0, fmt.Errorf("bench: no %q for head %s in the log of %d of %d active replicas: %w\n%s", passDone, short, len(active)-len(took), len(active), ctx.Err(), h.tail())
+		case ev := <-h.exits:
+			if err := h.unexpected(ev); err != nil {
+				return 0, err
+			}
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
 }
 
-// reconciles reads sluice's count of reconciles from its metrics; -1 when
-// it cannot.
-func (h *harness) reconciles(ctx context.Context) float64 {
-	n, matched, ok := sumMetric(ctx, "http://"+h.admin+"/metrics", func(line string) bool {
-		return strings.HasPrefix(line, "sluice_reconcile_duration_seconds_count")
-	})
-	if !ok || !matched {
-		return -1
+// activeReplicas are the replicas that reconcile releases now: the one
+// process, or those holding shards or leading.
+func (h *harness) activeReplicas(ctx context.Context) []*replica {
+	if !h.cfg.multi() {
+		return h.replicas
 	}
-	return n
+	var out []*replica
+	for _, r := range h.live() {
+		if r.active(ctx) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// reconciles reads the running replicas' count of reconciles from their
+// metrics, summed; -1 when one cannot.
+func (h *harness) reconciles(ctx context.Context) float64 {
+	var sum float64
+	for _, r := range h.live() {
+		n, ok := r.metric(ctx, "sluice_reconcile_duration_seconds_count")
+		if !ok {
+			return -1
+		}
+		sum += n
+	}
+	return sum
 }
 
 // sumMetric adds up the samples of a Prometheus text exposition whose lines
@@ -497,17 +485,21 @@ func sumMetric(ctx context.Context, url string, match func(line string) bool) (s
 	return sum, matched, true
 }
 
-func (h *harness) logSize() int64 {
-	fi, err := os.Stat(h.logPath)
-	if err != nil {
-		return 0
+// logSizes are the replicas' log sizes, by index.
+func (h *harness) logSizes() []int64 {
+	out := make([]int64, len(h.replicas))
+	for i, r := range h.replicas {
+		if fi, err := os.Stat(r.logPath); err == nil {
+			out[i] = fi.Size()
+		}
 	}
-	return fi.Size()
+	return out
 }
 
-// findLog returns the first line after offset holding every one of parts.
-func (h *harness) findLog(offset int64, parts ...string) string {
-	f, err := os.Open(h.logPath)
+// findLog returns the first line of the log at path after offset holding
+// every one of parts.
+func findLog(path string, offset int64, parts ...string) string {
+	f, err := os.Open(path)
 	if err != nil {
 		return ""
 	}
@@ -544,24 +536,45 @@ func logDuration(line, key string) time.Duration {
 	return 0
 }
 
-// tail is the end of sluice's log, for errors.
+// tail is the end of every replica's log, for errors.
 func (h *harness) tail() string {
-	data, err := os.ReadFile(h.logPath)
-	if err != nil {
-		return ""
+	var b strings.Builder
+	for _, r := range h.replicas {
+		data, err := os.ReadFile(r.logPath)
+		if err != nil {
+			continue
+		}
+		if n := 4000 / len(h.replicas); len(data) > n {
+			data = data[len(data)-n:]
+		}
+		fmt.Fprintf(&b, "sluice log (%s), last lines:\n%s", r.logPath, data)
 	}
-	if len(data) > 4000 {
-		data = data[len(data)-4000:]
-	}
-	return "sluice log (" + h.logPath + "), last lines:\n" + string(data)
+	return b.String()
 }
 
+// rssMiB is the resident memory of the running replica that holds the
+// most.
 func (h *harness) rssMiB() float64 {
-	rss, _, err := memory(h.cmd.Process.Pid)
-	if err != nil {
-		return 0
+	var most uint64
+	for _, r := range h.live() {
+		_, rss, _ := r.usage()
+		most = max(most, rss)
 	}
-	return float64(rss) / (1 << 20)
+	return float64(most) / (1 << 20)
+}
+
+// peakRSS is the highest memory high-water mark (VmHWM) of any replica,
+// a killed one's as read before its end.
+func (h *harness) peakRSS() (uint64, error) {
+	var most uint64
+	for _, r := range h.replicas {
+		_, _, peak := r.usage()
+		if peak == 0 {
+			return 0, fmt.Errorf("bench: read %s's memory: no VmHWM", r.name)
+		}
+		most = max(most, peak)
+	}
+	return most, nil
 }
 
 // sample is every counter at one moment.
@@ -574,8 +587,12 @@ type sample struct {
 }
 
 func (h *harness) sample(ctx context.Context) sample {
-	s := sample{api: h.proxy.snapshot(), fetches: h.git.fetches.Load(), pushes: h.git.pushes.Load()}
-	s.cpu, _ = cpuTime(h.cmd.Process.Pid)
+	s := sample{fetches: h.git.fetches.Load(), pushes: h.git.pushes.Load()}
+	for _, r := range h.replicas {
+		cpu, _, _ := r.usage()
+		s.cpu += cpu
+		s.api = s.api.add(r.proxy.snapshot())
+	}
 	s.commits, _ = CommitCount(ctx, h.bare)
 	s.promQueries = promQueries(ctx, h.env.PrometheusURL())
 	return s

@@ -107,6 +107,11 @@ type Result struct {
 	// PeakRSSMiB is the process's high-water mark (VmHWM) over the run.
 	PeakRSSMiB float64 `json:"peak_rss_mib"`
 
+	// Shared is set when several replicas or shards shared the releases:
+	// the phases above then count them all (CPU and API requests summed,
+	// the RSS figures the replica's that holds most).
+	Shared *Shared `json:"shared,omitempty"`
+
 	// Medians of the samples, for the table.
 	SteadyMedianMillis  float64 `json:"no_change_pass_median_ms"`
 	ChangedMedianMillis float64 `json:"one_release_changed_median_ms"`
@@ -172,5 +177,94 @@ func WriteMarkdown(w io.Writer, results []*Result) {
 			r.Cold.Commits, r.Cold.GitPushes,
 			ms(p.WallMillis), ms(p.CPUMillis), p.API.Total, p.API.Writes, p.GitFetches, p.PromQueries,
 			ms(r.ChangedMedianMillis), ms(r.ChangedMaxMillis), r.PeakRSSMiB)
+	}
+	writeSharedMarkdown(w, results)
+}
+
+// sharedSummary is one line on a run of several replicas: its push
+// retries, takeover and history check.
+func sharedSummary(r *Result) string {
+	s := r.Shared
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d releases, %d replicas, %d shards: %.0f push retries; ", r.Releases, s.Replicas, s.Shards, s.PushRetries)
+	t := s.Takeover
+	if t.Killed == "" {
+		fmt.Fprintf(&b, "no takeover (%s); ", t.Error)
+	} else {
+		whose := fmt.Sprintf("its %d of the %d changed releases", t.KilledReleases, t.Changed)
+		if t.KilledReleases < 0 {
+			whose = fmt.Sprintf("all %d changed releases (its among them)", t.Changed)
+		}
+		fmt.Fprintf(&b, "takeover: %s killed holding %d shard(s), %s applied again %s after the kill (its Leases taken after %s; first release %s, all %s)",
+			t.Killed, t.KilledShards, whose, ms(t.KilledMillis), ms(t.LeasesTakenMillis), ms(t.FirstMillis), ms(t.AllMillis))
+		if t.Error != "" {
+			fmt.Fprintf(&b, ", FAILED: %d of %d applied: %s", t.Applied, t.Changed, firstLine(t.Error))
+		}
+		b.WriteString("; ")
+	}
+	h := s.History
+	fmt.Fprintf(&b, "history: %d commits, %d transitions of %d releases, %d committed twice", h.Commits, h.Transitions, h.Releases, h.CommittedTwice)
+	for _, e := range h.Examples {
+		fmt.Fprintf(&b, "\n  committed twice: %s", e)
+	}
+	return b.String()
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
+
+// replicaRow is one replica's cells, for both tables.
+func replicaRow(p ReplicaResult) []string {
+	name := p.Name
+	if p.Killed {
+		name += " (killed)"
+	}
+	shards := "-"
+	if p.ShardsAfterCold >= 0 {
+		shards = fmt.Sprintf("%.0f", p.ShardsAfterCold)
+	}
+	return []string{name, shards, fmt.Sprint(p.LeaderAfterCold),
+		ms(p.ColdCPUMillis), fmt.Sprintf("%d (%d)", p.ColdAPI.Total, p.ColdAPI.Writes), fmt.Sprintf("%.0f MiB", p.RSSAfterColdMiB),
+		ms(p.CPUMillis), fmt.Sprintf("%d (%d)", p.API.Total, p.API.Writes), fmt.Sprint(p.API.Leases),
+		fmt.Sprintf("%.0f", p.Transitions), fmt.Sprintf("%.0f", p.PushRetries), fmt.Sprintf("%.0f MiB", p.PeakRSSMiB)}
+}
+
+var replicaColumns = []string{"replica", "shards after cold", "leader after cold", "cold CPU", "cold API req (writes)", "RSS after cold",
+	"run CPU", "run API req (writes)", "Lease requests", "transitions committed", "push retries", "peak RSS"}
+
+// WriteShared prints, for every run of several replicas, a summary line
+// and a table of the replicas.
+func WriteShared(w io.Writer, results []*Result) error {
+	for _, r := range results {
+		if r.Shared == nil {
+			continue
+		}
+		fmt.Fprintf(w, "\n%s\n", sharedSummary(r))
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, strings.Join(replicaColumns, "\t")+"\t")
+		for _, p := range r.Shared.PerReplica {
+			fmt.Fprintln(tw, strings.Join(replicaRow(p), "\t")+"\t")
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeSharedMarkdown is WriteShared as Markdown.
+func writeSharedMarkdown(w io.Writer, results []*Result) {
+	for _, r := range results {
+		if r.Shared == nil {
+			continue
+		}
+		fmt.Fprintf(w, "\n%s\n\n", sharedSummary(r))
+		fmt.Fprintf(w, "| %s |\n", strings.Join(replicaColumns, " | "))
+		fmt.Fprintf(w, "| ---%s |\n", strings.Repeat(" | ---:", len(replicaColumns)-1))
+		for _, p := range r.Shared.PerReplica {
+			fmt.Fprintf(w, "| %s |\n", strings.Join(replicaRow(p), " | "))
+		}
 	}
 }

@@ -62,6 +62,10 @@ type apiCounts struct {
 	Writes  int64          `json:"writes"`
 	DryRuns int64          `json:"dry_runs"`
 	ByVerb  map[string]int `json:"by_verb,omitempty"`
+	// Leases are the requests for Leases (leader election and shards),
+	// counted apart and in none of the above: replicas renew them every
+	// few seconds whatever else they do.
+	Leases int64 `json:"lease_requests,omitempty"`
 }
 
 // apiProxy stands between Sluice and the API server on loopback, without
@@ -117,6 +121,10 @@ func (p *apiProxy) count(r *http.Request) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if strings.HasPrefix(r.URL.Path, "/apis/coordination.k8s.io/") {
+		p.counts.Leases++
+		return
+	}
 	p.counts.Total++
 	p.counts.ByVerb[verb]++
 	switch r.Method {
@@ -159,8 +167,19 @@ func (p *apiProxy) snapshot() apiCounts {
 	return c
 }
 
+// add is c and o together.
+func (c apiCounts) add(o apiCounts) apiCounts {
+	s := apiCounts{Total: c.Total + o.Total, Writes: c.Writes + o.Writes, DryRuns: c.DryRuns + o.DryRuns, Leases: c.Leases + o.Leases, ByVerb: map[string]int{}}
+	for _, m := range []map[string]int{c.ByVerb, o.ByVerb} {
+		for k, v := range m {
+			s.ByVerb[k] += v
+		}
+	}
+	return s
+}
+
 func (c apiCounts) sub(before apiCounts) apiCounts {
-	d := apiCounts{Total: c.Total - before.Total, Writes: c.Writes - before.Writes, DryRuns: c.DryRuns - before.DryRuns, ByVerb: map[string]int{}}
+	d := apiCounts{Total: c.Total - before.Total, Writes: c.Writes - before.Writes, DryRuns: c.DryRuns - before.DryRuns, Leases: c.Leases - before.Leases, ByVerb: map[string]int{}}
 	for k, v := range c.ByVerb {
 		if n := v - before.ByVerb[k]; n != 0 {
 			d.ByVerb[k] = n
