@@ -165,4 +165,18 @@ func BenchmarkRenderStep(b *testing.B) {
 			}
 		}
 	})
+	b.Run("digest", func(b *testing.B) {
+		out, err := New().Render(ctx, root.FS(), rel, step)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			// A new Output each time: Digest is memoized per Output.
+			o := &Output{Objects: out.Objects, digest: &digestMemo{}}
+			if _, err := o.Digest(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
