@@ -188,8 +188,10 @@ func (r *Repo) Commit(ctx context.Context, c Change) (CommitResult, error) {
 			return r.pushed(ctx, res, commit, base), nil
 		case exists && !found:
 			return res, fmt.Errorf("push %s: branch was deleted on the remote: %s", target, redactText(pushErr.Error(), t.secrets))
-		case !exists && !found, exists && now == base:
-			// Nobody else moved the branch: this is not a race.
+		case !exists && !found, exists && now == base && !refLocked(pushErr):
+			// Nobody else moved the branch: this is not a race. (A branch
+			// whose lock another push held may move in a moment: that is
+			// retried as a race.)
 			return res, wrapErr("push "+target+" to "+r.remote.display, explain(pushErr, t), t.secrets)
 		}
 		if res.Retries >= r.retries {
@@ -482,4 +484,17 @@ func gitSortName(e object.TreeEntry) string {
 		return e.Name + "/"
 	}
 	return e.Name
+}
+
+// refLocked reports whether the remote refused a push because another push
+// held the branch's lock at that moment (git's receive-pack: "cannot lock
+// ref", "failed to lock"). Replicas of Sluice pushing to one branch meet
+// it; the other push may still be under way when the remote is read again,
+// so the branch has not moved yet, but the push is worth another try.
+func refLocked(err error) bool {
+	if err == nil {
+		return false
+	}
+	msg := strings.ToLower(err.Error())
+	return strings.Contains(msg, "cannot lock ref") || strings.Contains(msg, "failed to lock") || strings.Contains(msg, "unable to lock")
 }

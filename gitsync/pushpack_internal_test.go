@@ -1,6 +1,7 @@
 package gitsync
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -74,5 +75,24 @@ func TestNewObjects(t *testing.T) {
 	out, err = exec.Command("git", "-C", bare, "show", "main:.sluice/status/ns/r.yaml").CombinedOutput()
 	if err != nil || string(out) != "phase: Steady\n" {
 		t.Errorf("remote status file: %q, %v", out, err)
+	}
+}
+
+func TestRefLocked(t *testing.T) {
+	tests := []struct {
+		err  error
+		want bool
+	}{
+		{nil, false},
+		{errors.New("command error on refs/heads/main: cannot lock ref 'refs/heads/main': is at 1234 but expected 5678"), true},
+		{errors.New("command error on refs/heads/main: failed to lock"), true},
+		{errors.New("remote: fatal: Unable to lock refs/heads/main"), true},
+		{errors.New("command error on refs/heads/main: non-fast-forward"), false},
+		{errors.New("authentication required"), false},
+	}
+	for _, tc := range tests {
+		if got := refLocked(tc.err); got != tc.want {
+			t.Errorf("refLocked(%v) = %v, want %v", tc.err, got, tc.want)
+		}
 	}
 }
