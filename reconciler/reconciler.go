@@ -445,10 +445,27 @@ func (r *Reconciler) syncOnce(ctx context.Context, all bool) error {
 	for _, id := range changed {
 		r.queue.Add(id)
 	}
-	for _, id := range rest {
+	for _, id := range candidatesFirst(snap, rest) {
 		r.queue.Add(id)
 	}
 	return nil
+}
+
+// candidatesFirst orders releases whose spec names a candidate (in flight,
+// or about to start) before those at rest, keeping the order within each:
+// after a restart or a shard taken over, a release mid-canary waits for
+// no pass over the steady ones.
+func candidatesFirst(snap *snapshot, ids []string) []string {
+	out := make([]string, 0, len(ids))
+	var steady []string
+	for _, id := range ids {
+		if e := snap.releases[id]; e != nil && e.rel != nil && e.rel.Spec.Candidate != "" {
+			out = append(out, id)
+		} else {
+			steady = append(steady, id)
+		}
+	}
+	return append(out, steady...)
 }
 
 // pass is the reconcile of every release after a sync that moved the
@@ -695,7 +712,7 @@ func (r *Reconciler) queueShards(snap *snapshot, shards map[int]int) {
 		}
 	}
 	slices.Sort(ids)
-	for _, id := range ids {
+	for _, id := range candidatesFirst(snap, ids) {
 		r.queue.Add(id)
 	}
 	r.log.Info("reconciling the releases of shards gained", "shards", slices.Sorted(maps.Keys(shards)), "releases", len(ids))
