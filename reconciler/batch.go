@@ -57,7 +57,11 @@ func newBatcher(repo *gitsync.Repo, log *slog.Logger, linger time.Duration, max 
 	return &batcher{repo: repo, log: log, linger: linger, max: max, reqs: make(chan *commitReq)}
 }
 
-// commit hands a record to the batcher and waits until it is pushed.
+// commit hands a record to the batcher and waits until it is pushed, or
+// its push has ended. Once handed over, it waits for the push even when
+// ctx ends (the push is then cancelled: see flush), so that a replica that
+// gives a shard up frees its Lease only after its last push for that
+// shard has landed or failed, never while one is under way.
 func (b *batcher) commit(ctx context.Context, req *commitReq) (gitsync.CommitResult, error) {
 	req.ctx = ctx
 	req.done = make(chan commitResult, 1)
@@ -66,13 +70,8 @@ func (b *batcher) commit(ctx context.Context, req *commitReq) (gitsync.CommitRes
 	case <-ctx.Done():
 		return gitsync.CommitResult{}, ctx.Err()
 	}
-	select {
-	case r := <-req.done:
-		return r.res, r.err
-	case <-ctx.Done():
-		// The push may still land; the next reconcile reads it from Git.
-		return gitsync.CommitResult{}, ctx.Err()
-	}
+	r := <-req.done
+	return r.res, r.err
 }
 
 // run gathers and pushes batches until ctx ends.
@@ -126,7 +125,27 @@ func (b *batcher) flush(ctx context.Context, batch []*commitReq) {
 		batch[0].done <- commitResult{res, err}
 		return
 	}
-	res, err := b.repo.Commit(ctx, mergeChanges(batch))
+	// The batch's push ends as soon as any of its records' contexts does
+	// (a shard lost): no record is pushed for a release this replica no
+	// longer holds. The others are then pushed again without it.
+	mctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for _, r := range batch {
+		stop := context.AfterFunc(r.ctx, cancel)
+		defer stop()
+	}
+	res, err := b.repo.Commit(mctx, mergeChanges(batch))
+	if err != nil && ctx.Err() == nil && mctx.Err() != nil {
+		live := slices.DeleteFunc(slices.Clone(batch), func(r *commitReq) bool {
+			if r.ctx.Err() != nil {
+				r.done <- commitResult{err: r.ctx.Err()}
+				return true
+			}
+			return false
+		})
+		b.flush(ctx, live)
+		return
+	}
 	if err == nil || ctx.Err() != nil {
 		for _, r := range batch {
 			r.done <- commitResult{res, err}

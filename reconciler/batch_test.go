@@ -191,3 +191,44 @@ Sluice-Subject: b: steady at v3
 		t.Errorf("%d files, want both status files", len(c.Files))
 	}
 }
+
+// TestBatcherShardLostDuringPush: a record whose context ends while its
+// batch is being pushed (its shard lost) is not pushed; the batch's other
+// records are, without it; and the lost record's commit returns only once
+// the batch's push has ended, so that its Lease is freed after it.
+func TestBatcherShardLostDuringPush(t *testing.T) {
+	repo, bare := batchRepo(t)
+	before := len(remoteLog(t, bare))
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	lostCtx, lose := context.WithCancel(ctx)
+	defer lose()
+	lost := statusReq("ns/lost", "advance", "lost: 10% -> 20%")
+	lost.change.Edits = []gitsync.Edit{{Path: "releases/lost.yaml", Apply: func([]byte) ([]byte, error) {
+		// Building the batch's commit: the shard is lost now.
+		lose()
+		return []byte("edited\n"), nil
+	}}}
+	kept := statusReq("ns/kept", "steady", "kept: steady at v1")
+	b := newBatcher(repo, slog.New(slog.DiscardHandler), time.Minute, 2)
+	go b.run(ctx)
+	var wg sync.WaitGroup
+	var lostErr, keptErr error
+	wg.Go(func() { _, lostErr = b.commit(lostCtx, lost) })
+	wg.Go(func() { _, keptErr = b.commit(ctx, kept) })
+	wg.Wait()
+	if !errors.Is(lostErr, context.Canceled) {
+		t.Errorf("lost record: error %v, want context.Canceled", lostErr)
+	}
+	if keptErr != nil {
+		t.Errorf("kept record: %v", keptErr)
+	}
+	log := remoteLog(t, bare)
+	if got := log[:len(log)-before]; strings.Join(got, "\n") != "kept: steady at v1" {
+		t.Errorf("new commits %q, want the kept record's alone", got)
+	}
+	out, err := exec.Command("git", "-C", bare, "log", "--format=%H", "main", "--", "releases/lost.yaml").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "" {
+		t.Errorf("the lost record's edit reached the remote: %s %v", out, err)
+	}
+}
