@@ -97,7 +97,8 @@ type Applier struct {
 // and name) of every managed object that was added, changed or deleted: a
 // Deployment becoming available, a hand edit. spec is false when only the
 // object's status moved (its generation, labels and annotations are as
-// they were), so that what Sluice applied cannot have changed. fn must be
+// they were), or the object was added, so that what Sluice applied cannot
+// have changed. fn must be
 // quick; it runs on the watches' goroutines.
 func (a *Applier) OnChange(fn func(namespace, release string, spec bool)) {
 	a.onChange.Store(&fn)

@@ -67,7 +67,11 @@ func (a *Applier) WatchLive(ctx context.Context) error {
 			return fmt.Errorf("watch live objects: %w", err)
 		}
 		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc:    func(obj any) { a.changed(obj, true) },
+			// An object appearing changed nothing Sluice applied: most
+			// are Sluice's own creations, seen before its write returned,
+			// or the watches' first list. Marking them would make every
+			// release's next reconcile render and compare in full.
+			AddFunc:    func(obj any) { a.changed(obj, false) },
 			UpdateFunc: func(old, cur any) { a.changedUpdate(old, cur) },
 			DeleteFunc: func(obj any) { a.changed(obj, true) },
 		}); err != nil {
