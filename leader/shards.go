@@ -248,9 +248,8 @@ func (s *Shards) tick(ctx context.Context, base context.Context) {
 // writes free those it gave up whose holders are done; it returns how
 // many it still holds.
 func (s *Shards) settle(ctx context.Context) int {
-	now := time.Now()
 	for i := range s.shards {
-		s.read(ctx, i, now)
+		s.read(ctx, i)
 	}
 	if ctx.Err() != nil {
 		return len(s.shards)
@@ -284,10 +283,13 @@ func (s *Shards) settle(ctx context.Context) int {
 	return held
 }
 
-// read reads shard i's Lease and notes when its record last changed; a
+// read reads shard i's Lease and notes when its record last changed,
+// dated to when the Get returned (not to when the tick began: with slow
+// reads, a renewal read late would otherwise look older than it is); a
 // shard this replica holds that names another holder is lost.
-func (s *Shards) read(ctx context.Context, i int, now time.Time) {
+func (s *Shards) read(ctx context.Context, i int) {
 	lease, err := s.cfg.Client.Get(ctx, s.cfg.Namespace, s.LeaseName(i))
+	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.shards[i]
