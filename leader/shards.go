@@ -41,9 +41,12 @@ type ShardsConfig struct {
 	// shard: a shard not renewed for LeaseDuration is free; this replica
 	// stops acting on a shard it could not renew for RenewDeadline.
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
-	// OnGain is told of each shard this replica starts to hold, once Hold
-	// holds it; OnLoss of each it stops holding (given up or lost), once
-	// the shard's context has ended. Keep them short.
+	// OnGain is told of each shard this replica starts to hold, before
+	// Hold holds it: Hold and Holds report the shard held only once OnGain
+	// has returned, so that what OnGain marks (the reconciler's wait for a
+	// Git sync) is in place before anyone acts on the shard. OnLoss is told
+	// of each shard it stops holding (given up or lost), once the shard's
+	// context has ended. Keep them short.
 	OnGain, OnLoss func(shard int)
 	Log            *slog.Logger
 }
@@ -101,8 +104,11 @@ type shardState struct {
 	// held while this replica holds the shard, with ctx and cancel;
 	// releasing once it gives it up, until the Lease is written free.
 	held, releasing bool
-	ctx             context.Context
-	cancel          context.CancelFunc
+	// announced once OnGain has returned for this holding: until then
+	// Hold does not hold the shard.
+	announced bool
+	ctx       context.Context
+	cancel    context.CancelFunc
 	// inflight are the callers of Hold not yet done.
 	inflight *sync.WaitGroup
 	drained  chan struct{}
@@ -142,13 +148,19 @@ func (s *Shards) LeaseName(i int) string { return s.cfg.Name + "-" + strconv.Ito
 // caller stops acting on the shard: a shard given up is written free only
 // after every holder of it is done.
 func (s *Shards) Hold(i int) (ctx context.Context, done func(), ok bool) {
+	return s.hold(i, false)
+}
+
+// hold is Hold; gaining also holds a shard whose gain OnGain is being
+// told of (for tests that hold a shard from OnGain).
+func (s *Shards) hold(i int, gaining bool) (ctx context.Context, done func(), ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if i < 0 || i >= len(s.shards) {
 		return nil, nil, false
 	}
 	st := s.shards[i]
-	if !st.held || st.releasing || st.ctx.Err() != nil {
+	if !st.held || (!st.announced && !gaining) || st.releasing || st.ctx.Err() != nil {
 		return nil, nil, false
 	}
 	st.inflight.Add(1)
@@ -490,7 +502,7 @@ func (s *Shards) acquire(ctx context.Context, base context.Context, i int) {
 	s.storeLocked(st, out, rec, start)
 	st.gen++
 	gen := st.gen
-	st.held, st.releasing = true, false
+	st.held, st.releasing, st.announced = true, false, false
 	st.ctx, st.cancel = context.WithCancel(base)
 	st.inflight = &sync.WaitGroup{}
 	st.drained = nil
@@ -507,6 +519,13 @@ func (s *Shards) acquire(ctx context.Context, base context.Context, i int) {
 	if s.cfg.OnGain != nil {
 		s.cfg.OnGain(i)
 	}
+	// Only now may Hold hold it: a caller must not act on the shard before
+	// OnGain has marked what it needs to.
+	s.mu.Lock()
+	if st.gen == gen {
+		st.announced = true
+	}
+	s.mu.Unlock()
 }
 
 // loseLocked stops holding shard i at once: it was not renewed in time or
@@ -640,5 +659,5 @@ func (s *Shards) Holds(i int) bool {
 		return false
 	}
 	st := s.shards[i]
-	return st.held && !st.releasing && st.ctx.Err() == nil
+	return st.held && st.announced && !st.releasing && st.ctx.Err() == nil
 }

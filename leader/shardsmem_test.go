@@ -54,3 +54,38 @@ func TestShardsObservedWhenRead(t *testing.T) {
 		}
 	}
 }
+
+// TestShardsHoldAfterGainAnnounced: Hold does not hold a shard until
+// OnGain has returned, so that a worker cannot act on a shard gained
+// before the reconciler has marked it as waiting for a Git sync.
+func TestShardsHoldAfterGainAnnounced(t *testing.T) {
+	const n = 3
+	ctx := context.Background()
+	var s *Shards
+	gained := map[int]bool{}
+	s = newMemShards(t, newMemLeases(), n, "H", func(c *ShardsConfig) {
+		c.OnGain = func(i int) {
+			gained[i] = true
+			if _, _, ok := s.Hold(i); ok {
+				t.Errorf("shard %d: Hold holds it before OnGain has returned", i)
+			}
+			if s.Holds(i) {
+				t.Errorf("shard %d: Holds reports it held before OnGain has returned", i)
+			}
+		}
+	})
+	base, stop := context.WithCancel(ctx)
+	defer stop()
+	s.tick(ctx, base)
+	for i := range n {
+		if !gained[i] {
+			t.Errorf("shard %d: OnGain not told", i)
+		}
+		_, done, ok := s.Hold(i)
+		if !ok {
+			t.Errorf("shard %d: not held once OnGain returned", i)
+			continue
+		}
+		done()
+	}
+}
