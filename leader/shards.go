@@ -245,13 +245,22 @@ func (s *Shards) tick(ctx context.Context, base context.Context) {
 	if ctx.Err() != nil {
 		return
 	}
-	v, releasing := s.view(time.Now())
+	v, releasing, orphans := s.view(time.Now())
 	release, acquire, waiting := v.plan(s.cfg.Identity, releasing, s.start)
 	for _, i := range release {
 		s.giveUp(i, fmt.Sprintf("above this replica's fair share of %d", v.target(s.cfg.Identity)))
 	}
 	for _, i := range acquire {
 		s.acquire(ctx, base, i)
+	}
+	// A Lease naming this replica that it does not hold (a renewal that
+	// landed after the renew deadline, an Update that succeeded while
+	// this replica saw an error) is taken back above, or written free
+	// now: left alone, nobody would act on its shard until it expires.
+	for _, i := range orphans {
+		if !slices.Contains(acquire, i) {
+			s.freeOrphan(ctx, i)
+		}
 	}
 	s.announce(ctx, waiting)
 }
@@ -354,13 +363,16 @@ func (s *Shards) observeWaiters(annotations map[string]string, now time.Time) {
 	}
 }
 
-// view is the Leases as this replica sees them at now, and the shards it
-// is releasing.
-func (s *Shards) view(now time.Time) (view, map[int]bool) {
+// view is the Leases as this replica sees them at now, the shards it is
+// releasing, and the orphans: shards whose Lease names this replica
+// though it does not hold them, which the view shows free (to this
+// replica only: it alone may take them back at once).
+func (s *Shards) view(now time.Time) (view, map[int]bool, []int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	v := view{holders: make([]string, len(s.shards))}
 	releasing := map[int]bool{}
+	var orphans []int
 	for i, st := range s.shards {
 		switch {
 		case st.held:
@@ -370,6 +382,8 @@ func (s *Shards) view(now time.Time) (view, map[int]bool) {
 			}
 		case st.readErr:
 			v.holders[i] = unknownHolder
+		case st.lease != nil && st.observed.holder == s.cfg.Identity:
+			orphans = append(orphans, i)
 		case st.lease != nil && st.observed.holder != "" && st.valid(now):
 			v.holders[i] = st.observed.holder
 		}
@@ -378,7 +392,7 @@ func (s *Shards) view(now time.Time) (view, map[int]bool) {
 	for _, k := range slices.Sorted(maps.Keys(live)) {
 		v.waiting = append(v.waiting, live[k])
 	}
-	return v, releasing
+	return v, releasing, orphans
 }
 
 // liveWaitersLocked are the waiting annotations (key: identity) whose
@@ -599,6 +613,36 @@ func (s *Shards) free(ctx context.Context, i int) {
 	st.watchdog.Stop()
 	s.mu.Unlock()
 	s.log.Info("shard released", "shard", i, "lease", s.LeaseName(i))
+}
+
+// freeOrphan writes free, with a compare-and-swap, shard i's Lease as
+// last read when it names this replica but this replica does not hold it.
+func (s *Shards) freeOrphan(ctx context.Context, i int) {
+	s.mu.Lock()
+	st := s.shards[i]
+	if st.lease == nil || st.held || st.observed.holder != s.cfg.Identity {
+		s.mu.Unlock()
+		return
+	}
+	lease := st.lease.DeepCopy()
+	old := st.observed
+	s.mu.Unlock()
+	now := metav1.NowMicro()
+	rec := record{leaseDurationSeconds: 1, acquire: now, renew: now, transitions: old.transitions}
+	lease.Spec = rec.spec()
+	out, err := s.cfg.Client.Update(ctx, lease)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Debug("cannot release a Lease naming this replica; trying again", "shard", i, "err", err)
+		}
+		return
+	}
+	s.mu.Lock()
+	if !st.held {
+		s.storeLocked(st, out, rec, time.Now())
+	}
+	s.mu.Unlock()
+	s.log.Info("released a shard's Lease that named this replica though it did not hold it", "shard", i, "lease", s.LeaseName(i))
 }
 
 func (s *Shards) waitingKey() string {

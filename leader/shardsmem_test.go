@@ -2,8 +2,11 @@ package leader
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 const (
@@ -87,5 +90,78 @@ func TestShardsHoldAfterGainAnnounced(t *testing.T) {
 			continue
 		}
 		done()
+	}
+}
+
+// TestShardsOrphanTakenBack: a Lease naming this replica that it does not
+// hold (a renewal that landed after the renew deadline had fired, or an
+// Update that succeeded while this replica saw an error) is taken back at
+// the next tick, through OnGain, rather than left idle until it expires.
+func TestShardsOrphanTakenBack(t *testing.T) {
+	ctx := context.Background()
+	store := newMemLeases()
+	var gains []int
+	s := newMemShards(t, store, 2, "H", func(c *ShardsConfig) {
+		c.OnGain = func(i int) { gains = append(gains, i) }
+	})
+	base, stop := context.WithCancel(ctx)
+	defer stop()
+	s.tick(ctx, base)
+	if got := len(s.Held()); got != 2 {
+		t.Fatalf("H holds %d shards, want 2", got)
+	}
+	// The watchdog fired, but the renewal had landed: the Lease still
+	// names H.
+	s.mu.Lock()
+	s.loseLocked(1, "test: renewal landed after the renew deadline")
+	s.mu.Unlock()
+	if s.Holds(1) {
+		t.Fatal("shard 1 still held once lost")
+	}
+	s.tick(ctx, base)
+	if !s.Holds(1) {
+		t.Error("shard 1, whose Lease names H, not taken back at the next tick")
+	}
+	slices.Sort(gains)
+	if want := []int{0, 1, 1}; !slices.Equal(gains, want) {
+		t.Errorf("OnGain told of %v, want %v", gains, want)
+	}
+}
+
+// TestShardsOrphanAboveShareFreed: a Lease naming this replica that it
+// does not hold, above its fair share, is written free at once.
+func TestShardsOrphanAboveShareFreed(t *testing.T) {
+	const n = 4
+	ctx := context.Background()
+	store := newMemLeases()
+	o := newMemShards(t, store, n, "O", nil)
+	oBase, oStop := context.WithCancel(ctx)
+	defer oStop()
+	o.tick(ctx, oBase) // O takes every shard
+	h := newMemShards(t, store, n, "H", nil)
+	hBase, hStop := context.WithCancel(ctx)
+	defer hStop()
+	nameH := func(i int) {
+		l := store.lease(h.LeaseName(i))
+		now := metav1.NowMicro()
+		l.Spec = record{holder: "H", leaseDurationSeconds: 2, acquire: now, renew: now}.spec()
+		store.put(l)
+	}
+	// H's Updates of shards 2 and 3 succeeded server-side but H saw
+	// errors: they are its share (2 of 4), taken back ...
+	nameH(2)
+	nameH(3)
+	h.tick(ctx, hBase)
+	if !h.Holds(2) || !h.Holds(3) {
+		t.Fatalf("H holds %v, want its share [2 3], whose Leases name it", h.Held())
+	}
+	// ... and an orphan above its share is written free.
+	nameH(1)
+	h.tick(ctx, hBase)
+	if h.Holds(1) {
+		t.Error("H took shard 1, above its share")
+	}
+	if got := recordOf(store.lease(h.LeaseName(1)).Spec).holder; got != "" {
+		t.Errorf("shard 1's Lease names %q, want it written free", got)
 	}
 }
