@@ -291,7 +291,10 @@ func (s *Shards) settle(ctx context.Context) int {
 		s.mu.Unlock()
 		switch {
 		case releasing && drained:
-			s.free(ctx, i)
+			if !s.free(ctx, i) {
+				// Still held until written free: keep it renewed.
+				s.renew(ctx, i)
+			}
 		case isHeld:
 			s.renew(ctx, i)
 		}
@@ -436,11 +439,16 @@ func (s *Shards) renew(ctx context.Context, i int) {
 		var cur *coordinationv1.Lease
 		if cur, err = s.cfg.Client.Get(ctx, s.cfg.Namespace, s.LeaseName(i)); err == nil {
 			if h := recordOf(cur.Spec).holder; h != s.cfg.Identity {
-				err = fmt.Errorf("held by %q", h)
-			} else {
-				cur.Spec = rec.spec()
-				out, err = s.cfg.Client.Update(ctx, cur)
+				// Another replica took it: stop acting on it at once.
+				s.mu.Lock()
+				if st.gen == gen && st.held {
+					s.loseLocked(i, "another replica holds its Lease: "+h)
+				}
+				s.mu.Unlock()
+				return
 			}
+			cur.Spec = rec.spec()
+			out, err = s.cfg.Client.Update(ctx, cur)
 		}
 	}
 	if err != nil {
@@ -586,13 +594,14 @@ func (s *Shards) giveUp(i int, why string) {
 }
 
 // free writes shard i's Lease free (no holder, a 1s duration), as
-// client-go's ReleaseOnCancel does, so that another replica takes it at once.
-func (s *Shards) free(ctx context.Context, i int) {
+// client-go's ReleaseOnCancel does, so that another replica takes it at
+// once; it reports whether this replica no longer holds the shard.
+func (s *Shards) free(ctx context.Context, i int) bool {
 	s.mu.Lock()
 	st := s.shards[i]
 	if st.lease == nil || !st.held {
 		s.mu.Unlock()
-		return
+		return !st.held
 	}
 	lease := st.lease.DeepCopy()
 	old := st.observed
@@ -605,7 +614,7 @@ func (s *Shards) free(ctx context.Context, i int) {
 		if ctx.Err() == nil {
 			s.log.Debug("cannot release a shard's Lease; trying again", "shard", i, "err", err)
 		}
-		return
+		return false
 	}
 	s.mu.Lock()
 	s.storeLocked(st, out, rec, time.Now())
@@ -613,6 +622,7 @@ func (s *Shards) free(ctx context.Context, i int) {
 	st.watchdog.Stop()
 	s.mu.Unlock()
 	s.log.Info("shard released", "shard", i, "lease", s.LeaseName(i))
+	return true
 }
 
 // freeOrphan writes free, with a compare-and-swap, shard i's Lease as

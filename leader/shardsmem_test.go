@@ -2,10 +2,13 @@ package leader
 
 import (
 	"context"
+	"errors"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -163,5 +166,73 @@ func TestShardsOrphanAboveShareFreed(t *testing.T) {
 	}
 	if got := recordOf(store.lease(h.LeaseName(1)).Spec).holder; got != "" {
 		t.Errorf("shard 1's Lease names %q, want it written free", got)
+	}
+}
+
+// failingUpdates fails the next fail Updates.
+type failingUpdates struct {
+	Leases
+	fail atomic.Int32
+}
+
+func (f *failingUpdates) Update(ctx context.Context, l *coordinationv1.Lease) (*coordinationv1.Lease, error) {
+	if f.fail.Add(-1) >= 0 {
+		return nil, errors.New("test: update failed")
+	}
+	return f.Leases.Update(ctx, l)
+}
+
+// TestShardsRenewSeesTaken: a renewal whose compare-and-swap conflicts
+// and which then reads another holder on the Lease stops holding the
+// shard at once.
+func TestShardsRenewSeesTaken(t *testing.T) {
+	ctx := context.Background()
+	store := newMemLeases()
+	var lost atomic.Int32
+	h := newMemShards(t, store, 1, "H", func(c *ShardsConfig) { c.OnLoss = func(int) { lost.Add(1) } })
+	base, stop := context.WithCancel(ctx)
+	defer stop()
+	h.tick(ctx, base)
+	l := store.lease(h.LeaseName(0))
+	now := metav1.NowMicro()
+	l.Spec = record{holder: "O", leaseDurationSeconds: 2, acquire: now, renew: now}.spec()
+	store.put(l)
+	h.renew(ctx, 0)
+	if h.Holds(0) {
+		t.Error("H still holds shard 0 after its renewal found O holding it")
+	}
+}
+
+// TestShardsRenewWhenFreeFails: a shard given up whose Lease could not be
+// written free is renewed in the same tick, so that it is not lost
+// (nor taken by another) while its holders may still act.
+func TestShardsRenewWhenFreeFails(t *testing.T) {
+	ctx := context.Background()
+	client := &failingUpdates{Leases: newMemLeases()}
+	h := newMemShards(t, client, 1, "H", nil)
+	base, stop := context.WithCancel(ctx)
+	defer stop()
+	h.tick(ctx, base)
+	_, done, ok := h.Hold(0)
+	if !ok {
+		t.Fatal("shard 0 not held")
+	}
+	h.giveUp(0, "test")
+	h.mu.Lock()
+	before, drained := h.shards[0].deadline, h.shards[0].drained
+	h.mu.Unlock()
+	done()
+	<-drained
+	client.fail.Store(1) // free's Update
+	h.settle(ctx)
+	h.mu.Lock()
+	st := h.shards[0]
+	held, after := st.held, st.deadline
+	h.mu.Unlock()
+	if !held {
+		t.Fatal("shard 0 written free though its Update failed")
+	}
+	if !after.After(before) {
+		t.Error("shard 0 not renewed in the tick whose free failed")
 	}
 }
