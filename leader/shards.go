@@ -269,9 +269,25 @@ func (s *Shards) tick(ctx context.Context, base context.Context) {
 // writes free those it gave up whose holders are done; it returns how
 // many it still holds.
 func (s *Shards) settle(ctx context.Context) int {
+	// Renew first, so that a tick's renewals do not wait behind the reads,
+	// each renewal on its own and bounded by its shard's renew deadline,
+	// so that one hung request does not hold the others; then read every
+	// Lease at once, each read bounded, so that a slow API server does not
+	// hold the next tick's renewals either.
+	var wg sync.WaitGroup
 	for i := range s.shards {
-		s.read(ctx, i)
+		s.mu.Lock()
+		held := s.shards[i].held
+		s.mu.Unlock()
+		if held {
+			wg.Go(func() { s.renew(ctx, i) })
+		}
 	}
+	wg.Wait()
+	for i := range s.shards {
+		wg.Go(func() { s.read(ctx, i) })
+	}
+	wg.Wait()
 	if ctx.Err() != nil {
 		return len(s.shards)
 	}
@@ -289,13 +305,8 @@ func (s *Shards) settle(ctx context.Context) int {
 			}
 		}
 		s.mu.Unlock()
-		switch {
-		case releasing && drained:
-			if !s.free(ctx, i) {
-				// Still held until written free: keep it renewed.
-				s.renew(ctx, i)
-			}
-		case isHeld:
+		if releasing && drained && !s.free(ctx, i) && isHeld {
+			// Still held until written free: keep it renewed.
 			s.renew(ctx, i)
 		}
 		s.mu.Lock()
@@ -312,7 +323,9 @@ func (s *Shards) settle(ctx context.Context) int {
 // reads, a renewal read late would otherwise look older than it is); a
 // shard this replica holds that names another holder is lost.
 func (s *Shards) read(ctx context.Context, i int) {
-	lease, err := s.cfg.Client.Get(ctx, s.cfg.Namespace, s.LeaseName(i))
+	cctx, cancel := context.WithTimeout(ctx, s.callTimeout())
+	lease, err := s.cfg.Client.Get(cctx, s.cfg.Namespace, s.LeaseName(i))
+	cancel()
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -423,10 +436,15 @@ func (s *Shards) renew(ctx context.Context, i int) {
 	lease := st.lease.DeepCopy()
 	rec := st.observed
 	gen := st.gen
+	deadline := st.deadline
 	if i == 0 {
 		s.pruneWaitersLocked(lease, time.Now())
 	}
 	s.mu.Unlock()
+	// No call may outlast the renew deadline: the shard is lost then
+	// anyway, and a hung request must not hold the other renewals.
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
 	start := time.Now()
 	now := metav1.NowMicro()
 	rec.holder, rec.renew = s.cfg.Identity, now
@@ -467,6 +485,11 @@ func (s *Shards) renew(ctx context.Context, i int) {
 	st.watchdog.Reset(time.Until(st.deadline))
 }
 
+// callTimeout bounds a Lease API call other than a renewal (whose bound
+// is its shard's renew deadline): a retry period, so that a hung request
+// cannot hold the tick's renewals past theirs.
+func (s *Shards) callTimeout() time.Duration { return s.cfg.RetryPeriod }
+
 // pruneWaitersLocked drops from lease the waiting annotations that have
 // not changed for a lease duration (a replica that stopped waiting or died).
 func (s *Shards) pruneWaitersLocked(lease *coordinationv1.Lease, now time.Time) {
@@ -487,6 +510,8 @@ func (s *Shards) storeLocked(st *shardState, out *coordinationv1.Lease, rec reco
 // acquire takes shard i, free as last read, with a compare-and-swap on
 // its Lease (or by creating it).
 func (s *Shards) acquire(ctx context.Context, base context.Context, i int) {
+	ctx, cancel := context.WithTimeout(ctx, s.callTimeout())
+	defer cancel()
 	s.mu.Lock()
 	st := s.shards[i]
 	var lease *coordinationv1.Lease
@@ -597,6 +622,8 @@ func (s *Shards) giveUp(i int, why string) {
 // client-go's ReleaseOnCancel does, so that another replica takes it at
 // once; it reports whether this replica no longer holds the shard.
 func (s *Shards) free(ctx context.Context, i int) bool {
+	ctx, cancel := context.WithTimeout(ctx, s.callTimeout())
+	defer cancel()
 	s.mu.Lock()
 	st := s.shards[i]
 	if st.lease == nil || !st.held {
@@ -628,6 +655,8 @@ func (s *Shards) free(ctx context.Context, i int) bool {
 // freeOrphan writes free, with a compare-and-swap, shard i's Lease as
 // last read when it names this replica but this replica does not hold it.
 func (s *Shards) freeOrphan(ctx context.Context, i int) {
+	ctx, cancel := context.WithTimeout(ctx, s.callTimeout())
+	defer cancel()
 	s.mu.Lock()
 	st := s.shards[i]
 	if st.lease == nil || st.held || st.observed.holder != s.cfg.Identity {
@@ -665,6 +694,8 @@ func (s *Shards) waitingKey() string {
 // Lease while it waits (a new value each time, so that others see it
 // live), and removes it once it does not.
 func (s *Shards) announce(ctx context.Context, waiting bool) {
+	ctx, cancel := context.WithTimeout(ctx, s.callTimeout())
+	defer cancel()
 	key := s.waitingKey()
 	s.mu.Lock()
 	st := s.shards[0]

@@ -55,7 +55,7 @@ func TestShardsObservedWhenRead(t *testing.T) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for i, st := range o.shards {
-		if min := start.Add(time.Duration(i+1) * d); st.observedAt.Before(min) {
+		if min := start.Add(d); st.observedAt.Before(min) {
 			t.Errorf("shard %d: observed at +%s, before its Get returned (+%s or later)", i, st.observedAt.Sub(start), min.Sub(start))
 		}
 	}
@@ -169,14 +169,14 @@ func TestShardsOrphanAboveShareFreed(t *testing.T) {
 	}
 }
 
-// failingUpdates fails the next fail Updates.
-type failingUpdates struct {
+// failingFrees fails the next fail Updates that write a Lease free.
+type failingFrees struct {
 	Leases
 	fail atomic.Int32
 }
 
-func (f *failingUpdates) Update(ctx context.Context, l *coordinationv1.Lease) (*coordinationv1.Lease, error) {
-	if f.fail.Add(-1) >= 0 {
+func (f *failingFrees) Update(ctx context.Context, l *coordinationv1.Lease) (*coordinationv1.Lease, error) {
+	if recordOf(l.Spec).holder == "" && f.fail.Add(-1) >= 0 {
 		return nil, errors.New("test: update failed")
 	}
 	return f.Leases.Update(ctx, l)
@@ -208,7 +208,7 @@ func TestShardsRenewSeesTaken(t *testing.T) {
 // (nor taken by another) while its holders may still act.
 func TestShardsRenewWhenFreeFails(t *testing.T) {
 	ctx := context.Background()
-	client := &failingUpdates{Leases: newMemLeases()}
+	client := &failingFrees{Leases: newMemLeases()}
 	h := newMemShards(t, client, 1, "H", nil)
 	base, stop := context.WithCancel(ctx)
 	defer stop()
@@ -234,5 +234,52 @@ func TestShardsRenewWhenFreeFails(t *testing.T) {
 	}
 	if !after.After(before) {
 		t.Error("shard 0 not renewed in the tick whose free failed")
+	}
+}
+
+// TestShardsSlowReadsKeepShards: with every Get slow (a loaded API
+// server, a client-side rate limit) and every call succeeding, a replica
+// renews what it holds every tick: reading all Leases one after another
+// took longer than the renew deadline, and renewals came after the reads.
+func TestShardsSlowReadsKeepShards(t *testing.T) {
+	const n = 8
+	store := newMemLeases()
+	var lost atomic.Int32
+	h := newMemShards(t, store, n, "H", func(c *ShardsConfig) { c.OnLoss = func(int) { lost.Add(1) } })
+	ctx := context.Background()
+	base, stop := context.WithCancel(ctx)
+	defer stop()
+	h.tick(ctx, base)
+	if got := len(h.Held()); got != n {
+		t.Fatalf("H holds %d shards, want %d", got, n)
+	}
+	// n reads one after another: longer than the renew deadline.
+	store.getDelay.Store(int64(memRenew / n * 3 / 2))
+	for range 4 {
+		h.tick(ctx, base)
+	}
+	if got := len(h.Held()); got != n || lost.Load() > 0 {
+		t.Errorf("H holds %d shards of %d and lost %d, with every API call succeeding", got, n, lost.Load())
+	}
+}
+
+// TestShardsHungCallBounded: a Lease API call that hangs ends at the
+// renew deadline (renewals) or the retry period (others), so that a tick
+// goes on.
+func TestShardsHungCallBounded(t *testing.T) {
+	store := newMemLeases()
+	h := newMemShards(t, store, 2, "H", nil)
+	ctx := context.Background()
+	base, stop := context.WithCancel(ctx)
+	defer stop()
+	h.tick(ctx, base)
+	store.getDelay.Store(int64(time.Hour))
+	store.updateDelay.Store(int64(time.Hour))
+	start := time.Now()
+	h.tick(ctx, base)
+	// Renewals end by the renew deadline, then reads and the waiting
+	// annotation take a retry period each.
+	if took := time.Since(start); took > 2*memRenew {
+		t.Errorf("a tick with hung calls took %s, want about the renew deadline %s and two retry periods", took, memRenew)
 	}
 }
