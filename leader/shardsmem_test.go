@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -281,5 +282,37 @@ func TestShardsHungCallBounded(t *testing.T) {
 	// annotation take a retry period each.
 	if took := time.Since(start); took > 2*memRenew {
 		t.Errorf("a tick with hung calls took %s, want about the renew deadline %s and two retry periods", took, memRenew)
+	}
+}
+
+// TestConfigWholeSeconds: a Lease records its duration in whole seconds,
+// so a lease duration must be whole seconds and at least the renew
+// deadline + 1s, for the single leader and for shards alike.
+func TestConfigWholeSeconds(t *testing.T) {
+	tests := []struct {
+		name         string
+		lease, renew time.Duration
+		wantErr      string
+	}{
+		{"whole seconds, a second above", 3 * time.Second, 2 * time.Second, ""},
+		{"fraction of a second", 2500 * time.Millisecond, time.Second, "whole number of seconds"},
+		{"less than a second above", 3 * time.Second, 2500 * time.Millisecond, "by at least 1s"},
+		{"equal", 2 * time.Second, 2 * time.Second, "must be longer than the renew deadline"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			check := func(what string, err error) {
+				t.Helper()
+				if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+					t.Errorf("%s: err = %v, want %q", what, err, tc.wantErr)
+				}
+			}
+			cfg := Config{Client: newMemLeases(), Namespace: "n", Name: "l", Identity: "i",
+				LeaseDuration: tc.lease, RenewDeadline: tc.renew, RetryPeriod: memRetry}
+			check("leader", cfg.validate())
+			_, err := NewShards(ShardsConfig{Client: newMemLeases(), Namespace: "n", Name: "l", Identity: "i", Shards: 2,
+				LeaseDuration: tc.lease, RenewDeadline: tc.renew, RetryPeriod: memRetry})
+			check("shards", err)
+		})
 	}
 }
