@@ -42,9 +42,10 @@ type ShardsConfig struct {
 	// stops acting on a shard it could not renew for RenewDeadline.
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 	// OnGain is told of each shard this replica starts to hold, before
-	// Hold holds it: Hold and Holds report the shard held only once OnGain
-	// has returned, so that what OnGain marks (the reconciler's wait for a
-	// Git sync) is in place before anyone acts on the shard. OnLoss is told
+	// Hold holds it: Hold and Holds called meanwhile wait for OnGain to
+	// return, so that what OnGain marks (the reconciler's wait for a Git
+	// sync) is in place before anyone acts on the shard (OnGain must not
+	// call them). OnLoss is told
 	// of each shard it stops holding (given up or lost), once the shard's
 	// context has ended. Keep them short.
 	OnGain, OnLoss func(shard int)
@@ -104,9 +105,10 @@ type shardState struct {
 	// held while this replica holds the shard, with ctx and cancel;
 	// releasing once it gives it up, until the Lease is written free.
 	held, releasing bool
-	// announced once OnGain has returned for this holding: until then
-	// Hold does not hold the shard.
+	// announced once OnGain has returned for this holding; until then
+	// gaining is open, and Hold and Holds wait for it to close.
 	announced bool
+	gaining   chan struct{}
 	ctx       context.Context
 	cancel    context.CancelFunc
 	// inflight are the callers of Hold not yet done.
@@ -154,17 +156,32 @@ func (s *Shards) Hold(i int) (ctx context.Context, done func(), ok bool) {
 // hold is Hold; gaining also holds a shard whose gain OnGain is being
 // told of (for tests that hold a shard from OnGain).
 func (s *Shards) hold(i int, gaining bool) (ctx context.Context, done func(), ok bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if i < 0 || i >= len(s.shards) {
 		return nil, nil, false
 	}
+	if !gaining {
+		s.awaitGain(i)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	st := s.shards[i]
 	if !st.held || (!st.announced && !gaining) || st.releasing || st.ctx.Err() != nil {
 		return nil, nil, false
 	}
 	st.inflight.Add(1)
 	return st.ctx, sync.OnceFunc(st.inflight.Done), true
+}
+
+// awaitGain waits while OnGain is being told that this replica gained
+// shard i (it is short), so that Hold and Holds neither hold the shard
+// before OnGain has returned nor report it not held meanwhile.
+func (s *Shards) awaitGain(i int) {
+	s.mu.Lock()
+	ch := s.shards[i].gaining
+	s.mu.Unlock()
+	if ch != nil {
+		<-ch
+	}
 }
 
 // Held lists the shards this replica holds now.
@@ -550,6 +567,8 @@ func (s *Shards) acquire(ctx context.Context, base context.Context, i int) {
 	st.gen++
 	gen := st.gen
 	st.held, st.releasing, st.announced = true, false, false
+	gaining := make(chan struct{})
+	st.gaining = gaining
 	st.ctx, st.cancel = context.WithCancel(base)
 	st.inflight = &sync.WaitGroup{}
 	st.drained = nil
@@ -572,7 +591,11 @@ func (s *Shards) acquire(ctx context.Context, base context.Context, i int) {
 	if st.gen == gen {
 		st.announced = true
 	}
+	if st.gaining == gaining {
+		st.gaining = nil
+	}
 	s.mu.Unlock()
+	close(gaining)
 }
 
 // loseLocked stops holding shard i at once: it was not renewed in time or
@@ -738,11 +761,12 @@ func (s *Shards) announce(ctx context.Context, waiting bool) {
 // Holds reports whether this replica holds shard i now (Hold without
 // holding it).
 func (s *Shards) Holds(i int) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if i < 0 || i >= len(s.shards) {
 		return false
 	}
+	s.awaitGain(i)
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	st := s.shards[i]
 	return st.held && st.announced && !st.releasing && st.ctx.Err() == nil
 }

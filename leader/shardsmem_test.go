@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -62,38 +63,47 @@ func TestShardsObservedWhenRead(t *testing.T) {
 	}
 }
 
-// TestShardsHoldAfterGainAnnounced: Hold does not hold a shard until
-// OnGain has returned, so that a worker cannot act on a shard gained
-// before the reconciler has marked it as waiting for a Git sync.
+// TestShardsHoldAfterGainAnnounced: Hold and Holds do not report a
+// shard held before OnGain has returned (they wait for it), so that a
+// worker cannot act on a shard gained before the reconciler has marked
+// it as waiting for a Git sync, nor drop its releases meanwhile.
 func TestShardsHoldAfterGainAnnounced(t *testing.T) {
 	const n = 3
 	ctx := context.Background()
 	var s *Shards
-	gained := map[int]bool{}
+	var returned [n]atomic.Bool
+	var wg sync.WaitGroup
 	s = newMemShards(t, newMemLeases(), n, "H", func(c *ShardsConfig) {
 		c.OnGain = func(i int) {
-			gained[i] = true
-			if _, _, ok := s.Hold(i); ok {
-				t.Errorf("shard %d: Hold holds it before OnGain has returned", i)
-			}
-			if s.Holds(i) {
-				t.Errorf("shard %d: Holds reports it held before OnGain has returned", i)
-			}
+			wg.Go(func() {
+				_, done, ok := s.Hold(i)
+				if !returned[i].Load() {
+					t.Errorf("shard %d: Hold returned before OnGain had", i)
+				}
+				if !ok {
+					t.Errorf("shard %d: not held once OnGain returned", i)
+					return
+				}
+				done()
+			})
+			wg.Go(func() {
+				ok := s.Holds(i)
+				if !returned[i].Load() {
+					t.Errorf("shard %d: Holds returned before OnGain had", i)
+				}
+				if !ok {
+					t.Errorf("shard %d: Holds says not held once OnGain returned", i)
+				}
+			})
+			returned[i].Store(true)
 		}
 	})
 	base, stop := context.WithCancel(ctx)
 	defer stop()
 	s.tick(ctx, base)
-	for i := range n {
-		if !gained[i] {
-			t.Errorf("shard %d: OnGain not told", i)
-		}
-		_, done, ok := s.Hold(i)
-		if !ok {
-			t.Errorf("shard %d: not held once OnGain returned", i)
-			continue
-		}
-		done()
+	wg.Wait()
+	if got := len(s.Held()); got != n {
+		t.Errorf("H holds %d shards, want %d", got, n)
 	}
 }
 
