@@ -86,8 +86,14 @@ func (c *Config) validate() error {
 		c.RetryPeriod = DefaultRetryPeriod
 	}
 	// client-go's own rules, said in terms of Sluice's flags.
-	if c.LeaseDuration <= c.RenewDeadline {
-		return fmt.Errorf("leader election: lease duration %s must be longer than the renew deadline %s", c.LeaseDuration, c.RenewDeadline)
+	// A Lease records its duration in whole seconds: a fraction would be
+	// cut off, and others would count the Lease expired before this
+	// replica stops acting.
+	if c.LeaseDuration%time.Second != 0 {
+		return fmt.Errorf("leader election: lease duration %s must be a whole number of seconds (Leases record it in seconds)", c.LeaseDuration)
+	}
+	if c.LeaseDuration < c.RenewDeadline+time.Second {
+		return fmt.Errorf("leader election: lease duration %s must be longer than the renew deadline %s by at least 1s", c.LeaseDuration, c.RenewDeadline)
 	}
 	if float64(c.RenewDeadline) <= jitterFactor*float64(c.RetryPeriod) {
 		return fmt.Errorf("leader election: renew deadline %s must be longer than %.1f times the retry period %s", c.RenewDeadline, jitterFactor, c.RetryPeriod)

@@ -41,9 +41,13 @@ type ShardsConfig struct {
 	// shard: a shard not renewed for LeaseDuration is free; this replica
 	// stops acting on a shard it could not renew for RenewDeadline.
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
-	// OnGain is told of each shard this replica starts to hold, once Hold
-	// holds it; OnLoss of each it stops holding (given up or lost), once
-	// the shard's context has ended. Keep them short.
+	// OnGain is told of each shard this replica starts to hold, before
+	// Hold holds it: Hold and Holds called meanwhile wait for OnGain to
+	// return, so that what OnGain marks (the reconciler's wait for a Git
+	// sync) is in place before anyone acts on the shard (OnGain must not
+	// call them). OnLoss is told
+	// of each shard it stops holding (given up or lost), once the shard's
+	// context has ended. Keep them short.
 	OnGain, OnLoss func(shard int)
 	Log            *slog.Logger
 }
@@ -101,8 +105,12 @@ type shardState struct {
 	// held while this replica holds the shard, with ctx and cancel;
 	// releasing once it gives it up, until the Lease is written free.
 	held, releasing bool
-	ctx             context.Context
-	cancel          context.CancelFunc
+	// announced once OnGain has returned for this holding; until then
+	// gaining is open, and Hold and Holds wait for it to close.
+	announced bool
+	gaining   chan struct{}
+	ctx       context.Context
+	cancel    context.CancelFunc
 	// inflight are the callers of Hold not yet done.
 	inflight *sync.WaitGroup
 	drained  chan struct{}
@@ -142,17 +150,38 @@ func (s *Shards) LeaseName(i int) string { return s.cfg.Name + "-" + strconv.Ito
 // caller stops acting on the shard: a shard given up is written free only
 // after every holder of it is done.
 func (s *Shards) Hold(i int) (ctx context.Context, done func(), ok bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	return s.hold(i, false)
+}
+
+// hold is Hold; gaining also holds a shard whose gain OnGain is being
+// told of (for tests that hold a shard from OnGain).
+func (s *Shards) hold(i int, gaining bool) (ctx context.Context, done func(), ok bool) {
 	if i < 0 || i >= len(s.shards) {
 		return nil, nil, false
 	}
+	if !gaining {
+		s.awaitGain(i)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	st := s.shards[i]
-	if !st.held || st.releasing || st.ctx.Err() != nil {
+	if !st.held || (!st.announced && !gaining) || st.releasing || st.ctx.Err() != nil {
 		return nil, nil, false
 	}
 	st.inflight.Add(1)
 	return st.ctx, sync.OnceFunc(st.inflight.Done), true
+}
+
+// awaitGain waits while OnGain is being told that this replica gained
+// shard i (it is short), so that Hold and Holds neither hold the shard
+// before OnGain has returned nor report it not held meanwhile.
+func (s *Shards) awaitGain(i int) {
+	s.mu.Lock()
+	ch := s.shards[i].gaining
+	s.mu.Unlock()
+	if ch != nil {
+		<-ch
+	}
 }
 
 // Held lists the shards this replica holds now.
@@ -233,13 +262,22 @@ func (s *Shards) tick(ctx context.Context, base context.Context) {
 	if ctx.Err() != nil {
 		return
 	}
-	v, releasing := s.view(time.Now())
+	v, releasing, orphans := s.view(time.Now())
 	release, acquire, waiting := v.plan(s.cfg.Identity, releasing, s.start)
 	for _, i := range release {
 		s.giveUp(i, fmt.Sprintf("above this replica's fair share of %d", v.target(s.cfg.Identity)))
 	}
 	for _, i := range acquire {
 		s.acquire(ctx, base, i)
+	}
+	// A Lease naming this replica that it does not hold (a renewal that
+	// landed after the renew deadline, an Update that succeeded while
+	// this replica saw an error) is taken back above, or written free
+	// now: left alone, nobody would act on its shard until it expires.
+	for _, i := range orphans {
+		if !slices.Contains(acquire, i) {
+			s.freeOrphan(ctx, i)
+		}
 	}
 	s.announce(ctx, waiting)
 }
@@ -248,10 +286,25 @@ func (s *Shards) tick(ctx context.Context, base context.Context) {
 // writes free those it gave up whose holders are done; it returns how
 // many it still holds.
 func (s *Shards) settle(ctx context.Context) int {
-	now := time.Now()
+	// Renew first, so that a tick's renewals do not wait behind the reads,
+	// each renewal on its own and bounded by its shard's renew deadline,
+	// so that one hung request does not hold the others; then read every
+	// Lease at once, each read bounded, so that a slow API server does not
+	// hold the next tick's renewals either.
+	var wg sync.WaitGroup
 	for i := range s.shards {
-		s.read(ctx, i, now)
+		s.mu.Lock()
+		held := s.shards[i].held
+		s.mu.Unlock()
+		if held {
+			wg.Go(func() { s.renew(ctx, i) })
+		}
 	}
+	wg.Wait()
+	for i := range s.shards {
+		wg.Go(func() { s.read(ctx, i) })
+	}
+	wg.Wait()
 	if ctx.Err() != nil {
 		return len(s.shards)
 	}
@@ -269,10 +322,8 @@ func (s *Shards) settle(ctx context.Context) int {
 			}
 		}
 		s.mu.Unlock()
-		switch {
-		case releasing && drained:
-			s.free(ctx, i)
-		case isHeld:
+		if releasing && drained && !s.free(ctx, i) && isHeld {
+			// Still held until written free: keep it renewed.
 			s.renew(ctx, i)
 		}
 		s.mu.Lock()
@@ -284,10 +335,15 @@ func (s *Shards) settle(ctx context.Context) int {
 	return held
 }
 
-// read reads shard i's Lease and notes when its record last changed; a
+// read reads shard i's Lease and notes when its record last changed,
+// dated to when the Get returned (not to when the tick began: with slow
+// reads, a renewal read late would otherwise look older than it is); a
 // shard this replica holds that names another holder is lost.
-func (s *Shards) read(ctx context.Context, i int, now time.Time) {
-	lease, err := s.cfg.Client.Get(ctx, s.cfg.Namespace, s.LeaseName(i))
+func (s *Shards) read(ctx context.Context, i int) {
+	cctx, cancel := context.WithTimeout(ctx, s.callTimeout())
+	lease, err := s.cfg.Client.Get(cctx, s.cfg.Namespace, s.LeaseName(i))
+	cancel()
+	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.shards[i]
@@ -340,13 +396,16 @@ func (s *Shards) observeWaiters(annotations map[string]string, now time.Time) {
 	}
 }
 
-// view is the Leases as this replica sees them at now, and the shards it
-// is releasing.
-func (s *Shards) view(now time.Time) (view, map[int]bool) {
+// view is the Leases as this replica sees them at now, the shards it is
+// releasing, and the orphans: shards whose Lease names this replica
+// though it does not hold them, which the view shows free (to this
+// replica only: it alone may take them back at once).
+func (s *Shards) view(now time.Time) (view, map[int]bool, []int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	v := view{holders: make([]string, len(s.shards))}
 	releasing := map[int]bool{}
+	var orphans []int
 	for i, st := range s.shards {
 		switch {
 		case st.held:
@@ -356,6 +415,8 @@ func (s *Shards) view(now time.Time) (view, map[int]bool) {
 			}
 		case st.readErr:
 			v.holders[i] = unknownHolder
+		case st.lease != nil && st.observed.holder == s.cfg.Identity:
+			orphans = append(orphans, i)
 		case st.lease != nil && st.observed.holder != "" && st.valid(now):
 			v.holders[i] = st.observed.holder
 		}
@@ -364,7 +425,7 @@ func (s *Shards) view(now time.Time) (view, map[int]bool) {
 	for _, k := range slices.Sorted(maps.Keys(live)) {
 		v.waiting = append(v.waiting, live[k])
 	}
-	return v, releasing
+	return v, releasing, orphans
 }
 
 // liveWaitersLocked are the waiting annotations (key: identity) whose
@@ -392,10 +453,15 @@ func (s *Shards) renew(ctx context.Context, i int) {
 	lease := st.lease.DeepCopy()
 	rec := st.observed
 	gen := st.gen
+	deadline := st.deadline
 	if i == 0 {
 		s.pruneWaitersLocked(lease, time.Now())
 	}
 	s.mu.Unlock()
+	// No call may outlast the renew deadline: the shard is lost then
+	// anyway, and a hung request must not hold the other renewals.
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
 	start := time.Now()
 	now := metav1.NowMicro()
 	rec.holder, rec.renew = s.cfg.Identity, now
@@ -408,11 +474,16 @@ func (s *Shards) renew(ctx context.Context, i int) {
 		var cur *coordinationv1.Lease
 		if cur, err = s.cfg.Client.Get(ctx, s.cfg.Namespace, s.LeaseName(i)); err == nil {
 			if h := recordOf(cur.Spec).holder; h != s.cfg.Identity {
-				err = fmt.Errorf("held by %q", h)
-			} else {
-				cur.Spec = rec.spec()
-				out, err = s.cfg.Client.Update(ctx, cur)
+				// Another replica took it: stop acting on it at once.
+				s.mu.Lock()
+				if st.gen == gen && st.held {
+					s.loseLocked(i, "another replica holds its Lease: "+h)
+				}
+				s.mu.Unlock()
+				return
 			}
+			cur.Spec = rec.spec()
+			out, err = s.cfg.Client.Update(ctx, cur)
 		}
 	}
 	if err != nil {
@@ -430,6 +501,11 @@ func (s *Shards) renew(ctx context.Context, i int) {
 	st.deadline = start.Add(s.cfg.RenewDeadline)
 	st.watchdog.Reset(time.Until(st.deadline))
 }
+
+// callTimeout bounds a Lease API call other than a renewal (whose bound
+// is its shard's renew deadline): a retry period, so that a hung request
+// cannot hold the tick's renewals past theirs.
+func (s *Shards) callTimeout() time.Duration { return s.cfg.RetryPeriod }
 
 // pruneWaitersLocked drops from lease the waiting annotations that have
 // not changed for a lease duration (a replica that stopped waiting or died).
@@ -451,6 +527,8 @@ func (s *Shards) storeLocked(st *shardState, out *coordinationv1.Lease, rec reco
 // acquire takes shard i, free as last read, with a compare-and-swap on
 // its Lease (or by creating it).
 func (s *Shards) acquire(ctx context.Context, base context.Context, i int) {
+	ctx, cancel := context.WithTimeout(ctx, s.callTimeout())
+	defer cancel()
 	s.mu.Lock()
 	st := s.shards[i]
 	var lease *coordinationv1.Lease
@@ -488,7 +566,9 @@ func (s *Shards) acquire(ctx context.Context, base context.Context, i int) {
 	s.storeLocked(st, out, rec, start)
 	st.gen++
 	gen := st.gen
-	st.held, st.releasing = true, false
+	st.held, st.releasing, st.announced = true, false, false
+	gaining := make(chan struct{})
+	st.gaining = gaining
 	st.ctx, st.cancel = context.WithCancel(base)
 	st.inflight = &sync.WaitGroup{}
 	st.drained = nil
@@ -505,6 +585,17 @@ func (s *Shards) acquire(ctx context.Context, base context.Context, i int) {
 	if s.cfg.OnGain != nil {
 		s.cfg.OnGain(i)
 	}
+	// Only now may Hold hold it: a caller must not act on the shard before
+	// OnGain has marked what it needs to.
+	s.mu.Lock()
+	if st.gen == gen {
+		st.announced = true
+	}
+	if st.gaining == gaining {
+		st.gaining = nil
+	}
+	s.mu.Unlock()
+	close(gaining)
 }
 
 // loseLocked stops holding shard i at once: it was not renewed in time or
@@ -551,13 +642,16 @@ func (s *Shards) giveUp(i int, why string) {
 }
 
 // free writes shard i's Lease free (no holder, a 1s duration), as
-// client-go's ReleaseOnCancel does, so that another replica takes it at once.
-func (s *Shards) free(ctx context.Context, i int) {
+// client-go's ReleaseOnCancel does, so that another replica takes it at
+// once; it reports whether this replica no longer holds the shard.
+func (s *Shards) free(ctx context.Context, i int) bool {
+	ctx, cancel := context.WithTimeout(ctx, s.callTimeout())
+	defer cancel()
 	s.mu.Lock()
 	st := s.shards[i]
 	if st.lease == nil || !st.held {
 		s.mu.Unlock()
-		return
+		return !st.held
 	}
 	lease := st.lease.DeepCopy()
 	old := st.observed
@@ -570,7 +664,7 @@ func (s *Shards) free(ctx context.Context, i int) {
 		if ctx.Err() == nil {
 			s.log.Debug("cannot release a shard's Lease; trying again", "shard", i, "err", err)
 		}
-		return
+		return false
 	}
 	s.mu.Lock()
 	s.storeLocked(st, out, rec, time.Now())
@@ -578,6 +672,39 @@ func (s *Shards) free(ctx context.Context, i int) {
 	st.watchdog.Stop()
 	s.mu.Unlock()
 	s.log.Info("shard released", "shard", i, "lease", s.LeaseName(i))
+	return true
+}
+
+// freeOrphan writes free, with a compare-and-swap, shard i's Lease as
+// last read when it names this replica but this replica does not hold it.
+func (s *Shards) freeOrphan(ctx context.Context, i int) {
+	ctx, cancel := context.WithTimeout(ctx, s.callTimeout())
+	defer cancel()
+	s.mu.Lock()
+	st := s.shards[i]
+	if st.lease == nil || st.held || st.observed.holder != s.cfg.Identity {
+		s.mu.Unlock()
+		return
+	}
+	lease := st.lease.DeepCopy()
+	old := st.observed
+	s.mu.Unlock()
+	now := metav1.NowMicro()
+	rec := record{leaseDurationSeconds: 1, acquire: now, renew: now, transitions: old.transitions}
+	lease.Spec = rec.spec()
+	out, err := s.cfg.Client.Update(ctx, lease)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Debug("cannot release a Lease naming this replica; trying again", "shard", i, "err", err)
+		}
+		return
+	}
+	s.mu.Lock()
+	if !st.held {
+		s.storeLocked(st, out, rec, time.Now())
+	}
+	s.mu.Unlock()
+	s.log.Info("released a shard's Lease that named this replica though it did not hold it", "shard", i, "lease", s.LeaseName(i))
 }
 
 func (s *Shards) waitingKey() string {
@@ -590,6 +717,8 @@ func (s *Shards) waitingKey() string {
 // Lease while it waits (a new value each time, so that others see it
 // live), and removes it once it does not.
 func (s *Shards) announce(ctx context.Context, waiting bool) {
+	ctx, cancel := context.WithTimeout(ctx, s.callTimeout())
+	defer cancel()
 	key := s.waitingKey()
 	s.mu.Lock()
 	st := s.shards[0]
@@ -632,11 +761,12 @@ func (s *Shards) announce(ctx context.Context, waiting bool) {
 // Holds reports whether this replica holds shard i now (Hold without
 // holding it).
 func (s *Shards) Holds(i int) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if i < 0 || i >= len(s.shards) {
 		return false
 	}
+	s.awaitGain(i)
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	st := s.shards[i]
-	return st.held && !st.releasing && st.ctx.Err() == nil
+	return st.held && st.announced && !st.releasing && st.ctx.Err() == nil
 }

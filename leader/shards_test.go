@@ -70,7 +70,7 @@ func startShardReplica(t *testing.T, ns, name string) *shardReplica {
 		Client: r.client, Namespace: ns, Name: "sluice", Shards: testShards, Identity: NewIdentity(name, ""),
 		LeaseDuration: testLease, RenewDeadline: testRenew, RetryPeriod: testRetry,
 		OnGain: func(i int) {
-			ctx, done, ok := r.s.Hold(i)
+			ctx, done, ok := r.s.hold(i, true)
 			if !ok {
 				return
 			}

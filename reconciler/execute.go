@@ -30,6 +30,35 @@ type run struct {
 	out *renderer.Output
 	// step is the step applied in this reconcile.
 	step *specs.Step
+	// bg is what work left running after the reconcile (load webhooks)
+	// is bound to.
+	bg background
+}
+
+// background is the context of work a reconcile leaves running: the
+// worker's (work), ended also when the release's shard (shard, nil
+// without shards) is lost; never the reconcile's own context, which ends
+// as soon as the reconcile returns.
+type background struct {
+	work, shard context.Context
+}
+
+// context returns a context for one piece of background work, and a
+// func to call once it is done; ctx is used when no worker's context
+// was given.
+func (b background) context(ctx context.Context) (context.Context, func()) {
+	if b.work != nil {
+		ctx = b.work
+	}
+	if b.shard == nil {
+		return ctx, func() {}
+	}
+	bctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(b.shard, cancel)
+	return bctx, func() {
+		stop()
+		cancel()
+	}
 }
 
 // recordError is a failure to record a transition in Git: it is Git's, not

@@ -98,7 +98,12 @@ func (rc *run) startLoad(ctx context.Context, in Input, d Decision) {
 		if err != nil {
 			continue
 		}
-		rc.r.hooks.Go(ctx, hookTarget(h), body, func(res webhook.Result) { rc.logHook(in, step, h, res) })
+		// Not ctx: it ends when this reconcile returns.
+		bctx, done := rc.bg.context(ctx)
+		rc.r.hooks.Go(bctx, hookTarget(h), body, func(res webhook.Result) {
+			done()
+			rc.logHook(in, step, h, res)
+		})
 	}
 }
 

@@ -563,22 +563,26 @@ func (r *Reconciler) reconcile(ctx context.Context, id string) (time.Duration, e
 		if r.awaitingSync(id) {
 			return 0, nil // queued again after the sync
 		}
-		// Nothing is applied or committed once the shard is lost.
+		// Nothing is applied or committed once the shard is lost. Work
+		// left running after reconcile returns (load webhooks) is the
+		// worker's, ended when the shard is lost, not this reconcile's.
+		bg := background{work: ctx, shard: shardCtx}
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		defer context.AfterFunc(shardCtx, cancel)()
-		after, err := r.reconcileHeld(ctx, id, start)
+		after, err := r.reconcileHeld(ctx, id, start, bg)
 		if err != nil && shardCtx.Err() != nil {
 			r.log.Debug("reconcile stopped: shard lost", append(r.shardArgs(id), "release", id, "err", err)...)
 			return 0, nil
 		}
 		return after, err
 	}
-	return r.reconcileHeld(ctx, id, start)
+	return r.reconcileHeld(ctx, id, start, background{work: ctx})
 }
 
-// reconcileHeld is reconcile once the release's shard is held.
-func (r *Reconciler) reconcileHeld(ctx context.Context, id string, start time.Time) (time.Duration, error) {
+// reconcileHeld is reconcile once the release's shard is held; bg is what
+// work it leaves running is bound to.
+func (r *Reconciler) reconcileHeld(ctx context.Context, id string, start time.Time, bg background) (time.Duration, error) {
 	snap, err := r.refresh(ctx)
 	if err != nil {
 		r.cfg.Observer.Reconciled(id, time.Since(start), nil, err)
@@ -609,7 +613,7 @@ func (r *Reconciler) reconcileHeld(ctx context.Context, id string, start time.Ti
 		r.log.Warn("status file unreadable; starting from the spec", "release", id, "err", err)
 	}
 	// Records carry whole seconds: they are for people and for Git diffs.
-	rc := &run{r: r, snap: snap, e: e, st: st, now: r.cfg.Now().UTC().Truncate(time.Second), memo: r.memoFor(id)}
+	rc := &run{r: r, snap: snap, e: e, st: st, now: r.cfg.Now().UTC().Truncate(time.Second), memo: r.memoFor(id), bg: bg}
 	after, err := rc.reconcile(ctx)
 	rc.memo.failure = failureAfter(rc.memo.failure, err, rc.now)
 	if ctx.Err() == nil {

@@ -3,14 +3,21 @@ package reconciler
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"sluice.dev/sluice/cluster"
 	"sluice.dev/sluice/gitsync"
 	"sluice.dev/sluice/leader"
+	"sluice.dev/sluice/record"
+	"sluice.dev/sluice/specs"
+	"sluice.dev/sluice/webhook"
 )
 
 // fakeShards holds the shards a test says, each with a context that
@@ -263,3 +270,101 @@ spec:
     spec:
       containers: [{name: x, image: x}]
 `
+
+// TestShardLoadHooksOutliveReconcile: a load webhook is posted in the
+// background; with shards it must not end when the reconcile that
+// started it returns (its own context), only when the shard is lost.
+func TestShardLoadHooksOutliveReconcile(t *testing.T) {
+	tests := []struct {
+		name      string
+		shards    bool
+		loseShard bool
+		want      string
+	}{
+		{name: "no shards", want: "served"},
+		{name: "shard held", shards: true, want: "served"},
+		{name: "shard lost", shards: true, loseShard: true, want: "cancelled"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			arrived, release := make(chan struct{}, 1), make(chan struct{})
+			outcome := make(chan string, 4)
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+				// Read the body: only then does the server see the
+				// client go away.
+				_, _ = io.Copy(io.Discard, req.Body)
+				arrived <- struct{}{}
+				select {
+				case <-release:
+					w.WriteHeader(http.StatusOK)
+					outcome <- "served"
+				case <-req.Context().Done():
+					outcome <- "cancelled"
+				}
+			}))
+			defer srv.Close()
+			defer close(release)
+
+			worker, stopWorker := context.WithCancel(t.Context())
+			defer stopWorker()
+			sh := newFakeShards(1, 0)
+			bg := background{work: worker}
+			if tt.shards {
+				bg.shard, _, _ = sh.Hold(0)
+			}
+			hooks := webhook.New(webhook.Options{})
+			logs := &messageLog{}
+			rc := &run{r: &Reconciler{hooks: hooks, log: slog.New(logs)}, bg: bg}
+			now := time.Now().UTC().Truncate(time.Second)
+			in := Input{
+				Now: now, Release: "shop/a", Namespace: "shop", Name: "a",
+				Spec:   &specs.Release{},
+				Status: &record.Status{Phase: record.PhaseProgressing},
+				Plan: []specs.Step{{Name: "canary-10", Gates: specs.Gates{Webhooks: []specs.Webhook{
+					{Name: "load", Type: specs.WebhookLoad, URL: srv.URL, Retries: new(int)}}}}},
+			}
+			// The reconcile's own context, ended as the reconcile returns.
+			ctx, cancel := context.WithCancel(worker)
+			rc.startLoad(ctx, in, Decision{Memo: Memo{LastCheck: now}})
+			<-arrived
+			cancel()
+			if tt.loseShard {
+				sh.lose(0)
+			} else {
+				release <- struct{}{}
+			}
+			if got := <-outcome; got != tt.want {
+				t.Errorf("server: load webhook %s, want %s", got, tt.want)
+			}
+			hooks.Wait()
+			// What the poster saw: an answer, or its context's end.
+			if got, want := logs.messages(), map[bool]string{true: "webhook passed", false: "load webhook failed; the step goes on"}[tt.want == "served"]; !slices.Equal(got, []string{want}) {
+				t.Errorf("logged %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+// messageLog is a slog.Handler that keeps the messages logged.
+type messageLog struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (l *messageLog) Enabled(context.Context, slog.Level) bool { return true }
+
+func (l *messageLog) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.msgs = append(l.msgs, r.Message)
+	return nil
+}
+
+func (l *messageLog) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *messageLog) WithGroup(string) slog.Handler      { return l }
+
+func (l *messageLog) messages() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.msgs)
+}

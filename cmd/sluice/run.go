@@ -192,7 +192,7 @@ given on the command line wins.`,
 	f.IntVar(&fl.shards, "shards", 1, "split the releases into this many shards (FNV-1a of namespace/name mod shards), each a Lease <leader-election-id>-<i>; every replica reconciles the shards it holds, a fair share of them; 1: one leader reconciles every release (needs --leader-elect above 1)")
 	f.StringVar(&fl.leaseNamespace, "leader-election-namespace", podNamespace(), "namespace of the leader election Lease (default: the pod's namespace)")
 	f.StringVar(&fl.leaseID, "leader-election-id", "sluice", "name of the leader election Lease")
-	f.DurationVar(&fl.leaseDuration, "leader-election-lease-duration", leader.DefaultLeaseDuration, "how long standbys wait after the leader's last renewal before taking over")
+	f.DurationVar(&fl.leaseDuration, "leader-election-lease-duration", leader.DefaultLeaseDuration, "how long standbys wait after the leader's last renewal before taking over (and, with shards, others after a shard's last renewal); whole seconds, at least the renew deadline + 1s: any other value is refused")
 	f.DurationVar(&fl.renewDeadline, "leader-election-renew-deadline", leader.DefaultRenewDeadline, "how long the leader tries to renew the Lease before it stops leading")
 	f.DurationVar(&fl.retryPeriod, "leader-election-retry-period", leader.DefaultRetryPeriod, "how often replicas try to acquire or renew the Lease")
 	f.StringVar(&fl.advertise, "advertise-address", "", "host:port where other replicas reach this one's POST /sync, to pass on syncs to the leader (default: $POD_IP and the --listen port)")
