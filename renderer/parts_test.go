@@ -52,11 +52,7 @@ func releaseSteps(t testing.TB, rel *specs.Release) []specs.Step {
 // the steps after the first of each composition from the versions' parts,
 // and compares every render with a fresh Renderer's (a full build).
 func TestComposedStepsAreFullBuilds(t *testing.T) {
-	for _, tc := range []struct{ name, repo, file string }{
-		{"catalog", exampleRepo, "releases/catalog.yaml"},
-		{"catalog-gateway-api", gatewayAPIRepo, "releases/catalog.yaml"},
-		{"autoscaled", autoscaledRepo, "releases/shop.yaml"},
-	} {
+	for _, tc := range testReleases() {
 		t.Run(tc.name, func(t *testing.T) {
 			rel, root := loadRelease(t, tc.repo, tc.file)
 			rd := New()

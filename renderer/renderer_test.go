@@ -45,16 +45,26 @@ func loadRelease(t testing.TB, repo, file string) (*specs.Release, *os.Root) {
 	return rels[0], root
 }
 
+// testRelease is a release the renderer's tests render: its name, its
+// repository and its spec file there.
+type testRelease struct{ name, repo, file string }
+
+// testReleases are examples/catalog, its Gateway API variant, and a source
+// with a HorizontalPodAutoscaler and generated ConfigMaps and Secrets.
+func testReleases() []testRelease {
+	return []testRelease{
+		{"catalog", exampleRepo, "releases/catalog.yaml"},
+		{"catalog-gateway-api", gatewayAPIRepo, "releases/catalog.yaml"},
+		{"autoscaled", autoscaledRepo, "releases/shop.yaml"},
+	}
+}
+
 // TestGolden renders every step of each test release and compares it with
 // testdata/<release>/<step>.yaml (go test ./renderer -update rewrites
 // them): examples/catalog, its Gateway API variant, and a source with a HorizontalPodAutoscaler and
 // generated ConfigMaps and Secrets.
 func TestGolden(t *testing.T) {
-	for _, tc := range []struct{ name, repo, file string }{
-		{"catalog", exampleRepo, "releases/catalog.yaml"},
-		{"catalog-gateway-api", gatewayAPIRepo, "releases/catalog.yaml"},
-		{"autoscaled", autoscaledRepo, "releases/shop.yaml"},
-	} {
+	for _, tc := range testReleases() {
 		t.Run(tc.name, func(t *testing.T) {
 			rel, root := loadRelease(t, tc.repo, tc.file)
 			steps, err := specs.Plan(rel)

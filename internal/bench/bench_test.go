@@ -83,6 +83,18 @@ func TestGenerate(t *testing.T) {
 	}
 }
 
+// buildSluice builds the sluice binary into a new temporary directory and
+// returns both.
+func buildSluice(t *testing.T) (dir, bin string) {
+	t.Helper()
+	dir = t.TempDir()
+	bin = filepath.Join(dir, "sluice")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/sluice").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return dir, bin
+}
+
 // TestRunSmall runs the whole harness on a few releases: the real sluice
 // binary against a fresh test cluster. It checks the harness measures
 // what it claims and that Sluice's no-change pass writes nothing.
@@ -90,11 +102,7 @@ func TestRunSmall(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a test cluster and builds sluice")
 	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "sluice")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/sluice").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	dir, bin := buildSluice(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 	const n = 20
@@ -140,11 +148,7 @@ func TestRunShared(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a test cluster and builds sluice")
 	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "sluice")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/sluice").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	dir, bin := buildSluice(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 	const n = 12
