@@ -3,7 +3,6 @@ package cluster
 import (
 	"fmt"
 	"maps"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -55,23 +54,13 @@ func describeRoutes(vs *unstructured.Unstructured) []string {
 // the renderer produces them, and reads back what the mesh would route.
 func TestCatalogSteps(t *testing.T) {
 	env := testEnv.Env(t)
-	rels, err := specs.LoadFile("../examples/catalog/releases/catalog.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rel := rels[0]
 	// A namespace of its own keeps the test independent of others.
 	ns := newNamespace(t)
-	rel.Metadata.Namespace = ns
+	rel, root := exampleRelease(t, "catalog", ns)
 	steps, err := specs.Plan(rel)
 	if err != nil {
 		t.Fatal(err)
 	}
-	root, err := os.OpenRoot("../examples/catalog")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { root.Close() })
 
 	a, counter := newApplier(t)
 	ctx := testContext(t)

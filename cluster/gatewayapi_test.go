@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -73,24 +72,14 @@ var httpRoutes = httpRouteResource
 // plan. The ingress route also keeps what the source's HTTPRoute sets.
 func TestGatewayAPISteps(t *testing.T) {
 	env := testEnv.Env(t)
-	rels, err := specs.LoadFile("../examples/catalog-gateway-api/releases/catalog.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rel := rels[0]
 	ns := newNamespace(t)
-	rel.Metadata.Namespace = ns
+	rel, root := exampleRelease(t, "catalog-gateway-api", ns)
 	// A mirror stage too, so the mirror filter is exercised with a person's.
 	rel.Spec.Stages = slices.Insert(rel.Spec.Stages, 2, specs.Stage{Name: "shadow", Mirror: &specs.MirrorStage{Percent: 12.5}})
 	steps, err := specs.Plan(rel)
 	if err != nil {
 		t.Fatal(err)
 	}
-	root, err := os.OpenRoot("../examples/catalog-gateway-api")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { root.Close() })
 	a, _ := newApplier(t)
 	ctx := testContext(t)
 	dyn := dynamic.NewForConfigOrDie(env.RESTConfig())
@@ -189,18 +178,8 @@ func TestGatewayAPISteps(t *testing.T) {
 // status subresource of the real API server.
 func TestRoutesReady(t *testing.T) {
 	env := testEnv.Env(t)
-	rels, err := specs.LoadFile("../examples/catalog-gateway-api/releases/catalog.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rel := rels[0]
 	ns := newNamespace(t)
-	rel.Metadata.Namespace = ns
-	root, err := os.OpenRoot("../examples/catalog-gateway-api")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { root.Close() })
+	rel, root := exampleRelease(t, "catalog-gateway-api", ns)
 	a, _ := newApplier(t)
 	ctx := testContext(t)
 	dyn := dynamic.NewForConfigOrDie(env.RESTConfig())
@@ -279,17 +258,7 @@ func TestRoutesReady(t *testing.T) {
 // examples/catalog-gateway-api in ns with a and reads the routes' status.
 func applyGatewayAPIRelease(ctx context.Context, t *testing.T, a *Applier, ns string) {
 	t.Helper()
-	rels, err := specs.LoadFile("../examples/catalog-gateway-api/releases/catalog.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rel := rels[0]
-	rel.Metadata.Namespace = ns
-	root, err := os.OpenRoot("../examples/catalog-gateway-api")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer root.Close()
+	rel, root := exampleRelease(t, "catalog-gateway-api", ns)
 	steps, err := specs.Plan(rel)
 	if err != nil {
 		t.Fatal(err)
@@ -313,18 +282,8 @@ func applyGatewayAPIRelease(ctx context.Context, t *testing.T, a *Applier, ns st
 // VirtualServices and DestinationRule are pruned; and back again.
 func TestSwitchToGatewayAPI(t *testing.T) {
 	env := testEnv.Env(t)
-	rels, err := specs.LoadFile("../examples/catalog/releases/catalog.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rel := rels[0]
 	ns := newNamespace(t)
-	rel.Metadata.Namespace = ns
-	root, err := os.OpenRoot("../examples/catalog")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { root.Close() })
+	rel, root := exampleRelease(t, "catalog", ns)
 	a, _ := newApplier(t)
 	ctx := testContext(t)
 	dyn := dynamic.NewForConfigOrDie(env.RESTConfig())

@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"sluice.dev/sluice/internal/testenv"
+	"sluice.dev/sluice/specs"
 )
 
 // testEnv is the real API server the cluster tests run against, started by
@@ -42,6 +43,25 @@ func newNamespace(t testing.TB) string {
 		_ = kube.CoreV1().Namespaces().Delete(context.Background(), name, metav1.DeleteOptions{})
 	})
 	return name
+}
+
+// exampleRelease loads the release of examples/<example> into namespace
+// ns and opens the example's directory, closed when the test ends.
+func exampleRelease(t testing.TB, example, ns string) (*specs.Release, *os.Root) {
+	t.Helper()
+	dir := "../examples/" + example
+	rels, err := specs.LoadFile(dir + "/releases/catalog.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel := rels[0]
+	rel.Metadata.Namespace = ns
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { root.Close() })
+	return rel, root
 }
 
 func sanitize(s string) string {
