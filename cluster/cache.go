@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -137,13 +136,28 @@ func (a *Applier) changedUpdate(old, cur any) {
 
 // specChanged tells whether an update may have changed what Sluice
 // applied: the generation moved (the API server bumps it on every spec
-// change of a kind that has one), or the labels or annotations did, or
-// the kind keeps no generation (a Service, a ConfigMap).
+// change of a kind that has one), or a label or annotation the object had
+// was changed or removed, or the kind keeps no generation (a Service, a
+// ConfigMap). A label or annotation added is not: what Sluice applies is
+// there from its first write, so an addition is someone else's field. The
+// Deployment controller adds deployment.kubernetes.io/revision to every
+// new Deployment, and counting that made every release render and compare
+// in full once after its creation.
 func specChanged(old, cur *unstructured.Unstructured) bool {
 	if cur.GetGeneration() == 0 || old.GetGeneration() != cur.GetGeneration() {
 		return true
 	}
-	return !maps.Equal(old.GetLabels(), cur.GetLabels()) || !maps.Equal(old.GetAnnotations(), cur.GetAnnotations())
+	return !keptAll(old.GetLabels(), cur.GetLabels()) || !keptAll(old.GetAnnotations(), cur.GetAnnotations())
+}
+
+// keptAll tells whether cur holds every key of old with the same value.
+func keptAll(old, cur map[string]string) bool {
+	for k, v := range old {
+		if w, ok := cur[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
 }
 
 // objects returns the cached objects of one kind that carry every owner
