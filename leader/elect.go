@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -88,6 +89,10 @@ type elector struct {
 	observedAt  time.Time
 	observedRaw []byte
 	reported    string
+	// part tells sharded replicas' Leases (partition.go); blocked is what
+	// it last reported, for the log. Only the campaign uses them.
+	part    *partition
+	blocked string
 }
 
 // run campaigns until ctx ends; once it leads, it renews the Lease until
@@ -108,8 +113,19 @@ func (e *elector) acquire(ctx context.Context) bool {
 	defer cancel()
 	succeeded := false
 	wait.JitterUntilWithContext(ctx, func(ctx context.Context) {
+		// Sharded replicas (Name-0, ...) split the releases otherwise: take
+		// the Lease only while none holds one, and lead only if none took
+		// one meanwhile (partition.go).
+		if !e.partitionClear(ctx) {
+			return
+		}
 		succeeded = e.tryAcquireOrRenew(ctx)
 		e.maybeReportTransition()
+		if succeeded && !e.partitionClear(ctx) {
+			e.log.Warn("letting the Lease just taken go: a sharded replica took a shard's Lease meanwhile")
+			e.release()
+			succeeded = false
+		}
 		if succeeded {
 			e.log.Debug("acquired the Lease")
 			cancel()
@@ -136,6 +152,27 @@ func (e *elector) renew(ctx context.Context) {
 		cancel()
 	}, e.cfg.RetryPeriod)
 	e.release()
+}
+
+// partitionClear reports whether no sharded replica holds a live
+// shard's Lease; an error listing them counts as not clear.
+func (e *elector) partitionClear(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.RetryPeriod)
+	defer cancel()
+	found, err := e.part.conflicts(ctx, e.cfg.Client, e.cfg.Namespace)
+	why := strings.Join(found, "; ")
+	if err != nil {
+		why = err.Error()
+	}
+	if why != e.blocked {
+		e.blocked = why
+		if why != "" {
+			e.log.Error("not leading: a sharded replica holds a Lease (all replicas must run with the same --shards; change it by scaling to 0 or with a Recreate rollout)", "conflicts", why)
+		} else {
+			e.log.Info("no sharded replica holds a Lease any more")
+		}
+	}
+	return why == ""
 }
 
 // tryAcquireOrRenew takes the Lease when it is free or expired, or renews

@@ -128,8 +128,9 @@ func Run(ctx context.Context, cfg Config, lead func(context.Context) error) erro
 		lost     bool
 	)
 	el := &elector{
-		cfg: cfg,
-		log: log,
+		cfg:  cfg,
+		log:  log,
+		part: newPartition(cfg.Name, 1, cfg.Identity),
 		cb: callbacks{
 			started: func(context.Context) {
 				mu.Lock()

@@ -21,6 +21,8 @@ type Leases interface {
 	// fails with a Conflict when the Lease changed since it was read.
 	Create(ctx context.Context, lease *coordinationv1.Lease) (*coordinationv1.Lease, error)
 	Update(ctx context.Context, lease *coordinationv1.Lease) (*coordinationv1.Lease, error)
+	// List returns every Lease in namespace.
+	List(ctx context.Context, namespace string) ([]coordinationv1.Lease, error)
 }
 
 // NewLeases returns Leases over a dynamic client. (client-go's typed
@@ -63,6 +65,22 @@ func (l dynamicLeases) Update(ctx context.Context, lease *coordinationv1.Lease) 
 		return nil, err
 	}
 	return toLease(out)
+}
+
+func (l dynamicLeases) List(ctx context.Context, namespace string) ([]coordinationv1.Lease, error) {
+	list, err := l.leases(namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]coordinationv1.Lease, 0, len(list.Items))
+	for i := range list.Items {
+		lease, err := toLease(&list.Items[i])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *lease)
+	}
+	return out, nil
 }
 
 func toLease(u *unstructured.Unstructured) (*coordinationv1.Lease, error) {

@@ -2,6 +2,8 @@ package leader
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -51,6 +53,19 @@ func (s *memLeases) Get(ctx context.Context, _, name string) (*coordinationv1.Le
 		return nil, apierrors.NewNotFound(coordinationv1.Resource("leases"), name)
 	}
 	return l.DeepCopy(), nil
+}
+
+func (s *memLeases) List(ctx context.Context, _ string) ([]coordinationv1.Lease, error) {
+	if err := delay(ctx, time.Duration(s.getDelay.Load())); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]coordinationv1.Lease, 0, len(s.m))
+	for _, name := range slices.Sorted(maps.Keys(s.m)) {
+		out = append(out, *s.m[name].DeepCopy())
+	}
+	return out, nil
 }
 
 func (s *memLeases) Create(ctx context.Context, l *coordinationv1.Lease) (*coordinationv1.Lease, error) {

@@ -87,6 +87,10 @@ type Shards struct {
 	// waiters are others' waiting annotations as last seen, with when
 	// their value last changed.
 	waiters map[string]observed
+	// part tells Leases held under another shard count (partition.go);
+	// only the tick uses it. blocked is what it last reported, for the log.
+	part    *partition
+	blocked string
 }
 
 type observed struct {
@@ -129,7 +133,8 @@ func NewShards(cfg ShardsConfig) (*Shards, error) {
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(cfg.Identity))
 	s := &Shards{cfg: cfg, start: int(h.Sum32() % uint32(cfg.Shards)), waiters: map[string]observed{},
-		log: cfg.Log.With("leases", cfg.Namespace+"/"+cfg.Name+"-*", "identity", cfg.Identity)}
+		part: newPartition(cfg.Name, cfg.Shards, cfg.Identity),
+		log:  cfg.Log.With("leases", cfg.Namespace+"/"+cfg.Name+"-*", "identity", cfg.Identity)}
 	for range cfg.Shards {
 		s.shards = append(s.shards, &shardState{})
 	}
@@ -256,7 +261,9 @@ func (s *Shards) Run(ctx context.Context) error {
 }
 
 // tick reads every shard's Lease, renews those held, and gives up or
-// takes shards towards this replica's fair share.
+// takes shards towards this replica's fair share. It takes none while a
+// replica with another shard count holds a Lease, and acts on those it
+// took only once a second look finds none (partition.go).
 func (s *Shards) tick(ctx context.Context, base context.Context) {
 	s.settle(ctx)
 	if ctx.Err() != nil {
@@ -267,8 +274,24 @@ func (s *Shards) tick(ctx context.Context, base context.Context) {
 	for _, i := range release {
 		s.giveUp(i, fmt.Sprintf("above this replica's fair share of %d", v.target(s.cfg.Identity)))
 	}
+	if len(acquire) > 0 && !s.partitionClear(ctx) {
+		acquire, waiting = nil, false
+	}
+	var taken []gainInProgress
 	for _, i := range acquire {
-		s.acquire(ctx, base, i)
+		if g, ok := s.take(ctx, base, i); ok {
+			taken = append(taken, g)
+		}
+	}
+	if len(taken) > 0 {
+		clear := s.partitionClear(ctx)
+		for _, g := range taken {
+			if clear {
+				s.gain(g)
+			} else {
+				s.abandon(ctx, g)
+			}
+		}
 	}
 	// A Lease naming this replica that it does not hold (a renewal that
 	// landed after the renew deadline, an Update that succeeded while
@@ -280,6 +303,27 @@ func (s *Shards) tick(ctx context.Context, base context.Context) {
 		}
 	}
 	s.announce(ctx, waiting)
+}
+
+// partitionClear reports whether no replica with another shard count
+// holds a live Lease; an error listing them counts as not clear.
+func (s *Shards) partitionClear(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, s.callTimeout())
+	defer cancel()
+	found, err := s.part.conflicts(ctx, s.cfg.Client, s.cfg.Namespace)
+	why := strings.Join(found, "; ")
+	if err != nil {
+		why = err.Error()
+	}
+	if why != s.blocked {
+		s.blocked = why
+		if why != "" {
+			s.log.Error("taking no shard: a replica with another shard count holds a Lease (all replicas must run with the same --shards; change it by scaling to 0 or with a Recreate rollout)", "shards", s.cfg.Shards, "conflicts", why)
+		} else {
+			s.log.Info("no replica with another shard count holds a Lease any more")
+		}
+	}
+	return why == ""
 }
 
 // settle reads every shard's Lease, renews those this replica holds, and
@@ -467,6 +511,7 @@ func (s *Shards) renew(ctx context.Context, i int) {
 	rec.holder, rec.renew = s.cfg.Identity, now
 	rec.leaseDurationSeconds = int32(s.cfg.LeaseDuration / time.Second)
 	lease.Spec = rec.spec()
+	s.markCount(lease)
 	out, err := s.cfg.Client.Update(ctx, lease)
 	if apierrors.IsConflict(err) {
 		// A waiting replica's annotation, most likely: read the Lease
@@ -483,6 +528,7 @@ func (s *Shards) renew(ctx context.Context, i int) {
 				return
 			}
 			cur.Spec = rec.spec()
+			s.markCount(cur)
 			out, err = s.cfg.Client.Update(ctx, cur)
 		}
 	}
@@ -524,9 +570,16 @@ func (s *Shards) storeLocked(st *shardState, out *coordinationv1.Lease, rec reco
 	st.observedRaw, _ = json.Marshal(out.Spec)
 }
 
-// acquire takes shard i, free as last read, with a compare-and-swap on
-// its Lease (or by creating it).
-func (s *Shards) acquire(ctx context.Context, base context.Context, i int) {
+// gainInProgress is a shard taken whose gain is not announced yet.
+type gainInProgress struct {
+	shard, gen int
+	gaining    chan struct{}
+}
+
+// take takes shard i, free as last read, with a compare-and-swap on its
+// Lease (or by creating it). The shard is held but not announced: Hold
+// and Holds wait until gain or abandon.
+func (s *Shards) take(ctx context.Context, base context.Context, i int) (gainInProgress, bool) {
 	ctx, cancel := context.WithTimeout(ctx, s.callTimeout())
 	defer cancel()
 	s.mu.Lock()
@@ -547,12 +600,12 @@ func (s *Shards) acquire(ctx context.Context, base context.Context, i int) {
 	var out *coordinationv1.Lease
 	var err error
 	if lease == nil {
-		out, err = s.cfg.Client.Create(ctx, &coordinationv1.Lease{
-			ObjectMeta: metav1.ObjectMeta{Namespace: s.cfg.Namespace, Name: s.LeaseName(i)},
-			Spec:       rec.spec(),
-		})
+		lease = &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: s.cfg.Namespace, Name: s.LeaseName(i)}, Spec: rec.spec()}
+		s.markCount(lease)
+		out, err = s.cfg.Client.Create(ctx, lease)
 	} else {
 		lease.Spec = rec.spec()
+		s.markCount(lease)
 		out, err = s.cfg.Client.Update(ctx, lease)
 	}
 	if err != nil {
@@ -560,9 +613,10 @@ func (s *Shards) acquire(ctx context.Context, base context.Context, i int) {
 		if ctx.Err() == nil {
 			s.log.Debug("cannot take a shard", "shard", i, "err", err)
 		}
-		return
+		return gainInProgress{}, false
 	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.storeLocked(st, out, rec, start)
 	st.gen++
 	gen := st.gen
@@ -580,22 +634,53 @@ func (s *Shards) acquire(ctx context.Context, base context.Context, i int) {
 			s.loseLocked(i, "could not renew its Lease within the renew deadline")
 		}
 	})
-	s.mu.Unlock()
 	s.log.Info("shard gained", "shard", i, "lease", s.LeaseName(i), "previous_holder", old.holder)
+	return gainInProgress{shard: i, gen: gen, gaining: gaining}, true
+}
+
+// gain tells OnGain of a shard taken, and only then lets Hold hold it: a
+// caller must not act on the shard before OnGain has marked what it needs to.
+func (s *Shards) gain(g gainInProgress) {
 	if s.cfg.OnGain != nil {
-		s.cfg.OnGain(i)
+		s.cfg.OnGain(g.shard)
 	}
-	// Only now may Hold hold it: a caller must not act on the shard before
-	// OnGain has marked what it needs to.
 	s.mu.Lock()
-	if st.gen == gen {
+	st := s.shards[g.shard]
+	if st.gen == g.gen {
 		st.announced = true
 	}
-	if st.gaining == gaining {
+	if st.gaining == g.gaining {
 		st.gaining = nil
 	}
 	s.mu.Unlock()
-	close(gaining)
+	close(g.gaining)
+}
+
+// abandon lets go of a shard taken, never acted on, and writes its Lease
+// free: a replica with another shard count took a Lease meanwhile.
+func (s *Shards) abandon(ctx context.Context, g gainInProgress) {
+	s.mu.Lock()
+	st := s.shards[g.shard]
+	if st.gen == g.gen && st.held {
+		st.held, st.releasing = false, false
+		st.cancel()
+		st.watchdog.Stop()
+	}
+	if st.gaining == g.gaining {
+		st.gaining = nil
+	}
+	s.mu.Unlock()
+	close(g.gaining)
+	s.log.Warn("letting a shard just taken go: a replica with another shard count took a Lease meanwhile", "shard", g.shard, "lease", s.LeaseName(g.shard))
+	s.freeOrphan(ctx, g.shard)
+}
+
+// markCount writes this replica's shard count on a Lease it writes.
+func (s *Shards) markCount(lease *coordinationv1.Lease) {
+	if lease.Annotations == nil {
+		lease.Annotations = map[string]string{}
+	}
+	lease.Annotations[countAnnotation] = strconv.Itoa(s.cfg.Shards)
 }
 
 // loseLocked stops holding shard i at once: it was not renewed in time or
