@@ -422,7 +422,7 @@ func runController(ctx context.Context, stderr io.Writer, fl *runFlags) error {
 			WebhookSecretFile: fl.webhookSecretFile, Log: log.With("component", "http"),
 		}
 		if fl.leaderElect {
-			opts.Relay = leaders.relay(log)
+			opts.Relay = coalesce(ctx, leaders.relay(log))
 		}
 		if fl.dashboard {
 			if opts.Dashboard, err = newDashboard(repo, statusDir, ev, fl.dash.commitURL, fl.forge, fl.forgeURL, fl.forgeRepo, fl.git.url, log.With("component", "dashboard")); err != nil {
@@ -563,6 +563,30 @@ func (t *leaderTracker) relay(log *slog.Logger) func(context.Context) {
 			})
 		}
 		wg.Wait()
+	}
+}
+
+// coalesce runs fn in one goroutine, once for any number of calls of the
+// function it returns made while fn runs or waits to: a burst of webhook
+// deliveries passes the sync on once or twice, not once a delivery. The
+// returned function never blocks; fn gets ctx.
+func coalesce(ctx context.Context, fn func(context.Context)) func(context.Context) {
+	kick := make(chan struct{}, 1)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-kick:
+				fn(ctx)
+			}
+		}
+	}()
+	return func(context.Context) {
+		select {
+		case kick <- struct{}{}:
+		default:
+		}
 	}
 }
 
