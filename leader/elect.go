@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -89,10 +88,9 @@ type elector struct {
 	observedAt  time.Time
 	observedRaw []byte
 	reported    string
-	// part tells sharded replicas' Leases (partition.go); blocked is what
-	// it last reported, for the log. Only the campaign uses them.
-	part    *partition
-	blocked string
+	// part tells sharded replicas' Leases (partition.go); only the
+	// campaign uses it.
+	part *partition
 }
 
 // run campaigns until ctx ends; once it leads, it renews the Lease until
@@ -155,24 +153,9 @@ func (e *elector) renew(ctx context.Context) {
 }
 
 // partitionClear reports whether no sharded replica holds a live
-// shard's Lease; an error listing them counts as not clear.
+// shard's Lease.
 func (e *elector) partitionClear(ctx context.Context) bool {
-	ctx, cancel := context.WithTimeout(ctx, e.cfg.RetryPeriod)
-	defer cancel()
-	found, err := e.part.conflicts(ctx, e.cfg.Client, e.cfg.Namespace)
-	why := strings.Join(found, "; ")
-	if err != nil {
-		why = err.Error()
-	}
-	if why != e.blocked {
-		e.blocked = why
-		if why != "" {
-			e.log.Error("not leading: a sharded replica holds a Lease (all replicas must run with the same --shards; change it by scaling to 0 or with a Recreate rollout)", "conflicts", why)
-		} else {
-			e.log.Info("no sharded replica holds a Lease any more")
-		}
-	}
-	return why == ""
+	return e.part.clear(ctx, e.cfg.Client, e.cfg.Namespace, e.cfg.RetryPeriod)
 }
 
 // tryAcquireOrRenew takes the Lease when it is free or expired, or renews

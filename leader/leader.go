@@ -130,7 +130,7 @@ func Run(ctx context.Context, cfg Config, lead func(context.Context) error) erro
 	el := &elector{
 		cfg:  cfg,
 		log:  log,
-		part: newPartition(cfg.Name, 1, cfg.Identity),
+		part: newPartition(cfg.Name, 1, cfg.Identity, log, "not leading: a sharded replica holds a Lease"),
 		cb: callbacks{
 			started: func(context.Context) {
 				mu.Lock()

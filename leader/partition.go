@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
@@ -39,6 +40,12 @@ type partition struct {
 	// seen is when each Lease's record last changed, as this replica saw
 	// it: as everywhere here, a Lease is live until its duration after that.
 	seen map[string]sighting
+	// blocked is what clear last found in the way, so that the log says
+	// each change once.
+	blocked string
+	log     *slog.Logger
+	// waitMsg is logged when another count blocks this replica.
+	waitMsg string
 }
 
 type sighting struct {
@@ -46,8 +53,30 @@ type sighting struct {
 	at  time.Time
 }
 
-func newPartition(name string, count int, identity string) *partition {
-	return &partition{name: name, count: count, identity: identity, seen: map[string]sighting{}}
+func newPartition(name string, count int, identity string, log *slog.Logger, waitMsg string) *partition {
+	return &partition{name: name, count: count, identity: identity, seen: map[string]sighting{}, log: log, waitMsg: waitMsg}
+}
+
+// clear lists the Leases and reports whether no replica with another
+// count holds a live one; an error listing them counts as not clear. The
+// log says when that changes.
+func (p *partition) clear(ctx context.Context, client Leases, namespace string, timeout time.Duration) bool {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	found, err := p.conflicts(ctx, client, namespace)
+	why := strings.Join(found, "; ")
+	if err != nil {
+		why = err.Error()
+	}
+	if why != p.blocked {
+		p.blocked = why
+		if why != "" {
+			p.log.Error(p.waitMsg+" (all replicas must run with the same --shards; change it by scaling to 0 or with a Recreate rollout)", "shards", p.count, "conflicts", why)
+		} else {
+			p.log.Info("no replica with another shard count holds a Lease any more")
+		}
+	}
+	return why == ""
 }
 
 // conflicts lists the namespace's Leases and returns those held, and not

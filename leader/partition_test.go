@@ -2,6 +2,7 @@ package leader
 
 import (
 	"context"
+	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
@@ -57,7 +58,7 @@ func TestPartitionConflicts(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := newPartition("s", tt.count, "me")
+			p := newPartition("s", tt.count, "me", slog.New(slog.DiscardHandler), "")
 			var leases []coordinationv1.Lease
 			for _, l := range tt.leases {
 				leases = append(leases, *l)
@@ -158,8 +159,8 @@ func TestShardsTakenDuringRaceLetGo(t *testing.T) {
 			t.Errorf("Lease s-%d names %q, want it written free", i, h)
 		}
 	}
-	if !strings.Contains(s.blocked, "s-5 held by X") {
-		t.Errorf("blocked = %q, want it to name s-5", s.blocked)
+	if !strings.Contains(s.part.blocked, "s-5 held by X") {
+		t.Errorf("blocked = %q, want it to name s-5", s.part.blocked)
 	}
 }
 

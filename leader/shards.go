@@ -88,9 +88,8 @@ type Shards struct {
 	// their value last changed.
 	waiters map[string]observed
 	// part tells Leases held under another shard count (partition.go);
-	// only the tick uses it. blocked is what it last reported, for the log.
-	part    *partition
-	blocked string
+	// only the tick uses it.
+	part *partition
 }
 
 type observed struct {
@@ -133,8 +132,8 @@ func NewShards(cfg ShardsConfig) (*Shards, error) {
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(cfg.Identity))
 	s := &Shards{cfg: cfg, start: int(h.Sum32() % uint32(cfg.Shards)), waiters: map[string]observed{},
-		part: newPartition(cfg.Name, cfg.Shards, cfg.Identity),
-		log:  cfg.Log.With("leases", cfg.Namespace+"/"+cfg.Name+"-*", "identity", cfg.Identity)}
+		log: cfg.Log.With("leases", cfg.Namespace+"/"+cfg.Name+"-*", "identity", cfg.Identity)}
+	s.part = newPartition(cfg.Name, cfg.Shards, cfg.Identity, s.log, "taking no shard: a replica with another shard count holds a Lease")
 	for range cfg.Shards {
 		s.shards = append(s.shards, &shardState{})
 	}
@@ -306,24 +305,9 @@ func (s *Shards) tick(ctx context.Context, base context.Context) {
 }
 
 // partitionClear reports whether no replica with another shard count
-// holds a live Lease; an error listing them counts as not clear.
+// holds a live Lease.
 func (s *Shards) partitionClear(ctx context.Context) bool {
-	ctx, cancel := context.WithTimeout(ctx, s.callTimeout())
-	defer cancel()
-	found, err := s.part.conflicts(ctx, s.cfg.Client, s.cfg.Namespace)
-	why := strings.Join(found, "; ")
-	if err != nil {
-		why = err.Error()
-	}
-	if why != s.blocked {
-		s.blocked = why
-		if why != "" {
-			s.log.Error("taking no shard: a replica with another shard count holds a Lease (all replicas must run with the same --shards; change it by scaling to 0 or with a Recreate rollout)", "shards", s.cfg.Shards, "conflicts", why)
-		} else {
-			s.log.Info("no replica with another shard count holds a Lease any more")
-		}
-	}
-	return why == ""
+	return s.part.clear(ctx, s.cfg.Client, s.cfg.Namespace, s.callTimeout())
 }
 
 // settle reads every shard's Lease, renews those this replica holds, and
