@@ -63,6 +63,7 @@ func run() error {
 		timing     = flag.Bool("release-timing", false, "instead of the scale runs, time one good and one bad release of examples/catalog (interval 10s, threshold 2, 10% to 50%, 50 requests/s, no dark launch)")
 		example    = flag.String("example", "examples/catalog", "the catalog example, for -release-timing")
 		coldLimit  = flag.Duration("cold-timeout", 0, "give up on a cold start after this long (0: 2 minutes plus 100 ms per release; more on a loaded machine)")
+		gitInMem   = flag.Bool("git-in-memory", false, "keep each sluice's clone in memory instead of on disk (--git-cache-dir) as deploy/ does")
 		extraEnv   = flag.String("sluice-env", "", "space-separated KEY=VALUE added to sluice's environment only, e.g. GOMEMLIMIT=440MiB as deploy/ sets it")
 		flagger    = flag.String("flagger", "", "with -release-timing: time the same releases run by this flagger binary instead of sluice (needs -flagger-crd)")
 		flaggerCRD = flag.String("flagger-crd", "", "Flagger's CRDs, artifacts/flagger/crd.yaml of the flagger binary's release, for -flagger")
@@ -138,6 +139,7 @@ func run() error {
 			Passes:      *passes,
 			SluiceArgs:  strings.Fields(*extra),
 			SluiceEnv:   strings.Fields(*extraEnv),
+			GitInMemory: *gitInMem,
 			ColdTimeout: *coldLimit,
 
 			SluiceReplicas:  *replicas,

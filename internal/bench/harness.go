@@ -44,6 +44,9 @@ type Config struct {
 	// SluiceEnv (KEY=VALUE) is added to sluice's environment only, so that
 	// GOMEMLIMIT, say, does not reach the test cluster's components.
 	SluiceEnv []string
+	// GitInMemory keeps each sluice's clone in memory; by default it is on
+	// disk under Dir (--git-cache-dir), as deploy/ runs sluice.
+	GitInMemory bool
 	// Passes is how many no-change passes and changed releases are
 	// measured; default 3 each.
 	Passes int
@@ -163,7 +166,7 @@ func (h *harness) run(ctx context.Context) (*Result, error) {
 	res := &Result{
 		Releases: h.cfg.Releases, Namespaces: h.cfg.Namespaces, Replicas: h.cfg.Replicas,
 		Workers: h.cfg.Workers, Machine: ReadMachine(), Date: time.Now().UTC().Format(time.DateOnly),
-		SluiceEnv: h.cfg.SluiceEnv, LoadStart: LoadAvg(),
+		SluiceEnv: h.cfg.SluiceEnv, GitInMemory: h.cfg.GitInMemory, LoadStart: LoadAvg(),
 	}
 	// Count every release's VirtualService as it appears: Sluice applies
 	// it last, after the status commit and the rest of the step.

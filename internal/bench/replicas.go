@@ -113,6 +113,10 @@ func (h *harness) startReplica(i int) (*replica, error) {
 		args = append(args, "--leader-elect=false")
 	}
 	args = append(args, "--git-author-name", "Sluice", "--git-author-email", "sluice@example.com")
+	if !h.cfg.GitInMemory {
+		// As deploy/ runs it: the clone on disk, not in the heap.
+		args = append(args, "--git-cache-dir", filepath.Join(h.cfg.Dir, r.name+"-git"))
+	}
 	if h.cfg.Workers > 0 {
 		args = append(args, "--workers", strconv.Itoa(h.cfg.Workers))
 	}

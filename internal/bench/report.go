@@ -89,8 +89,11 @@ type Result struct {
 	// at the start and the end of the run: other work on the same CPUs
 	// moves the times.
 	SluiceEnv []string `json:"sluice_env,omitempty"`
-	LoadStart string   `json:"load_start,omitempty"`
-	LoadEnd   string   `json:"load_end,omitempty"`
+	// GitInMemory: sluice kept its clone in memory, not on disk as
+	// deploy/ does (runs before 2026-11-26 all did).
+	GitInMemory bool   `json:"git_in_memory,omitempty"`
+	LoadStart   string `json:"load_start,omitempty"`
+	LoadEnd     string `json:"load_end,omitempty"`
 
 	// Cold is from sluice's start until every release's first step was
 	// applied; its CPU time counts from the process's start.
