@@ -221,7 +221,8 @@ func (h *harness) run(ctx context.Context) (*Result, error) {
 	// Everything from the process start counts, including its start-up.
 	res.Cold.CPUMillis = h.sample(ctx).cpu.Seconds() * 1000
 	res.RSSAfterColdMiB = h.rssMiB()
-	h.log.Info("cold start done", "took", coldWall.Round(time.Millisecond), "commits", res.Cold.Commits, "pushes", res.Cold.GitPushes)
+	h.log.Info("cold start done", "took", coldWall.Round(time.Millisecond), "commits", res.Cold.Commits, "pushes", res.Cold.GitPushes,
+		"sluice_cpu_ms", res.Cold.CPUMillis, "apiserver_cpu_ms", res.Cold.APIServerCPUMillis, "etcd_cpu_ms", res.Cold.EtcdCPUMillis)
 	cold := h.perReplica(ctx)
 
 	// No-change passes: a person's commit that touches no release, then
@@ -583,6 +584,7 @@ func (h *harness) peakRSS() (uint64, error) {
 // sample is every counter at one moment.
 type sample struct {
 	cpu             time.Duration
+	apiserver, etcd time.Duration
 	api             apiCounts
 	fetches, pushes int64
 	commits         int
@@ -591,6 +593,9 @@ type sample struct {
 
 func (h *harness) sample(ctx context.Context) sample {
 	s := sample{fetches: h.git.fetches.Load(), pushes: h.git.pushes.Load()}
+	pids := h.env.PIDs()
+	s.apiserver, _ = cpuTime(pids["kube-apiserver"])
+	s.etcd, _ = cpuTime(pids["etcd"])
 	for _, r := range h.replicas {
 		cpu, _, _ := r.usage()
 		s.cpu += cpu
@@ -603,13 +608,16 @@ func (h *harness) sample(ctx context.Context) sample {
 
 func (s sample) since(before sample, wall time.Duration) Phase {
 	return Phase{
-		WallMillis:  wall.Seconds() * 1000,
-		CPUMillis:   (s.cpu - before.cpu).Seconds() * 1000,
-		API:         s.api.sub(before.api),
-		GitFetches:  s.fetches - before.fetches,
-		GitPushes:   s.pushes - before.pushes,
-		Commits:     s.commits - before.commits,
-		PromQueries: s.promQueries - before.promQueries,
+		WallMillis: wall.Seconds() * 1000,
+		CPUMillis:  (s.cpu - before.cpu).Seconds() * 1000,
+
+		APIServerCPUMillis: float64((s.apiserver - before.apiserver).Milliseconds()),
+		EtcdCPUMillis:      float64((s.etcd - before.etcd).Milliseconds()),
+		API:                s.api.sub(before.api),
+		GitFetches:         s.fetches - before.fetches,
+		GitPushes:          s.pushes - before.pushes,
+		Commits:            s.commits - before.commits,
+		PromQueries:        s.promQueries - before.promQueries,
 	}
 }
 

@@ -27,6 +27,20 @@ func (e *Env) addProc(p *process) {
 	e.procs[p.name] = p
 }
 
+// PIDs are the process IDs of the env's running components by name
+// (etcd, kube-apiserver, ...), for a benchmark that counts their CPU.
+func (e *Env) PIDs() map[string]int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := map[string]int{}
+	for name, p := range e.procs {
+		if p.cmd != nil && p.cmd.Process != nil {
+			out[name] = p.pid()
+		}
+	}
+	return out
+}
+
 func (e *Env) proc(name string) *process {
 	e.mu.Lock()
 	defer e.mu.Unlock()
