@@ -3,6 +3,7 @@ package gitsync
 import (
 	"context"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
@@ -14,6 +15,10 @@ import (
 // Every fetch that brings commits adds a pack, and go-git searches packs
 // one by one, so a long-running Sluice would slow down without it.
 const compactAt = 50
+
+// maxOpenPacks is how many packs the on-disk cache keeps open: all of
+// them until compaction, which closes them.
+const maxOpenPacks = compactAt + 14
 
 // compactWindow is the delta search window when rewriting the cache (git's
 // default).
@@ -87,8 +92,15 @@ func (r *Repo) compact(pos storer.PackedObjectStorer, old []plumbing.Hash) (int,
 			return 0, err
 		}
 	}
-	// The storage keeps every pack's index in memory; drop the deleted ones
-	// so no lookup is sent to a pack that is gone.
+	// The storage keeps packs open and every pack's index in memory: close
+	// them (it opens what it needs again) and drop the deleted ones' indexes,
+	// so that no lookup is sent to a pack that is gone and no descriptor
+	// keeps a deleted pack's space.
+	if c, ok := r.st.(io.Closer); ok {
+		if err := c.Close(); err != nil {
+			return 0, err
+		}
+	}
 	if ri, ok := r.st.(interface{ Reindex() }); ok {
 		ri.Reindex()
 	}

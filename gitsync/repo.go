@@ -166,7 +166,12 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Repo, error) {
 		if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 			return nil, fmt.Errorf("create cache dir: %w", err)
 		}
-		r.st = filesystem.NewStorage(osfs.New(cfg.Dir), cache.NewObjectLRUDefault())
+		// Packs stay open between reads: by default go-git opens the pack
+		// (and stats every directory on its path) for every object it
+		// reads, which made a pass over 1,000 releases read from disk
+		// twice as slow as one read from memory.
+		r.st = filesystem.NewStorageWithOptions(osfs.New(cfg.Dir), cache.NewObjectLRUDefault(),
+			filesystem.Options{MaxOpenDescriptors: maxOpenPacks})
 		r.repo, err = git.Open(r.st, nil)
 		if errors.Is(err, git.ErrRepositoryNotExists) {
 			r.repo, err = git.Init(r.st, nil)

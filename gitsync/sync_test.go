@@ -354,8 +354,17 @@ func TestCacheCompaction(t *testing.T) {
 		if err := gitserver.AddCommit(ctx, bare, i); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := r.Sync(ctx); err != nil {
+		res, err := r.Sync(ctx)
+		if err != nil {
 			t.Fatalf("Sync %d: %v", i, err)
+		}
+		// Reading keeps the packs read open until the compaction.
+		tree, err := r.Tree(ctx, res.Head)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fs.ReadFile(tree, gitserver.GeneratedPath(0)); err != nil {
+			t.Fatal(err)
 		}
 		if i%3 == 0 {
 			// Sluice's own commits add loose objects, which are packed too.
@@ -371,6 +380,17 @@ func TestCacheCompaction(t *testing.T) {
 		t.Errorf("%d packs after compaction", n)
 	}
 	gitserver.MustGit(t, cache, "fsck", "--no-progress")
+	// No descriptor keeps a pack the compaction deleted.
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fd := range fds {
+		if target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name())); err == nil &&
+			strings.HasPrefix(target, cache) && strings.HasSuffix(target, "(deleted)") {
+			t.Errorf("descriptor %s still open on %s", fd.Name(), target)
+		}
+	}
 	head, _, err := r.Head()
 	if err != nil {
 		t.Fatal(err)
