@@ -3,6 +3,7 @@ package gitsync_test
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -16,14 +17,21 @@ import (
 // to the same branch. Afterwards every commit of both writers is in the
 // history, in the order each writer pushed them, with its SHA unchanged:
 // nothing was lost, rewritten or force-pushed.
+// The clone is in memory, or on disk (whose references are also kept in
+// memory: the file must say what Sluice read).
 func TestRaceWithPersonPushing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("race against a person pushing: skipped in -short mode")
 	}
+	t.Run("in memory", func(t *testing.T) { raceWithPersonPushing(t, "") })
+	t.Run("on disk", func(t *testing.T) { raceWithPersonPushing(t, filepath.Join(t.TempDir(), "cache")) })
+}
+
+func raceWithPersonPushing(t *testing.T, dir string) {
 	const sluiceCommits = 50
 	ctx := testCtx(t)
 	bare := newRemote(t)
-	r, logs := openRepo(t, gitsync.Config{URL: fileURL(bare), MaxPushRetries: 100})
+	r, logs := openRepo(t, gitsync.Config{URL: fileURL(bare), MaxPushRetries: 100, Dir: dir})
 	if _, err := r.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -175,6 +183,16 @@ func TestRaceWithPersonPushing(t *testing.T) {
 		t.Errorf("the person's last owner edit (%s) is lost:\n%s", lastOwner, spec)
 	}
 	gitserver.MustGit(t, bare, "fsck", "--strict", "--no-progress")
+	if dir != "" {
+		// The references kept in memory are those on disk.
+		head, _, err := r.Head()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if onDisk := gitserver.MustGit(t, dir, "rev-parse", "refs/remotes/origin/main"); head.String() != onDisk {
+			t.Errorf("head %s in memory, %s on disk", head, onDisk)
+		}
+	}
 	if strings.Contains(logs.String(), "level=ERROR") {
 		t.Errorf("errors logged:\n%s", logs.String())
 	}

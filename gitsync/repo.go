@@ -170,8 +170,8 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Repo, error) {
 		// (and stats every directory on its path) for every object it
 		// reads, which made a pass over 1,000 releases read from disk
 		// twice as slow as one read from memory.
-		r.st = filesystem.NewStorageWithOptions(osfs.New(cfg.Dir), cache.NewObjectLRUDefault(),
-			filesystem.Options{MaxOpenDescriptors: maxOpenPacks})
+		r.st = newCachedRefs(filesystem.NewStorageWithOptions(osfs.New(cfg.Dir), cache.NewObjectLRUDefault(),
+			filesystem.Options{MaxOpenDescriptors: maxOpenPacks}))
 		r.repo, err = git.Open(r.st, nil)
 		if errors.Is(err, git.ErrRepositoryNotExists) {
 			r.repo, err = git.Init(r.st, nil)
