@@ -222,7 +222,7 @@ func (h *harness) run(ctx context.Context) (*Result, error) {
 	res.Cold.CPUMillis = h.sample(ctx).cpu.Seconds() * 1000
 	res.RSSAfterColdMiB = h.rssMiB()
 	h.log.Info("cold start done", "took", coldWall.Round(time.Millisecond), "commits", res.Cold.Commits, "pushes", res.Cold.GitPushes,
-		"sluice_cpu_ms", res.Cold.CPUMillis, "apiserver_cpu_ms", res.Cold.APIServerCPUMillis, "etcd_cpu_ms", res.Cold.EtcdCPUMillis)
+		"sluice_cpu_ms", res.Cold.CPUMillis, "cluster_cpu_ms", res.Cold.ClusterCPUMillis)
 	cold := h.perReplica(ctx)
 
 	// No-change passes: a person's commit that touches no release, then
@@ -584,7 +584,7 @@ func (h *harness) peakRSS() (uint64, error) {
 // sample is every counter at one moment.
 type sample struct {
 	cpu             time.Duration
-	apiserver, etcd time.Duration
+	cluster         map[string]time.Duration
 	api             apiCounts
 	fetches, pushes int64
 	commits         int
@@ -593,9 +593,12 @@ type sample struct {
 
 func (h *harness) sample(ctx context.Context) sample {
 	s := sample{fetches: h.git.fetches.Load(), pushes: h.git.pushes.Load()}
-	pids := h.env.PIDs()
-	s.apiserver, _ = cpuTime(pids["kube-apiserver"])
-	s.etcd, _ = cpuTime(pids["etcd"])
+	s.cluster = map[string]time.Duration{}
+	for name, pid := range h.env.PIDs() {
+		if c, err := cpuTime(pid); err == nil {
+			s.cluster[name] = c
+		}
+	}
 	for _, r := range h.replicas {
 		cpu, _, _ := r.usage()
 		s.cpu += cpu
@@ -606,18 +609,28 @@ func (h *harness) sample(ctx context.Context) sample {
 	return s
 }
 
+// clusterCPU is each component's CPU time from before to after, in ms.
+func clusterCPU(before, after map[string]time.Duration) map[string]float64 {
+	out := map[string]float64{}
+	for name, c := range after {
+		if b, ok := before[name]; ok {
+			out[name] = float64((c - b).Milliseconds())
+		}
+	}
+	return out
+}
+
 func (s sample) since(before sample, wall time.Duration) Phase {
 	return Phase{
 		WallMillis: wall.Seconds() * 1000,
 		CPUMillis:  (s.cpu - before.cpu).Seconds() * 1000,
 
-		APIServerCPUMillis: float64((s.apiserver - before.apiserver).Milliseconds()),
-		EtcdCPUMillis:      float64((s.etcd - before.etcd).Milliseconds()),
-		API:                s.api.sub(before.api),
-		GitFetches:         s.fetches - before.fetches,
-		GitPushes:          s.pushes - before.pushes,
-		Commits:            s.commits - before.commits,
-		PromQueries:        s.promQueries - before.promQueries,
+		ClusterCPUMillis: clusterCPU(before.cluster, s.cluster),
+		API:              s.api.sub(before.api),
+		GitFetches:       s.fetches - before.fetches,
+		GitPushes:        s.pushes - before.pushes,
+		Commits:          s.commits - before.commits,
+		PromQueries:      s.promQueries - before.promQueries,
 	}
 }
 

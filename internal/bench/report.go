@@ -27,11 +27,11 @@ type Phase struct {
 	// person's).
 	Commits     int   `json:"commits"`
 	PromQueries int64 `json:"prometheus_queries"`
-	// APIServerCPUMillis and EtcdCPUMillis are the test cluster's
-	// kube-apiserver's and etcd's CPU time meanwhile: what Sluice's
-	// requests cost the other side (with the rest of the cluster's).
-	APIServerCPUMillis float64 `json:"apiserver_cpu_ms,omitempty"`
-	EtcdCPUMillis      float64 `json:"etcd_cpu_ms,omitempty"`
+	// ClusterCPUMillis is the CPU time of each of the test cluster's
+	// components meanwhile (kube-apiserver, etcd, kube-controller-manager,
+	// ...): what Sluice's requests, and the objects it creates, cost the
+	// other side.
+	ClusterCPUMillis map[string]float64 `json:"cluster_cpu_ms,omitempty"`
 }
 
 // Machine is where the figures come from.
