@@ -159,10 +159,25 @@ func TestReopenCache(t *testing.T) {
 	}
 }
 
+// TestTreeFS reads a tree through io/fs, with the cache of decoded
+// directories at its default size and too small to hold any directory
+// (every look-up decodes), which must read the same.
 func TestTreeFS(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		cacheBytes int64
+	}{
+		{"default cache", 0},
+		{"cache holds nothing", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testTreeFS(t, tc.cacheBytes) })
+	}
+}
+
+func testTreeFS(t *testing.T, cacheBytes int64) {
 	ctx := testCtx(t)
 	bare := newRemote(t)
-	r, _ := openRepo(t, gitsync.Config{URL: fileURL(bare)})
+	r, _ := openRepo(t, gitsync.Config{URL: fileURL(bare), TreeCacheBytes: cacheBytes})
 	res, err := r.Sync(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -205,6 +220,8 @@ func TestTreeFS(t *testing.T) {
 	}{
 		{"missing.yaml", fs.ErrNotExist},
 		{"apps/missing/x", fs.ErrNotExist},
+		{"README.md/x", fs.ErrNotExist},
+		{"apps/catalog/nope.yaml", fs.ErrNotExist},
 		{"../etc/passwd", fs.ErrInvalid},
 		{"/abs", fs.ErrInvalid},
 	}
