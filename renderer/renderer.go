@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"weak"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/kustomize/api/krusty"
@@ -136,6 +137,8 @@ var versionScoped = map[string]bool{
 type Renderer struct {
 	mu  sync.Mutex
 	inv map[string]*inventory // release ID + version + version spec -> last inventory
+	// specs are the memos of the releases rendered, by weak pointer.
+	specs map[weak.Pointer[specs.Release]]*specMemo
 	// builds holds one token per kustomize build running.
 	builds chan struct{}
 	// parts holds the versions' parts of the steps of releases in progress.
@@ -154,6 +157,7 @@ type renderCounts struct {
 func New() *Renderer {
 	return &Renderer{
 		inv:    map[string]*inventory{},
+		specs:  map[weak.Pointer[specs.Release]]*specMemo{},
 		builds: make(chan struct{}, runtime.GOMAXPROCS(0)),
 		parts:  newPartCache(maxPartReleases),
 	}
@@ -422,7 +426,11 @@ func (rd *Renderer) prepare(ctx context.Context, lfs *layeredFS, rel *specs.Rele
 		out.Workloads[v] = inv.deployment + "-" + v
 		out.Revisions[v] = inv.revision
 	}
-	key, err := renderKey(rel, step, invs)
+	def, err := rd.memoOf(rel).definition(rel)
+	if err != nil {
+		return nil, nil, fmt.Errorf("render %s step %s: render key: %w", rel.ID(), step.Name, err)
+	}
+	key, err := renderKey(def, step, invs)
 	if err != nil {
 		return nil, nil, fmt.Errorf("render %s step %s: %w", rel.ID(), step.Name, err)
 	}
@@ -432,14 +440,13 @@ func (rd *Renderer) prepare(ctx context.Context, lfs *layeredFS, rel *specs.Rele
 
 // renderKey identifies everything a step's render depends on: the
 // release's definition, the step, and the content its versions read
-// (their inventories' revisions).
-func renderKey(rel *specs.Release, step specs.Step, invs []*inventory) (string, error) {
+// (their inventories' revisions). def is the release's definition as
+// specMemo.definition encodes it.
+func renderKey(def []byte, step specs.Step, invs []*inventory) (string, error) {
 	h := sha256.New()
-	enc := json.NewEncoder(h)
-	for _, v := range []any{rel.Metadata, rel.Spec, step} {
-		if err := enc.Encode(v); err != nil {
-			return "", fmt.Errorf("render key: %w", err)
-		}
+	h.Write(def)
+	if err := json.NewEncoder(h).Encode(step); err != nil {
+		return "", fmt.Errorf("render key: %w", err)
 	}
 	for _, inv := range invs {
 		fmt.Fprintf(h, "%s\x00", inv.revision)
@@ -490,11 +497,11 @@ func (rd *Renderer) inventory(ctx context.Context, lfs *layeredFS, base string, 
 	// Keyed by the version's JSON, which its YAML (in the revision) is
 	// made from: marshalling YAML on every look-up cost more than the
 	// look-up.
-	js, err := json.Marshal(ver)
+	vk, err := rd.memoOf(rel).version(rel, ver)
 	if err != nil {
-		return nil, fmt.Errorf("marshal version: %w", err)
+		return nil, err
 	}
-	key := rel.ID() + "\x00" + rel.SourceOf(ver) + "\x00" + string(js)
+	key, js := vk.key, vk.json
 	rd.mu.Lock()
 	cached := rd.inv[key]
 	rd.mu.Unlock()
