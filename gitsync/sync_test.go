@@ -1,6 +1,8 @@
 package gitsync_test
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -463,5 +465,46 @@ func TestConcurrentUse(t *testing.T) {
 	}
 	if got := gitserver.MustGit(t, bare, "show", "main:s.yaml"); got != "9" {
 		t.Errorf("s.yaml = %q, want the last commit's 9", got)
+	}
+}
+
+// TestContentIDFormat pins how a content ID is made: sha256 over sorted,
+// cleaned, deduplicated "<object hash> <path>\n" lines.
+func TestContentIDFormat(t *testing.T) {
+	ctx := testCtx(t)
+	r, _ := openRepo(t, gitsync.Config{URL: fileURL(newRemote(t))})
+	res, err := r.Sync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree, err := r.Tree(ctx, res.Head)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		paths []string
+		lines []string // cleaned and sorted
+	}{
+		{"one file", []string{"README.md"}, []string{"README.md"}},
+		{"unsorted, unclean, repeated", []string{"releases/catalog.yaml", "apps/./catalog", "README.md", "apps/catalog/"},
+			[]string{"README.md", "apps/catalog", "releases/catalog.yaml"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := sha256.New()
+			for _, p := range tc.lines {
+				oh, err := tree.Hash(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				fmt.Fprintf(h, "%s %s\n", oh, p)
+			}
+			want := "sha256:" + hex.EncodeToString(h.Sum(nil))
+			got, err := tree.ContentID(tc.paths...)
+			if err != nil || got != want {
+				t.Errorf("ContentID(%q) = %s, %v; want %s", tc.paths, got, err, want)
+			}
+		})
 	}
 }

@@ -120,14 +120,22 @@ func (t *Tree) ContentID(paths ...string) (string, error) {
 	slices.Sort(ps)
 	ps = slices.Compact(ps)
 	h := sha256.New()
+	// Each line is "<object hash> <path>\n", written without fmt: this
+	// runs for every release at every reconcile.
+	line := make([]byte, 0, 128)
 	for _, p := range ps {
 		oh, err := t.Hash(p)
 		if err != nil {
 			return "", fmt.Errorf("content id: %w", err)
 		}
-		fmt.Fprintf(h, "%s %s\n", oh, p)
+		line = hex.AppendEncode(line[:0], oh[:])
+		line = append(line, ' ')
+		line = append(line, p...)
+		line = append(line, '\n')
+		h.Write(line)
 	}
-	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+	var sum [sha256.Size]byte
+	return "sha256:" + hex.EncodeToString(h.Sum(sum[:0])), nil
 }
 
 // ReadFile implements fs.ReadFileFS.

@@ -47,13 +47,21 @@ func newDirNode(t *object.Tree) *dirNode {
 
 // find returns the entry called name.
 func (n *dirNode) find(name string) (object.TreeEntry, bool) {
-	i, ok := slices.BinarySearchFunc(n.entries, name, func(e object.TreeEntry, name string) int {
-		return strings.Compare(e.Name, name)
-	})
-	if !ok {
-		return object.TreeEntry{}, false
+	// A plain loop: slices.BinarySearchFunc's comparison closure was most
+	// of the cost of a look-up.
+	lo, hi := 0, len(n.entries)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if n.entries[m].Name < name {
+			lo = m + 1
+		} else {
+			hi = m
+		}
 	}
-	return n.entries[i], true
+	if lo < len(n.entries) && n.entries[lo].Name == name {
+		return n.entries[lo], true
+	}
+	return object.TreeEntry{}, false
 }
 
 // treeCache keeps decoded tree objects by hash, least recently used
