@@ -408,13 +408,14 @@ func (rd *Renderer) prepare(ctx context.Context, lfs *layeredFS, rel *specs.Rele
 		Routes:    HTTPRouteNames(rel),
 		digest:    &digestMemo{},
 	}
+	memo := rd.memoOf(rel)
 	invs := make([]*inventory, len(live))
 	for i, v := range live {
 		ver := rel.Version(v)
 		if ver == nil {
 			return nil, nil, fmt.Errorf("render %s step %s: version %q is not in spec.versions", rel.ID(), step.Name, v)
 		}
-		inv, err := rd.inventory(ctx, lfs, base, rel, ver)
+		inv, err := rd.inventory(ctx, lfs, base, rel, memo, ver)
 		if err != nil {
 			return nil, nil, fmt.Errorf("render %s version %s: %w", rel.ID(), v, err)
 		}
@@ -426,7 +427,7 @@ func (rd *Renderer) prepare(ctx context.Context, lfs *layeredFS, rel *specs.Rele
 		out.Workloads[v] = inv.deployment + "-" + v
 		out.Revisions[v] = inv.revision
 	}
-	def, err := rd.memoOf(rel).definition(rel)
+	def, err := memo.definition(rel)
 	if err != nil {
 		return nil, nil, fmt.Errorf("render %s step %s: render key: %w", rel.ID(), step.Name, err)
 	}
@@ -465,7 +466,7 @@ func (rd *Renderer) Revision(ctx context.Context, repo fs.FS, rel *specs.Release
 	if ver == nil {
 		return "", fmt.Errorf("revision of %s: version %q is not in spec.versions", rel.ID(), version)
 	}
-	inv, err := rd.inventory(ctx, newLayeredFS(repo), path.Join(genDir, rel.Metadata.Namespace, rel.Metadata.Name), rel, ver)
+	inv, err := rd.inventory(ctx, newLayeredFS(repo), path.Join(genDir, rel.Metadata.Namespace, rel.Metadata.Name), rel, rd.memoOf(rel), ver)
 	if err != nil {
 		return "", fmt.Errorf("revision of %s version %s: %w", rel.ID(), version, err)
 	}
@@ -493,11 +494,11 @@ func versionTransformers(v string) []string {
 // resources it has (so a step can split shared from per-version ones),
 // its Deployment and containers, and the files it read (its revision). A
 // cached inventory is reused while every file it read is unchanged.
-func (rd *Renderer) inventory(ctx context.Context, lfs *layeredFS, base string, rel *specs.Release, ver *specs.Version) (*inventory, error) {
+func (rd *Renderer) inventory(ctx context.Context, lfs *layeredFS, base string, rel *specs.Release, memo *specMemo, ver *specs.Version) (*inventory, error) {
 	// Keyed by the version's JSON, which its YAML (in the revision) is
 	// made from: marshalling YAML on every look-up cost more than the
 	// look-up.
-	vk, err := rd.memoOf(rel).version(rel, ver)
+	vk, err := memo.version(rel, ver)
 	if err != nil {
 		return nil, err
 	}
@@ -533,6 +534,9 @@ type inventory struct {
 	containers []string
 	revision   string
 	files      map[string][sha256.Size]byte
+	// paths are the files' names, sorted: what the content ID is asked
+	// of at every check, kept rather than gathered from files each time.
+	paths []string
 	// contentID names the files read by their Git object hashes, when the
 	// repository is a Git tree: checking it reads no file.
 	contentID string
@@ -544,15 +548,11 @@ type contentIDer interface {
 	ContentID(paths ...string) (string, error)
 }
 
-// contentIDOf is the content ID of files, "" when the repository has none.
-func contentIDOf(lfs *layeredFS, files map[string][sha256.Size]byte) string {
+// contentIDOf is the content ID of paths, "" when the repository has none.
+func contentIDOf(lfs *layeredFS, paths []string) string {
 	ider, ok := lfs.repo.(contentIDer)
-	if !ok || len(files) == 0 {
+	if !ok || len(paths) == 0 {
 		return ""
-	}
-	paths := make([]string, 0, len(files))
-	for f := range files {
-		paths = append(paths, f)
 	}
 	id, err := ider.ContentID(paths...)
 	if err != nil {
@@ -563,7 +563,7 @@ func contentIDOf(lfs *layeredFS, files map[string][sha256.Size]byte) string {
 
 func (inv *inventory) current(lfs *layeredFS) bool {
 	if inv.contentID != "" {
-		return contentIDOf(lfs, inv.files) == inv.contentID
+		return contentIDOf(lfs, inv.paths) == inv.contentID
 	}
 	for f, sum := range inv.files {
 		data, err := lfs.ReadFile("/" + f)
@@ -601,7 +601,8 @@ func (rd *Renderer) takeInventory(ctx context.Context, lfs *layeredFS, base stri
 		h.Write(data)
 	}
 	inv.revision = hex.EncodeToString(h.Sum(nil))[:16]
-	inv.contentID = contentIDOf(lfs, inv.files)
+	inv.paths = slices.Sorted(maps.Keys(inv.files))
+	inv.contentID = contentIDOf(lfs, inv.paths)
 
 	var deployments []string
 	targets := map[string]string{} // Deployment -> the autoscaler scaling it
