@@ -12,7 +12,7 @@ import (
 )
 
 // DefaultTreeCacheBytes bounds the decoded tree objects a Repo keeps
-// (Config.TreeCacheBytes). A release costs about 1.6 KB of trees (its
+// (Config.TreeCacheBytes). A release costs about 1.5 KB of trees (its
 // spec's and status file's directory entries, its source's directories),
 // so this holds the trees of 10,000 releases with room for the versions
 // recent commits replaced.
@@ -71,10 +71,10 @@ func (n *dirNode) find(name string) (object.TreeEntry, bool) {
 // directory (the status files of a namespace) on each look-up was most of
 // the cost of a pass that changes nothing.
 //
-// It is weighed in bytes rather than counted in entries because directory
-// sizes vary by orders of magnitude: a count large enough for the small
-// directories of sources would let versions of a directory of thousands
-// of status files pile up.
+// It is weighed in bytes rather than counted in entries (as
+// k8s.io/utils/lru would) because directory sizes vary by orders of
+// magnitude: a count large enough for the small directories of sources
+// would let versions of a directory of thousands of status files pile up.
 type treeCache struct {
 	mu    sync.Mutex
 	max   int64

@@ -2,6 +2,7 @@ package gitsync
 
 import (
 	"fmt"
+	"runtime"
 	"testing"
 
 	"github.com/go-git/go-git/v5/plumbing"
@@ -87,5 +88,38 @@ func TestTreeCacheBound(t *testing.T) {
 				t.Errorf("stats = %d bytes, %d dirs; want %d, %d", size, dirs, want, len(tc.wantKept))
 			}
 		})
+	}
+}
+
+// TestTreeCacheCostEstimate: the estimate the bound is kept in is not
+// below what the cache really holds on the heap, for directories shaped
+// like a release repository's: short names, a few entries each, and a
+// few large ones.
+func TestTreeCacheCostEstimate(t *testing.T) {
+	const dirs = 3000
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	c := newTreeCache(1 << 40)
+	for i := range dirs {
+		entries := 3
+		if i%100 == 0 {
+			entries = 300
+		}
+		tr := &object.Tree{Hash: plumbing.NewHash(fmt.Sprintf("%040x", i+1))}
+		for j := range entries {
+			tr.Entries = append(tr.Entries, object.TreeEntry{Name: fmt.Sprintf("app-%05d.yaml", j), Mode: filemode.Regular})
+		}
+		c.add(newDirNode(tr))
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	held := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	est, n := c.stats()
+	runtime.KeepAlive(c)
+	t.Logf("%d directories: estimated %d bytes, heap grew by %d", n, est, held)
+	// 64 KiB of slack for what else the process allocated meanwhile.
+	if held > est+64<<10 {
+		t.Errorf("the cache holds %d bytes on the heap, more than its estimate %d: the bound would not hold", held, est)
 	}
 }
