@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"reflect"
+	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -241,4 +242,36 @@ func BenchmarkStatusRead(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestStatusCacheConcurrent reads, changes and forgets at once (run with
+// -race): each reader gets a status of one of the blobs, never a mixture.
+func TestStatusCacheConcurrent(t *testing.T) {
+	p := StatusPath(DefaultStatusDir, "ns", "app")
+	files := []*fstest.MapFile{statusFile(t, "canary-10"), statusFile(t, "canary-20")}
+	c := NewStatusCache()
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				fsys := &hashFS{MapFS: fstest.MapFS{p: files[(g+i)%2]}}
+				st, err := c.Read(fsys, DefaultStatusDir, "ns", "app")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if want := []string{"canary-10", "canary-20"}[(g+i)%2]; st.Step != want {
+					t.Errorf("step %q, want %q", st.Step, want)
+					return
+				}
+				st.Labels["team"] = "mine"
+				if i%50 == 0 {
+					c.Forget("ns", "app")
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }

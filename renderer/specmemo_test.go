@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -85,4 +86,35 @@ func TestSpecMemoDropped(t *testing.T) {
 	if n := memos(); n != 0 {
 		t.Errorf("%d memos left after the releases were collected", n)
 	}
+}
+
+// TestSpecMemoConcurrent fingerprints the same releases from several
+// goroutines at once (run with -race): the keys agree.
+func TestSpecMemoConcurrent(t *testing.T) {
+	rel, root := loadCatalog(t)
+	rd := New()
+	step := mustStep(t, rel, "canary-20")
+	want, err := New().Fingerprint(context.Background(), root.FS(), rel, step)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 20 {
+				out, err := rd.Fingerprint(context.Background(), root.FS(), rel, step)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if out.Key != want.Key {
+					t.Errorf("key %s, want %s", out.Key, want.Key)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
