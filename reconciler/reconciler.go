@@ -627,7 +627,11 @@ func (r *Reconciler) reconcileHeld(ctx context.Context, id string, start time.Ti
 			to.Traffic(id, stepTraffic(e, rc.st))
 		}
 	}
-	r.log.Debug("reconciled", append(r.shardArgs(id), "release", id, "head", snap.head.String()[:12], "phase", phaseOf(rc.st), "step", stepOf(rc.st), "next", after, "err", err)...)
+	// Its arguments cost more than the rest of an unchanged release's
+	// reconcile allocates: built only when the line is written.
+	if r.log.Enabled(ctx, slog.LevelDebug) {
+		r.log.Debug("reconciled", append(r.shardArgs(id), "release", id, "head", snap.head.String()[:12], "phase", phaseOf(rc.st), "step", stepOf(rc.st), "next", after, "err", err)...)
+	}
 	return after, err
 }
 
