@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"hash"
 	"io/fs"
 	"maps"
 	"path"
@@ -427,11 +428,11 @@ func (rd *Renderer) prepare(ctx context.Context, lfs *layeredFS, rel *specs.Rele
 		out.Workloads[v] = inv.deployment + "-" + v
 		out.Revisions[v] = inv.revision
 	}
-	def, err := memo.definition(rel)
+	h, err := memo.definition(rel)
 	if err != nil {
 		return nil, nil, fmt.Errorf("render %s step %s: render key: %w", rel.ID(), step.Name, err)
 	}
-	key, err := renderKey(def, step, invs)
+	key, err := renderKey(h, step, invs)
 	if err != nil {
 		return nil, nil, fmt.Errorf("render %s step %s: %w", rel.ID(), step.Name, err)
 	}
@@ -441,11 +442,9 @@ func (rd *Renderer) prepare(ctx context.Context, lfs *layeredFS, rel *specs.Rele
 
 // renderKey identifies everything a step's render depends on: the
 // release's definition, the step, and the content its versions read
-// (their inventories' revisions). def is the release's definition as
-// specMemo.definition encodes it.
-func renderKey(def []byte, step specs.Step, invs []*inventory) (string, error) {
-	h := sha256.New()
-	h.Write(def)
+// (their inventories' revisions). h has hashed the release's definition
+// (specMemo.definition).
+func renderKey(h hash.Hash, step specs.Step, invs []*inventory) (string, error) {
 	if err := json.NewEncoder(h).Encode(step); err != nil {
 		return "", fmt.Errorf("render key: %w", err)
 	}
@@ -502,14 +501,14 @@ func (rd *Renderer) inventory(ctx context.Context, lfs *layeredFS, base string, 
 	if err != nil {
 		return nil, err
 	}
-	key, js := vk.key, vk.json
+	key := vk.key
 	rd.mu.Lock()
 	cached := rd.inv[key]
 	rd.mu.Unlock()
 	if cached != nil && cached.current(lfs) {
 		return cached, nil
 	}
-	spec, err := yaml.JSONToYAML(js) // what yaml.Marshal(ver) is
+	spec, err := yaml.JSONToYAML(vk.json()) // what yaml.Marshal(ver) is
 	if err != nil {
 		return nil, fmt.Errorf("marshal version: %w", err)
 	}

@@ -1,9 +1,11 @@
 package renderer
 
 import (
-	"bytes"
+	"crypto/sha256"
+	"encoding"
 	"encoding/json"
 	"fmt"
+	"hash"
 	"runtime"
 	"sync"
 	"weak"
@@ -20,17 +22,22 @@ import (
 // callers of the Renderer must not change a release they rendered.
 type specMemo struct {
 	mu sync.Mutex
-	// def is rel.Metadata and rel.Spec, each as json.Encoder writes it.
+	// def is the state of a SHA-256 that has hashed rel.Metadata and
+	// rel.Spec, each as json.Encoder writes it: about 100 bytes where the
+	// JSON is kilobytes.
 	def []byte
 	// versions are the inventory keys of rel's versions.
 	versions map[*specs.Version]versionKey
 }
 
-// versionKey is a version's inventory key and its JSON.
+// versionKey is a version's inventory key; its JSON is the key's tail
+// from jsonAt.
 type versionKey struct {
-	key  string
-	json []byte
+	key    string
+	jsonAt int
 }
+
+func (vk versionKey) json() []byte { return []byte(vk.key[vk.jsonAt:]) }
 
 // memoOf returns the memo of rel. Memos are held by weak pointer and
 // dropped once rel is garbage: the Renderer keeps one per live release,
@@ -54,23 +61,30 @@ func (rd *Renderer) dropMemo(wp weak.Pointer[specs.Release]) {
 	delete(rd.specs, wp)
 }
 
-// definition returns rel.Metadata and rel.Spec encoded as renderKey hashes
-// them.
-func (m *specMemo) definition(rel *specs.Release) ([]byte, error) {
+// definition returns a SHA-256 that has hashed rel.Metadata and rel.Spec
+// as renderKey hashes them, restored from the memo.
+func (m *specMemo) definition(rel *specs.Release) (hash.Hash, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.def != nil {
-		return m.def, nil
-	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	for _, v := range []any{rel.Metadata, rel.Spec} {
-		if err := enc.Encode(v); err != nil {
+	h := sha256.New()
+	if m.def == nil {
+		enc := json.NewEncoder(h)
+		for _, v := range []any{rel.Metadata, rel.Spec} {
+			if err := enc.Encode(v); err != nil {
+				return nil, err
+			}
+		}
+		state, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+		if err != nil {
 			return nil, err
 		}
+		m.def = state
+		return h, nil
 	}
-	m.def = buf.Bytes()
-	return m.def, nil
+	if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(m.def); err != nil {
+		return nil, err
+	}
+	return h, nil
 }
 
 // version returns the inventory key of ver, one of rel's versions: the
@@ -86,7 +100,8 @@ func (m *specMemo) version(rel *specs.Release, ver *specs.Version) (versionKey, 
 	if err != nil {
 		return versionKey{}, fmt.Errorf("marshal version: %w", err)
 	}
-	vk := versionKey{key: rel.ID() + "\x00" + rel.SourceOf(ver) + "\x00" + string(js), json: js}
+	prefix := rel.ID() + "\x00" + rel.SourceOf(ver) + "\x00"
+	vk := versionKey{key: prefix + string(js), jsonAt: len(prefix)}
 	if m.versions == nil {
 		m.versions = map[*specs.Version]versionKey{}
 	}
