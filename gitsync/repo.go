@@ -71,6 +71,9 @@ type Config struct {
 	RetryBackoff time.Duration
 	// Now stamps commits; nil means time.Now.
 	Now func() time.Time
+	// TreeCacheBytes bounds the decoded tree objects kept for reading
+	// trees, in estimated bytes; 0 means DefaultTreeCacheBytes.
+	TreeCacheBytes int64
 }
 
 // SyncResult reports the watched branch after a Sync.
@@ -94,6 +97,10 @@ type Repo struct {
 	repo    *git.Repository
 	depth   int // go-git fetch depth; 0 = full
 	retries int
+
+	// trees has its own lock: reading a tree takes r.mu only to decode
+	// a directory it does not hold.
+	trees *treeCache
 
 	mu       sync.Mutex
 	reported plumbing.Hash // head last reported by Sync
@@ -158,6 +165,10 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Repo, error) {
 	if r.cfg.Now == nil {
 		r.cfg.Now = time.Now
 	}
+	if r.cfg.TreeCacheBytes <= 0 {
+		r.cfg.TreeCacheBytes = DefaultTreeCacheBytes
+	}
+	r.trees = newTreeCache(r.cfg.TreeCacheBytes)
 
 	if cfg.Dir == "" {
 		r.st = memory.NewStorage()

@@ -1,6 +1,8 @@
 package gitsync_test
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -159,10 +161,25 @@ func TestReopenCache(t *testing.T) {
 	}
 }
 
+// TestTreeFS reads a tree through io/fs, with the cache of decoded
+// directories at its default size and too small to hold any directory
+// (every look-up decodes), which must read the same.
 func TestTreeFS(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		cacheBytes int64
+	}{
+		{"default cache", 0},
+		{"cache holds nothing", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testTreeFS(t, tc.cacheBytes) })
+	}
+}
+
+func testTreeFS(t *testing.T, cacheBytes int64) {
 	ctx := testCtx(t)
 	bare := newRemote(t)
-	r, _ := openRepo(t, gitsync.Config{URL: fileURL(bare)})
+	r, _ := openRepo(t, gitsync.Config{URL: fileURL(bare), TreeCacheBytes: cacheBytes})
 	res, err := r.Sync(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -205,6 +222,8 @@ func TestTreeFS(t *testing.T) {
 	}{
 		{"missing.yaml", fs.ErrNotExist},
 		{"apps/missing/x", fs.ErrNotExist},
+		{"README.md/x", fs.ErrNotExist},
+		{"apps/catalog/nope.yaml", fs.ErrNotExist},
 		{"../etc/passwd", fs.ErrInvalid},
 		{"/abs", fs.ErrInvalid},
 	}
@@ -466,5 +485,46 @@ func TestConcurrentUse(t *testing.T) {
 	}
 	if got := gitserver.MustGit(t, bare, "show", "main:s.yaml"); got != "9" {
 		t.Errorf("s.yaml = %q, want the last commit's 9", got)
+	}
+}
+
+// TestContentIDFormat pins how a content ID is made: sha256 over sorted,
+// cleaned, deduplicated "<object hash> <path>\n" lines.
+func TestContentIDFormat(t *testing.T) {
+	ctx := testCtx(t)
+	r, _ := openRepo(t, gitsync.Config{URL: fileURL(newRemote(t))})
+	res, err := r.Sync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree, err := r.Tree(ctx, res.Head)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		paths []string
+		lines []string // cleaned and sorted
+	}{
+		{"one file", []string{"README.md"}, []string{"README.md"}},
+		{"unsorted, unclean, repeated", []string{"releases/catalog.yaml", "apps/./catalog", "README.md", "apps/catalog/"},
+			[]string{"README.md", "apps/catalog", "releases/catalog.yaml"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := sha256.New()
+			for _, p := range tc.lines {
+				oh, err := tree.Hash(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				fmt.Fprintf(h, "%s %s\n", oh, p)
+			}
+			want := "sha256:" + hex.EncodeToString(h.Sum(nil))
+			got, err := tree.ContentID(tc.paths...)
+			if err != nil || got != want {
+				t.Errorf("ContentID(%q) = %s, %v; want %s", tc.paths, got, err, want)
+			}
+		})
 	}
 }

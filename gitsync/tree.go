@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"path"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
@@ -21,11 +22,13 @@ import (
 // Tree is the file tree of one commit, read straight from git objects
 // without a checkout. It implements io/fs.FS, fs.ReadFileFS, fs.ReadDirFS
 // and fs.StatFS; paths are slash-separated and relative to the repository
-// root ("." is the root). Methods are safe for concurrent use.
+// root ("." is the root). Methods are safe for concurrent use. Paths are
+// resolved through the Repo's cache of decoded directories, without its
+// mutex unless a directory must be decoded.
 type Tree struct {
 	r      *Repo
 	commit plumbing.Hash
-	root   *object.Tree
+	root   *dirNode
 	mtime  time.Time
 }
 
@@ -47,7 +50,7 @@ func (r *Repo) Tree(ctx context.Context, commit plumbing.Hash) (*Tree, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tree of commit %s: %w", commit, err)
 	}
-	root, err := c.Tree()
+	root, err := r.dirLocked(c.TreeHash)
 	if err != nil {
 		return nil, fmt.Errorf("tree of commit %s: %w", commit, err)
 	}
@@ -58,30 +61,43 @@ func (r *Repo) Tree(ctx context.Context, commit plumbing.Hash) (*Tree, error) {
 func (t *Tree) Commit() plumbing.Hash { return t.commit }
 
 // entry finds name; the root has a zero mode and the root tree's hash.
-// The caller holds t.r.mu.
+// The caller does not hold t.r.mu.
 func (t *Tree) entry(op, name string) (object.TreeEntry, error) {
 	if !fs.ValidPath(name) {
 		return object.TreeEntry{}, &fs.PathError{Op: op, Path: name, Err: fs.ErrInvalid}
 	}
 	if name == "." {
-		return object.TreeEntry{Name: ".", Mode: filemode.Dir, Hash: t.root.Hash}, nil
+		return object.TreeEntry{Name: ".", Mode: filemode.Dir, Hash: t.root.hash}, nil
 	}
-	e, err := t.root.FindEntry(name)
-	if errors.Is(err, object.ErrEntryNotFound) || errors.Is(err, object.ErrDirectoryNotFound) || errors.Is(err, plumbing.ErrObjectNotFound) {
-		return object.TreeEntry{}, &fs.PathError{Op: op, Path: name, Err: fs.ErrNotExist}
+	dir, rest := t.root, name
+	for {
+		elem, after, more := strings.Cut(rest, "/")
+		e, ok := dir.find(elem)
+		if !ok {
+			return object.TreeEntry{}, &fs.PathError{Op: op, Path: name, Err: fs.ErrNotExist}
+		}
+		if !more {
+			return e, nil
+		}
+		if e.Mode != filemode.Dir {
+			// A path through a file, as go-git's FindEntry has it.
+			return object.TreeEntry{}, &fs.PathError{Op: op, Path: name, Err: fs.ErrNotExist}
+		}
+		sub, err := t.r.dir(e.Hash)
+		if errors.Is(err, plumbing.ErrObjectNotFound) {
+			return object.TreeEntry{}, &fs.PathError{Op: op, Path: name, Err: fs.ErrNotExist}
+		}
+		if err != nil {
+			return object.TreeEntry{}, &fs.PathError{Op: op, Path: name, Err: err}
+		}
+		dir, rest = sub, after
 	}
-	if err != nil {
-		return object.TreeEntry{}, &fs.PathError{Op: op, Path: name, Err: err}
-	}
-	return *e, nil
 }
 
 // Hash returns the git object hash of the file or directory at name (the
 // root tree's hash for "."). It changes exactly when the content under name
 // changes, whatever the commit, so it identifies content cheaply.
 func (t *Tree) Hash(name string) (plumbing.Hash, error) {
-	t.r.mu.Lock()
-	defer t.r.mu.Unlock()
 	e, err := t.entry("hash", name)
 	if err != nil {
 		return plumbing.ZeroHash, err
@@ -104,20 +120,26 @@ func (t *Tree) ContentID(paths ...string) (string, error) {
 	slices.Sort(ps)
 	ps = slices.Compact(ps)
 	h := sha256.New()
+	// Each line is "<object hash> <path>\n", written without fmt: this
+	// runs for every release at every reconcile.
+	line := make([]byte, 0, 128)
 	for _, p := range ps {
 		oh, err := t.Hash(p)
 		if err != nil {
 			return "", fmt.Errorf("content id: %w", err)
 		}
-		fmt.Fprintf(h, "%s %s\n", oh, p)
+		line = hex.AppendEncode(line[:0], oh[:])
+		line = append(line, ' ')
+		line = append(line, p...)
+		line = append(line, '\n')
+		h.Write(line)
 	}
-	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+	var sum [sha256.Size]byte
+	return "sha256:" + hex.EncodeToString(h.Sum(sum[:0])), nil
 }
 
 // ReadFile implements fs.ReadFileFS.
 func (t *Tree) ReadFile(name string) ([]byte, error) {
-	t.r.mu.Lock()
-	defer t.r.mu.Unlock()
 	e, err := t.entry("read", name)
 	if err != nil {
 		return nil, err
@@ -125,6 +147,8 @@ func (t *Tree) ReadFile(name string) ([]byte, error) {
 	if !e.Mode.IsFile() {
 		return nil, &fs.PathError{Op: "read", Path: name, Err: errors.New("is a directory or submodule")}
 	}
+	t.r.mu.Lock()
+	defer t.r.mu.Unlock()
 	return t.r.readBlob(e.Hash, name)
 }
 
@@ -148,8 +172,6 @@ func (r *Repo) readBlob(h plumbing.Hash, name string) ([]byte, error) {
 
 // Stat implements fs.StatFS.
 func (t *Tree) Stat(name string) (fs.FileInfo, error) {
-	t.r.mu.Lock()
-	defer t.r.mu.Unlock()
 	e, err := t.entry("stat", name)
 	if err != nil {
 		return nil, err
@@ -161,7 +183,8 @@ func (t *Tree) Stat(name string) (fs.FileInfo, error) {
 	return fi, nil
 }
 
-// info builds a FileInfo; the caller holds t.r.mu.
+// info builds a FileInfo; the caller does not hold t.r.mu, which it takes
+// to read a file's size.
 func (t *Tree) info(e object.TreeEntry, base string) (*fileInfo, error) {
 	fi := &fileInfo{name: base, mtime: t.mtime}
 	switch e.Mode {
@@ -178,7 +201,9 @@ func (t *Tree) info(e object.TreeEntry, base string) (*fileInfo, error) {
 	default:
 		fi.mode = 0o444
 	}
+	t.r.mu.Lock()
 	sz, err := t.r.st.EncodedObject(plumbing.BlobObject, e.Hash)
+	t.r.mu.Unlock()
 	if err != nil {
 		return nil, &fs.PathError{Op: "stat", Path: base, Err: err}
 	}
@@ -188,39 +213,27 @@ func (t *Tree) info(e object.TreeEntry, base string) (*fileInfo, error) {
 
 // ReadDir implements fs.ReadDirFS; entries are sorted by name.
 func (t *Tree) ReadDir(name string) ([]fs.DirEntry, error) {
-	t.r.mu.Lock()
-	defer t.r.mu.Unlock()
-	return t.readDir(name)
-}
-
-func (t *Tree) readDir(name string) ([]fs.DirEntry, error) {
 	e, err := t.entry("readdir", name)
 	if err != nil {
 		return nil, err
 	}
+	return t.readDir(name, e)
+}
+
+// readDir lists the directory e found at name, in plain name order (the
+// order dirNode keeps).
+func (t *Tree) readDir(name string, e object.TreeEntry) ([]fs.DirEntry, error) {
 	if e.Mode != filemode.Dir {
 		return nil, &fs.PathError{Op: "readdir", Path: name, Err: errors.New("not a directory")}
 	}
-	sub := t.root
-	if name != "." {
-		if sub, err = t.root.Tree(name); err != nil {
-			return nil, &fs.PathError{Op: "readdir", Path: name, Err: err}
-		}
+	sub, err := t.r.dir(e.Hash)
+	if err != nil {
+		return nil, &fs.PathError{Op: "readdir", Path: name, Err: err}
 	}
-	out := make([]fs.DirEntry, 0, len(sub.Entries))
-	for _, se := range sub.Entries {
+	out := make([]fs.DirEntry, 0, len(sub.entries))
+	for _, se := range sub.entries {
 		out = append(out, &dirEntry{t: t, e: se})
 	}
-	// Git orders "a/" after "a.b"; io/fs wants plain name order.
-	slices.SortFunc(out, func(a, b fs.DirEntry) int {
-		switch {
-		case a.Name() < b.Name():
-			return -1
-		case a.Name() > b.Name():
-			return 1
-		}
-		return 0
-	})
 	return out, nil
 }
 
@@ -228,8 +241,6 @@ func (t *Tree) readDir(name string) ([]fs.DirEntry, error) {
 // release specs and manifests are small, and the file then stays readable
 // while the Repo syncs.
 func (t *Tree) Open(name string) (fs.File, error) {
-	t.r.mu.Lock()
-	defer t.r.mu.Unlock()
 	e, err := t.entry("open", name)
 	if err != nil {
 		return nil, err
@@ -240,13 +251,15 @@ func (t *Tree) Open(name string) (fs.File, error) {
 	}
 	switch {
 	case e.Mode == filemode.Dir:
-		entries, err := t.readDir(name)
+		entries, err := t.readDir(name, e)
 		if err != nil {
 			return nil, err
 		}
 		return &dirFile{info: fi, entries: entries}, nil
 	case e.Mode.IsFile():
+		t.r.mu.Lock()
 		data, err := t.r.readBlob(e.Hash, name)
+		t.r.mu.Unlock()
 		if err != nil {
 			return nil, err
 		}
@@ -291,8 +304,6 @@ func (d *dirEntry) Type() fs.FileMode {
 }
 
 func (d *dirEntry) Info() (fs.FileInfo, error) {
-	d.t.r.mu.Lock()
-	defer d.t.r.mu.Unlock()
 	fi, err := d.t.info(d.e, d.e.Name)
 	if err != nil {
 		return nil, err

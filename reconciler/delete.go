@@ -27,7 +27,7 @@ type Deleter interface {
 // between; removing the objects twice is harmless.
 func (r *Reconciler) deleteRelease(ctx context.Context, snap *snapshot, id string) error {
 	ns, name, _ := strings.Cut(id, "/")
-	st, err := record.Read(snap.tree, r.cfg.StatusDir, ns, name)
+	st, err := r.statuses.Read(snap.tree, r.cfg.StatusDir, ns, name)
 	if err != nil || st == nil {
 		return err
 	}

@@ -179,7 +179,7 @@ func (rc *run) peers(clusters []string) map[string]*record.Status {
 		if c == r.cfg.ClusterName {
 			continue
 		}
-		st, err := record.Read(rc.snap.tree, path.Join(root, c), e.namespace, e.name)
+		st, err := r.statuses.Read(rc.snap.tree, path.Join(root, c), e.namespace, e.name)
 		if err != nil {
 			r.log.Warn("status file of another cluster unreadable", "release", e.id, "cluster", c, "err", err)
 		}

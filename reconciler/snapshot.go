@@ -13,7 +13,6 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 
 	"sluice.dev/sluice/gitsync"
-	"sluice.dev/sluice/record"
 	"sluice.dev/sluice/specs"
 )
 
@@ -243,7 +242,7 @@ func (r *Reconciler) goneReleases(tree *gitsync.Tree, prev, snap *snapshot) ([]s
 			if snap.releases[id] != nil {
 				continue
 			}
-			st, err := record.Read(tree, r.cfg.StatusDir, ns, name)
+			st, err := r.statuses.Read(tree, r.cfg.StatusDir, ns, name)
 			if err != nil || st == nil {
 				r.log.Warn("status file of a release without a spec is unreadable; leaving it", "release", id, "err", err)
 				continue
@@ -312,7 +311,7 @@ func (r *Reconciler) owner(tree *gitsync.Tree, prev *snapshot, defs []*entry) *e
 		return nil
 	}
 	var chosen *entry
-	st, err := record.Read(tree, r.cfg.StatusDir, first.namespace, first.name)
+	st, err := r.statuses.Read(tree, r.cfg.StatusDir, first.namespace, first.name)
 	if err == nil && st != nil && st.SpecFile != "" {
 		chosen = pick(st.SpecFile)
 	}

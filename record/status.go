@@ -6,7 +6,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -251,4 +253,45 @@ func StatusContext(releaseID string) string { return "sluice/" + releaseID }
 // ApprovalBranch is the branch of a step's approval pull request.
 func ApprovalBranch(namespace, name, step string) string {
 	return "sluice/" + namespace + "/" + name + "/" + step
+}
+
+// DeepCopy returns a copy of s that shares no memory with it: a cached
+// status is handed out to callers that change theirs.
+func (s *Status) DeepCopy() *Status {
+	if s == nil {
+		return nil
+	}
+	out := *s
+	out.Labels = maps.Clone(s.Labels)
+	if s.Gates != nil {
+		out.Gates = make([]GateValue, len(s.Gates))
+		for i, g := range s.Gates {
+			g.Value, g.Min, g.Max = clonePtr(g.Value), clonePtr(g.Min), clonePtr(g.Max)
+			out.Gates[i] = g
+		}
+	}
+	out.PullRequest = clonePtr(s.PullRequest)
+	out.NoData = clonePtr(s.NoData)
+	out.Draining = slices.Clone(s.Draining)
+	out.Resume = s.Resume.deepCopy()
+	return &out
+}
+
+func (r *Resume) deepCopy() *Resume {
+	if r == nil {
+		return nil
+	}
+	out := *r
+	out.Resume = r.Resume.deepCopy()
+	return &out
+}
+
+// clonePtr copies what p points to; nil stays nil. For types without
+// pointers, maps or slices of their own.
+func clonePtr[T any](p *T) *T {
+	if p == nil {
+		return nil
+	}
+	v := *p
+	return &v
 }

@@ -2,16 +2,30 @@ package renderer
 
 import (
 	"context"
+	"fmt"
 	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
 
 	"sluice.dev/sluice/specs"
 )
+
+// idFS identifies content as a Git tree does, here by the files' names
+// and sizes: enough for benchmarks that change nothing.
+type idFS struct{ fstest.MapFS }
+
+func (f idFS) ContentID(paths ...string) (string, error) {
+	var b strings.Builder
+	for _, p := range slices.Sorted(slices.Values(paths)) {
+		fmt.Fprintf(&b, "%s %d\n", p, len(f.MapFS[p].Data))
+	}
+	return b.String(), nil
+}
 
 // copyRepo reads the example repository into a MapFS a test may change.
 func copyRepo(t testing.TB) fstest.MapFS {
@@ -161,6 +175,19 @@ func BenchmarkRenderStep(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			if _, err := rd.Fingerprint(ctx, root.FS(), rel, step); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	// As over a Git tree: files are checked by content ID, unread.
+	b.Run("fingerprint-content-id", func(b *testing.B) {
+		rd, repo := New(), idFS{copyRepo(b)}
+		if _, err := rd.Render(ctx, repo, rel, step); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := rd.Fingerprint(ctx, repo, rel, step); err != nil {
 				b.Fatal(err)
 			}
 		}

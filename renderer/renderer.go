@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"hash"
 	"io/fs"
 	"maps"
 	"path"
@@ -17,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"weak"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/kustomize/api/krusty"
@@ -136,6 +138,8 @@ var versionScoped = map[string]bool{
 type Renderer struct {
 	mu  sync.Mutex
 	inv map[string]*inventory // release ID + version + version spec -> last inventory
+	// specs are the memos of the releases rendered, by weak pointer.
+	specs map[weak.Pointer[specs.Release]]*specMemo
 	// builds holds one token per kustomize build running.
 	builds chan struct{}
 	// parts holds the versions' parts of the steps of releases in progress.
@@ -154,6 +158,7 @@ type renderCounts struct {
 func New() *Renderer {
 	return &Renderer{
 		inv:    map[string]*inventory{},
+		specs:  map[weak.Pointer[specs.Release]]*specMemo{},
 		builds: make(chan struct{}, runtime.GOMAXPROCS(0)),
 		parts:  newPartCache(maxPartReleases),
 	}
@@ -404,13 +409,14 @@ func (rd *Renderer) prepare(ctx context.Context, lfs *layeredFS, rel *specs.Rele
 		Routes:    HTTPRouteNames(rel),
 		digest:    &digestMemo{},
 	}
+	memo := rd.memoOf(rel)
 	invs := make([]*inventory, len(live))
 	for i, v := range live {
 		ver := rel.Version(v)
 		if ver == nil {
 			return nil, nil, fmt.Errorf("render %s step %s: version %q is not in spec.versions", rel.ID(), step.Name, v)
 		}
-		inv, err := rd.inventory(ctx, lfs, base, rel, ver)
+		inv, err := rd.inventory(ctx, lfs, base, rel, memo, ver)
 		if err != nil {
 			return nil, nil, fmt.Errorf("render %s version %s: %w", rel.ID(), v, err)
 		}
@@ -422,7 +428,11 @@ func (rd *Renderer) prepare(ctx context.Context, lfs *layeredFS, rel *specs.Rele
 		out.Workloads[v] = inv.deployment + "-" + v
 		out.Revisions[v] = inv.revision
 	}
-	key, err := renderKey(rel, step, invs)
+	h, err := memo.definition(rel)
+	if err != nil {
+		return nil, nil, fmt.Errorf("render %s step %s: render key: %w", rel.ID(), step.Name, err)
+	}
+	key, err := renderKey(h, step, invs)
 	if err != nil {
 		return nil, nil, fmt.Errorf("render %s step %s: %w", rel.ID(), step.Name, err)
 	}
@@ -432,14 +442,11 @@ func (rd *Renderer) prepare(ctx context.Context, lfs *layeredFS, rel *specs.Rele
 
 // renderKey identifies everything a step's render depends on: the
 // release's definition, the step, and the content its versions read
-// (their inventories' revisions).
-func renderKey(rel *specs.Release, step specs.Step, invs []*inventory) (string, error) {
-	h := sha256.New()
-	enc := json.NewEncoder(h)
-	for _, v := range []any{rel.Metadata, rel.Spec, step} {
-		if err := enc.Encode(v); err != nil {
-			return "", fmt.Errorf("render key: %w", err)
-		}
+// (their inventories' revisions). h has hashed the release's definition
+// (specMemo.definition).
+func renderKey(h hash.Hash, step specs.Step, invs []*inventory) (string, error) {
+	if err := json.NewEncoder(h).Encode(step); err != nil {
+		return "", fmt.Errorf("render key: %w", err)
 	}
 	for _, inv := range invs {
 		fmt.Fprintf(h, "%s\x00", inv.revision)
@@ -458,7 +465,7 @@ func (rd *Renderer) Revision(ctx context.Context, repo fs.FS, rel *specs.Release
 	if ver == nil {
 		return "", fmt.Errorf("revision of %s: version %q is not in spec.versions", rel.ID(), version)
 	}
-	inv, err := rd.inventory(ctx, newLayeredFS(repo), path.Join(genDir, rel.Metadata.Namespace, rel.Metadata.Name), rel, ver)
+	inv, err := rd.inventory(ctx, newLayeredFS(repo), path.Join(genDir, rel.Metadata.Namespace, rel.Metadata.Name), rel, rd.memoOf(rel), ver)
 	if err != nil {
 		return "", fmt.Errorf("revision of %s version %s: %w", rel.ID(), version, err)
 	}
@@ -486,22 +493,22 @@ func versionTransformers(v string) []string {
 // resources it has (so a step can split shared from per-version ones),
 // its Deployment and containers, and the files it read (its revision). A
 // cached inventory is reused while every file it read is unchanged.
-func (rd *Renderer) inventory(ctx context.Context, lfs *layeredFS, base string, rel *specs.Release, ver *specs.Version) (*inventory, error) {
+func (rd *Renderer) inventory(ctx context.Context, lfs *layeredFS, base string, rel *specs.Release, memo *specMemo, ver *specs.Version) (*inventory, error) {
 	// Keyed by the version's JSON, which its YAML (in the revision) is
 	// made from: marshalling YAML on every look-up cost more than the
 	// look-up.
-	js, err := json.Marshal(ver)
+	vk, err := memo.version(rel, ver)
 	if err != nil {
-		return nil, fmt.Errorf("marshal version: %w", err)
+		return nil, err
 	}
-	key := rel.ID() + "\x00" + rel.SourceOf(ver) + "\x00" + string(js)
+	key := vk.key
 	rd.mu.Lock()
 	cached := rd.inv[key]
 	rd.mu.Unlock()
 	if cached != nil && cached.current(lfs) {
 		return cached, nil
 	}
-	spec, err := yaml.JSONToYAML(js) // what yaml.Marshal(ver) is
+	spec, err := yaml.JSONToYAML(vk.json()) // what yaml.Marshal(ver) is
 	if err != nil {
 		return nil, fmt.Errorf("marshal version: %w", err)
 	}
@@ -526,6 +533,9 @@ type inventory struct {
 	containers []string
 	revision   string
 	files      map[string][sha256.Size]byte
+	// paths are the files' names, sorted: what the content ID is asked
+	// of at every check, kept rather than gathered from files each time.
+	paths []string
 	// contentID names the files read by their Git object hashes, when the
 	// repository is a Git tree: checking it reads no file.
 	contentID string
@@ -537,15 +547,11 @@ type contentIDer interface {
 	ContentID(paths ...string) (string, error)
 }
 
-// contentIDOf is the content ID of files, "" when the repository has none.
-func contentIDOf(lfs *layeredFS, files map[string][sha256.Size]byte) string {
+// contentIDOf is the content ID of paths, "" when the repository has none.
+func contentIDOf(lfs *layeredFS, paths []string) string {
 	ider, ok := lfs.repo.(contentIDer)
-	if !ok || len(files) == 0 {
+	if !ok || len(paths) == 0 {
 		return ""
-	}
-	paths := make([]string, 0, len(files))
-	for f := range files {
-		paths = append(paths, f)
 	}
 	id, err := ider.ContentID(paths...)
 	if err != nil {
@@ -556,7 +562,7 @@ func contentIDOf(lfs *layeredFS, files map[string][sha256.Size]byte) string {
 
 func (inv *inventory) current(lfs *layeredFS) bool {
 	if inv.contentID != "" {
-		return contentIDOf(lfs, inv.files) == inv.contentID
+		return contentIDOf(lfs, inv.paths) == inv.contentID
 	}
 	for f, sum := range inv.files {
 		data, err := lfs.ReadFile("/" + f)
@@ -594,7 +600,8 @@ func (rd *Renderer) takeInventory(ctx context.Context, lfs *layeredFS, base stri
 		h.Write(data)
 	}
 	inv.revision = hex.EncodeToString(h.Sum(nil))[:16]
-	inv.contentID = contentIDOf(lfs, inv.files)
+	inv.paths = slices.Sorted(maps.Keys(inv.files))
+	inv.contentID = contentIDOf(lfs, inv.paths)
 
 	var deployments []string
 	targets := map[string]string{} // Deployment -> the autoscaler scaling it
