@@ -42,7 +42,7 @@ func (a *Applier) Diff(ctx context.Context, set Set) (*DiffResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	items, err := prepare(set, a.annotations)
+	items, err := prepare(set, a.annotations, a.shardLabel(set.Owner))
 	if err != nil {
 		return nil, fmt.Errorf("release %s: %w", release, err)
 	}
