@@ -450,6 +450,8 @@ func runController(ctx context.Context, stderr io.Writer, fl *runFlags) error {
 			start := time.Now()
 			if err := applier.WatchLive(ctx); err != nil {
 				log.Warn("not watching live objects; every apply lists them", "err", err)
+			} else if shards != nil {
+				log.Info("watching the live objects of the shards held, as they are gained")
 			} else {
 				log.Info("watching live objects", "synced_in", time.Since(start).Round(time.Millisecond))
 			}
