@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -127,11 +128,16 @@ func TestShardWatches(t *testing.T) {
 		gain, lose               int // shard+1, 0 for none
 		set                      Set
 		created, updated, pruned []string
-		reads                    bool // the apply reads the cluster
+		reads                    bool   // the apply reads the cluster
+		err                      string // in the error, when one is expected
 	}{
 		{name: "create A", set: configMapSet(ns, relA, relA+"-x", relA+"-y"), created: []string{"ConfigMap NS/" + relA + "-x", "ConfigMap NS/" + relA + "-y"},
 			reads: true}, // a GET per object created: the watches hold only shard A
 		{name: "A unchanged", set: configMapSet(ns, relA, relA+"-x", relA+"-y")},
+		// An object of a release of a shard not held is not in the
+		// watches: it is read, and refused.
+		{name: "A takes B's", set: configMapSet(ns, relA, relA+"-x", relA+"-y", relB+"-x"), reads: true,
+			err: "ConfigMap " + ns + "/" + relB + "-x already belongs to release " + idB},
 		{name: "prune A", set: configMapSet(ns, relA, relA+"-x"), pruned: []string{"ConfigMap NS/" + relA + "-y"}},
 		{name: "gain B", gain: shardB + 1, set: configMapSet(ns, relB, relB+"-x")},
 		{name: "prune B", set: configMapSet(ns, relB), pruned: []string{"ConfigMap NS/" + relB + "-x"}},
@@ -148,7 +154,10 @@ func TestShardWatches(t *testing.T) {
 		}
 		counter.Reset()
 		res, err := a.Apply(ctx, st.set, ApplyOptions{})
-		if err != nil {
+		switch {
+		case st.err != "" && (err == nil || !strings.Contains(err.Error(), st.err)):
+			t.Fatalf("%s: error = %v, want one containing %q", st.name, err, st.err)
+		case st.err == "" && err != nil:
 			t.Fatalf("%s: %v", st.name, err)
 		}
 		checkRefs(t, st.name+": created", res.Created, ns, st.created)
