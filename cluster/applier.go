@@ -166,7 +166,6 @@ func New(cfg *rest.Config, opts Options) (*Applier, error) {
 		log:          opts.Log,
 		pruneKinds:   opts.PruneKinds,
 		annotations:  maps.Clone(opts.Annotations),
-		cache:        &liveCache{shards: opts.Shards, gained: map[int]bool{}, watches: map[int]*shardWatch{}},
 	}
 	if a.fieldManager == "" {
 		a.fieldManager = DefaultFieldManager
@@ -177,6 +176,7 @@ func New(cfg *rest.Config, opts Options) (*Applier, error) {
 	if a.pruneKinds == nil {
 		a.pruneKinds = DefaultPruneKinds()
 	}
+	a.cache = &liveCache{log: a.log, shards: opts.Shards, gained: map[int]bool{}, watches: map[int]*shardWatch{}}
 	return a, nil
 }
 

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -43,6 +45,7 @@ func ShardLabel(i, n int) string {
 // Writes update the cache at once, so the next Apply does not wait for the
 // watch to catch up.
 type liveCache struct {
+	log *slog.Logger
 	// shards is the Applier's number of shards; at most 1, one
 	// cluster-wide watch per kind is watches[0].
 	shards int
@@ -65,6 +68,10 @@ type shardWatch struct {
 	// ready is closed once every watch has synced and the strays are
 	// listed; until then Apply waits for it, a while.
 	ready chan struct{}
+	// late is set once an Apply gave up waiting for ready: the others
+	// list at once rather than each wait in turn (a watch the RBAC
+	// forbids never syncs).
+	late atomic.Bool
 	// strays are the releases (releaseKey) with objects of this shard
 	// that the watches do not see: without LabelShard, or labelled under
 	// another number of shards. Their applies list, until one succeeds.
@@ -211,7 +218,7 @@ func (a *Applier) syncShard(ctx context.Context, w *shardWatch) error {
 	sel := LabelManagedBy + "=" + specs.ManagedByValue + "," + LabelShard + "=" + ShardLabel(w.shard, n)
 	// A failed discovery is retried: the shard is held until lost.
 	var kinds map[schema.GroupKind]cache.SharedIndexInformer
-	if err := retrying(ctx, func() error {
+	if err := retrying(ctx, a.log.With("shard", w.shard), "watch the live objects of a shard", func() error {
 		var err error
 		kinds, err = a.informers(ctx, sel)
 		return err
@@ -225,7 +232,7 @@ func (a *Applier) syncShard(ctx context.Context, w *shardWatch) error {
 		return err
 	}
 	var strays map[string]bool
-	if err := retrying(ctx, func() error {
+	if err := retrying(ctx, a.log.With("shard", w.shard), "list the strays of a shard", func() error {
 		var err error
 		strays, err = a.listStrays(ctx, w)
 		return err
@@ -240,12 +247,15 @@ func (a *Applier) syncShard(ctx context.Context, w *shardWatch) error {
 }
 
 // retrying calls fn until it succeeds or ctx ends, backing off up to a
-// minute between calls.
-func retrying(ctx context.Context, fn func() error) error {
+// minute between calls, and logs each failure.
+func retrying(ctx context.Context, log *slog.Logger, what string, fn func() error) error {
 	var last error
 	backoff := wait.Backoff{Duration: time.Second, Factor: 2, Steps: 1 << 30, Cap: time.Minute}
 	err := wait.ExponentialBackoffWithContext(ctx, backoff, func(context.Context) (bool, error) {
 		last = fn()
+		if last != nil && ctx.Err() == nil {
+			log.Warn("retrying after an error", "op", what, "err", last)
+		}
 		return last == nil, nil
 	})
 	if err != nil && last != nil {
@@ -442,6 +452,9 @@ func (c *liveCache) forRelease(ctx context.Context, owner map[string]string) *sh
 		return nil
 	}
 	if !w.isReady() {
+		if w.late.Load() {
+			return nil
+		}
 		t := time.NewTimer(shardSyncWait)
 		defer t.Stop()
 		select {
@@ -451,6 +464,9 @@ func (c *liveCache) forRelease(ctx context.Context, owner map[string]string) *sh
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+			if !w.late.Swap(true) {
+				c.log.Warn("the watches of a shard have not synced: its applies list its objects until they do", "shard", w.shard, "waited", shardSyncWait)
+			}
 			return nil
 		}
 	}
