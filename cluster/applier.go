@@ -176,7 +176,7 @@ func New(cfg *rest.Config, opts Options) (*Applier, error) {
 	if a.pruneKinds == nil {
 		a.pruneKinds = DefaultPruneKinds()
 	}
-	a.cache = &liveCache{log: a.log, shards: opts.Shards, gained: map[int]bool{}, watches: map[int]*shardWatch{}}
+	a.cache = &liveCache{log: a.log, syncWait: shardSyncWait, shards: opts.Shards, gained: map[int]bool{}, watches: map[int]*shardWatch{}}
 	return a, nil
 }
 

@@ -46,6 +46,9 @@ func ShardLabel(i, n int) string {
 // watch to catch up.
 type liveCache struct {
 	log *slog.Logger
+	// syncWait is how long an Apply waits for its shard's watches
+	// (shardSyncWait).
+	syncWait time.Duration
 	// shards is the Applier's number of shards; at most 1, one
 	// cluster-wide watch per kind is watches[0].
 	shards int
@@ -455,7 +458,7 @@ func (c *liveCache) forRelease(ctx context.Context, owner map[string]string) *sh
 		if w.late.Load() {
 			return nil
 		}
-		t := time.NewTimer(shardSyncWait)
+		t := time.NewTimer(c.syncWait)
 		defer t.Stop()
 		select {
 		case <-w.ready:
@@ -465,7 +468,7 @@ func (c *liveCache) forRelease(ctx context.Context, owner map[string]string) *sh
 			return nil
 		case <-t.C:
 			if !w.late.Swap(true) {
-				c.log.Warn("the watches of a shard have not synced: its applies list its objects until they do", "shard", w.shard, "waited", shardSyncWait)
+				c.log.Warn("the watches of a shard have not synced: its applies list its objects until they do", "shard", w.shard, "waited", c.syncWait)
 			}
 			return nil
 		}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -280,5 +281,42 @@ func TestShardStrays(t *testing.T) {
 				t.Errorf("second apply: %d requests (%v), want none", n, counter.Snapshot())
 			}
 		})
+	}
+}
+
+// TestShardWatchesLate: an Apply of a shard whose watches have not synced
+// waits for them a while, then lists; once one has given up, the next
+// lists at once.
+func TestShardWatchesLate(t *testing.T) {
+	ns := newNamespace(t)
+	ctx := testContext(t)
+	const shard = 2
+	rel := releaseInShard(t, ns, shard, testShards)
+	cfg, counter := CountingConfig(testEnv.Env(t).RESTConfig())
+	a, err := New(cfg, Options{Log: testLogger(t), Shards: testShards})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Watches that never sync, as when the RBAC forbids them.
+	stuck := &shardWatch{shard: shard, ready: make(chan struct{}), done: ctx.Done(), cancel: func() {}, strays: map[string]bool{}}
+	a.cache.watches[shard] = stuck
+	a.cache.syncWait = 50 * time.Millisecond
+
+	set := configMapSet(ns, rel, rel+"-x")
+	for i, want := range []string{"created", "unchanged"} {
+		counter.Reset()
+		res, err := a.Apply(ctx, set, ApplyOptions{})
+		if err != nil {
+			t.Fatalf("apply %d: %v", i, err)
+		}
+		if got := len(res.Created) + len(res.Unchanged); got != 1 || (want == "created") != (len(res.Created) == 1) {
+			t.Errorf("apply %d: %+v, want the ConfigMap %s", i, res, want)
+		}
+		if counter.Count("GET") == 0 {
+			t.Errorf("apply %d: no reads, want a LIST per kind", i)
+		}
+		if !stuck.late.Load() {
+			t.Errorf("apply %d: the watches are not marked late", i)
+		}
 	}
 }
