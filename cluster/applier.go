@@ -76,6 +76,11 @@ type Options struct {
 	// Annotations are set on every object applied, after the object's own
 	// (the controller sets AnnotationController).
 	Annotations map[string]string
+	// Shards, above 1, is the number of shards releases are spread over
+	// (leader.ShardOf): every object applied carries LabelShard, and
+	// WatchLive watches only the shards ShardGained names. At most 1,
+	// objects get no shard label and WatchLive watches all of them.
+	Shards int
 }
 
 // Applier applies sets of objects to one cluster. It is safe for
@@ -87,7 +92,8 @@ type Applier struct {
 	log          *slog.Logger
 	pruneKinds   []schema.GroupKind
 	annotations  map[string]string
-	// cache, once WatchLive has synced, serves reads of the prune kinds.
+	// cache, once WatchLive has synced (sharded: for a release's shard),
+	// serves reads of the prune kinds.
 	cache *liveCache
 	// onChange is told about every change the watches see.
 	onChange atomic.Pointer[func(namespace, release string, spec bool)]
@@ -170,6 +176,7 @@ func New(cfg *rest.Config, opts Options) (*Applier, error) {
 	if a.pruneKinds == nil {
 		a.pruneKinds = DefaultPruneKinds()
 	}
+	a.cache = &liveCache{log: a.log, syncWait: shardSyncWait, shards: opts.Shards, gained: map[int]bool{}, watches: map[int]*shardWatch{}}
 	return a, nil
 }
 
@@ -249,7 +256,7 @@ func (a *Applier) Apply(ctx context.Context, set Set, opts ApplyOptions) (*Resul
 	if err != nil {
 		return res, err
 	}
-	items, err := prepare(set, a.annotations)
+	items, err := prepare(set, a.annotations, a.shardLabel(set.Owner))
 	if err != nil {
 		return res, fmt.Errorf("release %s: %w", release, err)
 	}
@@ -282,6 +289,9 @@ func (a *Applier) Apply(ctx context.Context, set Set, opts ApplyOptions) (*Resul
 	}
 	if err := a.round(ctx, r, rest, a.pruneKinds); err != nil {
 		return res, fmt.Errorf("release %s: %w", release, err)
+	}
+	if !opts.DryRun {
+		a.cache.settled(set.Owner)
 	}
 	return res, nil
 }
@@ -502,8 +512,9 @@ func (a *Applier) readLive(ctx context.Context, r *run, kinds []*meta.RESTMappin
 	}
 	var jobs []*job
 	live := map[objKey]*unstructured.Unstructured{}
+	w := a.cache.forRelease(ctx, r.ownerLabels)
 	for _, m := range kinds {
-		if cached, ok := a.cache.objects(m.GroupVersionKind.GroupKind(), r.ownerLabels, r.owner, r.namespaces); ok {
+		if cached, ok := w.objects(m.GroupVersionKind.GroupKind(), r.ownerLabels, r.owner, r.namespaces); ok {
 			for _, u := range cached {
 				live[keyOf(u)] = u
 			}
@@ -583,9 +594,10 @@ func (a *Applier) classify(ctx context.Context, release string, it *item, live m
 	cur, ok := live[it.key]
 	if !ok {
 		// Not labelled as ours: it may still exist, unlabelled or owned by
-		// another release. The cache holds every release's objects, so
-		// only an object without Sluice's labels can hide from it; applying
-		// takes that one over just the same.
+		// another release. Not sharded, the cache holds every release's
+		// objects, so only an object without Sluice's labels can hide from
+		// it; applying takes that one over just the same. Sharded, it holds
+		// only the shards held: an object it lacks is read.
 		got, cached := a.cache.get(it.key.gk, it.ref.Namespace, it.ref.Name)
 		if cached && got == nil {
 			it.action = actCreate
@@ -722,7 +734,7 @@ func (a *Applier) Controller(ctx context.Context, set Set) (ref ObjectRef, value
 	if err != nil {
 		return ObjectRef{}, "", false, err
 	}
-	items, err := prepare(set, nil)
+	items, err := prepare(set, nil, "")
 	if err != nil {
 		return ObjectRef{}, "", false, fmt.Errorf("release %s: %w", release, err)
 	}

@@ -2,12 +2,15 @@ package cluster
 
 import (
 	"context"
+	"maps"
 	"strings"
 	"testing"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 )
@@ -141,4 +144,53 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 	}
 	return nil
+}
+
+// TestTrimmer checks what the watches keep of an object: no managed
+// fields or kubectl copy, and a status only where a readiness check reads
+// it.
+func TestTrimmer(t *testing.T) {
+	cases := []struct {
+		gvk        schema.GroupVersionKind
+		keepStatus bool
+	}{
+		{gvk: schema.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"}, keepStatus: true},
+		{gvk: schema.GroupVersionKind{Group: "gateway.networking.k8s.io", Version: "v1", Kind: "HTTPRoute"}, keepStatus: true},
+		{gvk: schema.GroupVersionKind{Version: "v1", Kind: "Service"}},
+		{gvk: schema.GroupVersionKind{Group: "autoscaling", Version: "v2", Kind: "HorizontalPodAutoscaler"}},
+		{gvk: schema.GroupVersionKind{Group: "networking.istio.io", Version: "v1", Kind: "VirtualService"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.gvk.Kind, func(t *testing.T) {
+			u := &unstructured.Unstructured{Object: map[string]any{
+				"metadata": map[string]any{
+					"name":          "x",
+					"annotations":   map[string]any{lastApplied: "{}", AnnotationAppliedHash: "sha256:1"},
+					"managedFields": []any{map[string]any{"manager": "sluice"}},
+				},
+				"spec":   map[string]any{"a": "b"},
+				"status": map[string]any{"c": "d"},
+			}}
+			got, err := trimmer(tc.gvk)(u)
+			if err != nil {
+				t.Fatal(err)
+			}
+			u = got.(*unstructured.Unstructured)
+			if u.GroupVersionKind() != tc.gvk {
+				t.Errorf("kind = %v, want %v", u.GroupVersionKind(), tc.gvk)
+			}
+			if u.GetManagedFields() != nil {
+				t.Error("managed fields kept")
+			}
+			if want := map[string]string{AnnotationAppliedHash: "sha256:1"}; !maps.Equal(u.GetAnnotations(), want) {
+				t.Errorf("annotations = %v, want %v", u.GetAnnotations(), want)
+			}
+			if _, has := u.Object["spec"]; !has {
+				t.Error("spec dropped")
+			}
+			if _, has := u.Object["status"]; has != tc.keepStatus {
+				t.Errorf("status kept: %v, want %v", has, tc.keepStatus)
+			}
+		})
+	}
 }

@@ -30,5 +30,6 @@ func (a *Applier) Delete(ctx context.Context, owner map[string]string) (*Result,
 	if err := a.round(ctx, r, nil, a.pruneKinds); err != nil {
 		return res, fmt.Errorf("delete release %s: %w", release, err)
 	}
+	a.cache.settled(owner)
 	return res, nil
 }

@@ -42,7 +42,7 @@ func (a *Applier) Diff(ctx context.Context, set Set) (*DiffResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	items, err := prepare(set, a.annotations)
+	items, err := prepare(set, a.annotations, a.shardLabel(set.Owner))
 	if err != nil {
 		return nil, fmt.Errorf("release %s: %w", release, err)
 	}
@@ -132,7 +132,8 @@ func (a *Applier) Diff(ctx context.Context, set Set) (*DiffResult, error) {
 // Normalize is an object as people compare it: without what the server
 // keeps for itself (status, managed fields, resource version, generation,
 // UID, creation time), without Sluice's applied hash, which changes
-// whenever anything does, and without the controller's mark.
+// whenever anything does, without the controller's mark, and without
+// kubectl's last-applied copy (the watches drop it).
 func Normalize(u *unstructured.Unstructured) map[string]any {
 	if u == nil {
 		return nil
@@ -144,6 +145,7 @@ func Normalize(u *unstructured.Unstructured) map[string]any {
 	}
 	unstructured.RemoveNestedField(c.Object, "metadata", "annotations", AnnotationAppliedHash)
 	unstructured.RemoveNestedField(c.Object, "metadata", "annotations", AnnotationController)
+	unstructured.RemoveNestedField(c.Object, "metadata", "annotations", lastApplied)
 	if ann, ok, _ := unstructured.NestedMap(c.Object, "metadata", "annotations"); ok && len(ann) == 0 {
 		unstructured.RemoveNestedField(c.Object, "metadata", "annotations")
 	}

@@ -108,15 +108,15 @@ func validateOwner(owner map[string]string) (string, error) {
 	return release, nil
 }
 
-// prepare copies the set's objects, stamps the owner labels and the hash
-// annotation on them, and sorts them in dependency order. The caller's
-// objects are not modified.
-func prepare(set Set, annotations map[string]string) ([]*item, error) {
+// prepare copies the set's objects, stamps the owner labels, the shard
+// label (when not "") and the hash annotation on them, and sorts them in
+// dependency order. The caller's objects are not modified.
+func prepare(set Set, annotations map[string]string, shard string) ([]*item, error) {
 	var errs []error
 	seen := map[objKey]int{}
 	items := make([]*item, 0, len(set.Objects))
 	for i, src := range set.Objects {
-		it, err := prepareOne(src, set.Owner, annotations)
+		it, err := prepareOne(src, set.Owner, annotations, shard)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("object %d: %w", i, err))
 			continue
@@ -140,7 +140,7 @@ func prepare(set Set, annotations map[string]string) ([]*item, error) {
 	return items, nil
 }
 
-func prepareOne(src *unstructured.Unstructured, owner, annotations map[string]string) (*item, error) {
+func prepareOne(src *unstructured.Unstructured, owner, annotations map[string]string, shard string) (*item, error) {
 	if src == nil {
 		return nil, errors.New("nil object")
 	}
@@ -167,6 +167,11 @@ func prepareOne(src *unstructured.Unstructured, owner, annotations map[string]st
 			return nil, fmt.Errorf("%s: label %s=%q conflicts with the release's owner label %s=%q", ref, k, cur, k, v)
 		}
 		lbls[k] = v
+	}
+	// The shard label is not an owner label: pruning must still find the
+	// release's objects labelled under another number of shards, or none.
+	if shard != "" {
+		lbls[LabelShard] = shard
 	}
 	u.SetLabels(lbls)
 	ann := u.GetAnnotations()

@@ -23,7 +23,7 @@ func TestPrepare(t *testing.T) {
 	// Server-owned fields a caller might pass along from a read.
 	objs[0].SetResourceVersion("42")
 	objs[0].Object["status"] = map[string]any{}
-	items, err := prepare(Set{Owner: owner("shop", "shop"), Objects: objs}, nil)
+	items, err := prepare(Set{Owner: owner("shop", "shop"), Objects: objs}, nil, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func TestPrepare(t *testing.T) {
 	}
 
 	// The same set prepares to the same hashes.
-	again, err := prepare(Set{Owner: owner("shop", "shop"), Objects: objs}, nil)
+	again, err := prepare(Set{Owner: owner("shop", "shop"), Objects: objs}, nil, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -114,6 +114,27 @@ func TestRBAC(t *testing.T) {
 		applyGatewayAPIRelease(ctx, t, a, newNamespace(t))
 	})
 
+	t.Run("sharded", func(t *testing.T) {
+		// The watches of one shard, and the LIST of strays made when it
+		// is gained, are allowed to the ServiceAccount too.
+		a, err := New(saCfg, Options{Log: testLogger(t), Shards: testShards})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.WatchLive(ctx); err != nil {
+			t.Fatal(err)
+		}
+		rns := newNamespace(t)
+		rel := releaseInShard(t, rns, 0, testShards)
+		a.ShardGained(0)
+		awaitShard(t, ctx, a, 0)
+		res, err := a.Apply(ctx, configMapSet(rns, rel, rel+"-x"), ApplyOptions{})
+		if err != nil {
+			t.Fatalf("apply as the sluice ServiceAccount: %v", err)
+		}
+		checkRefs(t, "created", res.Created, rns, []string{"ConfigMap NS/" + rel + "-x"})
+	})
+
 	forbidden := []struct {
 		name string
 		call func() error

@@ -8,6 +8,10 @@ const (
 	ManagedByValue        = "sluice"
 	LabelRelease          = "sluice.dev/release"
 	LabelReleaseNamespace = "sluice.dev/release-namespace"
+	// LabelShard is set, with sharding on, to the shard of the release
+	// under the number of shards ("<i>-of-<n>"), so that each replica
+	// watches only its shards' objects. It is not an owner label.
+	LabelShard = "sluice.dev/shard"
 )
 
 // AnnotationOnDelete, in a release's metadata.annotations, says what

@@ -294,8 +294,10 @@ func runController(ctx context.Context, stderr io.Writer, fl *runFlags) error {
 	}
 	// The mark on every object it applies tells `sluice apply` that this
 	// controller manages the release, and which Git branch it follows.
+	// With shards, every object applied is labelled with its shard, and
+	// the watches of live objects follow the shards held.
 	applier, err := cluster.New(restCfg, cluster.Options{Log: log.With("component", "cluster"),
-		Annotations: map[string]string{cluster.AnnotationController: repo.URL() + " " + repo.Branch()}})
+		Annotations: map[string]string{cluster.AnnotationController: repo.URL() + " " + repo.Branch()}, Shards: fl.shards})
 	if err != nil {
 		return err
 	}
@@ -385,8 +387,8 @@ func runController(ctx context.Context, stderr io.Writer, fl *runFlags) error {
 		shards, err = leader.NewShards(leader.ShardsConfig{
 			Client: leader.NewLeases(leaseDyn), Namespace: fl.leaseNamespace, Name: fl.leaseID, Shards: fl.shards, Identity: identity,
 			LeaseDuration: fl.leaseDuration, RenewDeadline: fl.renewDeadline, RetryPeriod: fl.retryPeriod,
-			OnGain: func(i int) { rec.ShardGained(i); shardsHeld() },
-			OnLoss: func(i int) { rec.ShardLost(i); shardsHeld() },
+			OnGain: func(i int) { applier.ShardGained(i); rec.ShardGained(i); shardsHeld() },
+			OnLoss: func(i int) { rec.ShardLost(i); applier.ShardLost(i); shardsHeld() },
 			Log:    log.With("component", "shards"),
 		})
 		if err != nil {
@@ -448,6 +450,8 @@ func runController(ctx context.Context, stderr io.Writer, fl *runFlags) error {
 			start := time.Now()
 			if err := applier.WatchLive(ctx); err != nil {
 				log.Warn("not watching live objects; every apply lists them", "err", err)
+			} else if shards != nil {
+				log.Info("watching the live objects of the shards held, as they are gained")
 			} else {
 				log.Info("watching live objects", "synced_in", time.Since(start).Round(time.Millisecond))
 			}
