@@ -404,6 +404,9 @@ func (a *Applier) round(ctx context.Context, r *run, items []*item, pruneKinds [
 	if len(errs) > 0 {
 		return fmt.Errorf("the API server rejected %d object(s), none of them was written:\n%w", len(errs), errors.Join(errs...))
 	}
+	if err := a.checkUnseen(ctx, release, writes); err != nil {
+		return err
+	}
 
 	for _, it := range writes {
 		if !r.opts.DryRun {
@@ -603,6 +606,12 @@ func (a *Applier) classify(ctx context.Context, release string, it *item, live m
 			it.action = actCreate
 			return nil
 		}
+		if !cached && it.key.gk != httpRouteKind {
+			// The dry run, made anyway, says whether it exists: only then
+			// is it read (checkUnseen), not before every creation.
+			it.action, it.unseen = actCreate, true
+			return nil
+		}
 		if !cached {
 			var err error
 			got, err = a.dyn.Resource(it.mapping.Resource).Namespace(it.ref.Namespace).Get(ctx, it.ref.Name, metav1.GetOptions{})
@@ -615,14 +624,9 @@ func (a *Applier) classify(ctx context.Context, release string, it *item, live m
 			}
 		}
 		cur = got
-		have, want := cur.GetLabels(), it.obj.GetLabels()
-		for _, k := range []string{LabelRelease, LabelReleaseNamespace} {
-			if v, ok := have[k]; ok && v != want[k] {
-				return fmt.Errorf("%s already belongs to release %s/%s; two releases must not render the same object",
-					it.ref, have[LabelReleaseNamespace], have[LabelRelease])
-			}
+		if err := a.takeOver(release, it, cur); err != nil {
+			return err
 		}
-		a.log.Info("taking over an object without the release's owner labels", "release", release, "object", it.ref.String())
 	}
 	it.action = actUpdate
 	if it.key.gk == httpRouteKind {
@@ -634,6 +638,43 @@ func (a *Applier) classify(ctx context.Context, release string, it *item, live m
 	it.drift = compareFields(it.ref, it.obj.Object, cur.Object)
 	if len(it.drift) == 0 {
 		it.action = actUnchanged
+	}
+	return nil
+}
+
+// takeOver refuses an object of another release, and says when the
+// release takes one over that had no owner labels.
+func (a *Applier) takeOver(release string, it *item, cur *unstructured.Unstructured) error {
+	have, want := cur.GetLabels(), it.obj.GetLabels()
+	for _, k := range []string{LabelRelease, LabelReleaseNamespace} {
+		if v, ok := have[k]; ok && v != want[k] {
+			return fmt.Errorf("%s already belongs to release %s/%s; two releases must not render the same object",
+				it.ref, have[LabelReleaseNamespace], have[LabelRelease])
+		}
+	}
+	a.log.Info("taking over an object without the release's owner labels", "release", release, "object", it.ref.String())
+	return nil
+}
+
+// checkUnseen reads the unseen items the dry run found existing (a new
+// object has no resource version yet) and refuses those of another
+// release; the others are updates.
+func (a *Applier) checkUnseen(ctx context.Context, release string, items []*item) error {
+	for _, it := range items {
+		if !it.unseen || it.dryRunRV == "" {
+			continue
+		}
+		cur, err := a.dyn.Resource(it.mapping.Resource).Namespace(it.ref.Namespace).Get(ctx, it.ref.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			continue // gone since: still a creation
+		}
+		if err != nil {
+			return &ObjectError{Object: it.ref, Op: "read", Err: err}
+		}
+		if err := a.takeOver(release, it, cur); err != nil {
+			return err
+		}
+		it.action = actUpdate
 	}
 	return nil
 }
@@ -700,8 +741,12 @@ func (a *Applier) apply(ctx context.Context, it *item, dryRun bool) error {
 		opts.DryRun = []string{metav1.DryRunAll}
 	}
 	got, err := a.dyn.Resource(it.mapping.Resource).Namespace(it.ref.Namespace).Apply(ctx, it.ref.Name, it.obj, opts)
-	if err == nil && !dryRun {
+	switch {
+	case err != nil:
+	case !dryRun:
 		a.cache.stored(it.key.gk, got)
+	case it.unseen:
+		it.dryRunRV = got.GetResourceVersion()
 	}
 	return err
 }

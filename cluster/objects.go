@@ -26,6 +26,10 @@ type item struct {
 	mapping *meta.RESTMapping
 	action  action
 	drift   []Drift
+	// unseen: the watched shards do not hold it, so it may exist under
+	// another shard's release; the dry run's answer tells (dryRunRV).
+	unseen   bool
+	dryRunRV string
 }
 
 // Dependency ranks: an object is applied after every object of a lower
