@@ -194,6 +194,11 @@ type ApplyOptions struct {
 	// DryRun validates the set with the API server (dryRun=All) and reports
 	// what would change, without changing anything.
 	DryRun bool
+	// Urgent lists the release's objects rather than wait for the watches
+	// of its shard when they have not synced yet (a shard just gained): a
+	// release in progress moves on at once, the others wait and then cost
+	// no request.
+	Urgent bool
 }
 
 // ObjectRef names one object.
@@ -515,7 +520,7 @@ func (a *Applier) readLive(ctx context.Context, r *run, kinds []*meta.RESTMappin
 	}
 	var jobs []*job
 	live := map[objKey]*unstructured.Unstructured{}
-	w := a.cache.forRelease(ctx, r.ownerLabels)
+	w := a.cache.forRelease(ctx, r.ownerLabels, r.opts.Urgent)
 	for _, m := range kinds {
 		if cached, ok := w.objects(m.GroupVersionKind.GroupKind(), r.ownerLabels, r.owner, r.namespaces); ok {
 			for _, u := range cached {

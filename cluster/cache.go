@@ -461,8 +461,9 @@ func (w *shardWatch) isReady() bool {
 
 // forRelease returns the watches holding the objects of owner's release,
 // or nil when Apply must list them: nothing watched for its shard, the
-// watches did not sync within shardSyncWait, or the release has strays.
-func (c *liveCache) forRelease(ctx context.Context, owner map[string]string) *shardWatch {
+// watches did not sync within shardSyncWait (or have not synced and the
+// apply is urgent), or the release has strays.
+func (c *liveCache) forRelease(ctx context.Context, owner map[string]string, urgent bool) *shardWatch {
 	c.mu.Lock()
 	w := c.watches[c.shardOf(owner)]
 	c.mu.Unlock()
@@ -470,7 +471,7 @@ func (c *liveCache) forRelease(ctx context.Context, owner map[string]string) *sh
 		return nil
 	}
 	if !w.isReady() {
-		if w.late.Load() {
+		if urgent || w.late.Load() {
 			return nil
 		}
 		t := time.NewTimer(c.syncWait)

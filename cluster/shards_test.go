@@ -325,3 +325,37 @@ func TestShardWatchesLate(t *testing.T) {
 		}
 	}
 }
+
+// TestShardWatchesUrgent: an urgent apply (a release in progress) does not
+// wait for the watches of its shard to sync: it lists at once, and leaves
+// the others to wait for them.
+func TestShardWatchesUrgent(t *testing.T) {
+	ns := newNamespace(t)
+	const shard = 2
+	rel := releaseInShard(t, ns, shard, testShards)
+	cfg, counter := CountingConfig(testEnv.Env(t).RESTConfig())
+	a, err := New(cfg, Options{Log: testLogger(t), Shards: testShards})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Watches that have not synced, and a wait that would outlast the test.
+	ctx, cancel := context.WithTimeout(testContext(t), 30*time.Second)
+	defer cancel()
+	pending := &shardWatch{shard: shard, ready: make(chan struct{}), done: ctx.Done(), cancel: func() {}, strays: map[string]bool{}}
+	a.cache.watches[shard] = pending
+	a.cache.syncWait = time.Hour
+
+	res, err := a.Apply(ctx, configMapSet(ns, rel, rel+"-x"), ApplyOptions{Urgent: true})
+	if err != nil {
+		t.Fatalf("urgent apply: %v", err)
+	}
+	if len(res.Created) != 1 {
+		t.Errorf("urgent apply: %+v, want the ConfigMap created", res)
+	}
+	if counter.Count("GET") == 0 {
+		t.Error("urgent apply: no reads, want a LIST per kind")
+	}
+	if pending.late.Load() {
+		t.Error("an urgent apply marked the watches late; the others would stop waiting for them")
+	}
+}

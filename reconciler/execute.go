@@ -344,7 +344,9 @@ func (rc *run) apply(ctx context.Context, step specs.Step, revision string, forc
 		memo.renderKey = out.Key
 		return out, nil
 	}
-	res, err := rc.r.cfg.Cluster.Apply(ctx, cluster.Set{Owner: out.Owner, Objects: out.Objects}, cluster.ApplyOptions{})
+	// A release in progress does not wait for the watches of a shard just
+	// gained to sync: a takeover moves it on first.
+	res, err := rc.r.cfg.Cluster.Apply(ctx, cluster.Set{Owner: out.Owner, Objects: out.Objects}, cluster.ApplyOptions{Urgent: rel.Spec.Candidate != ""})
 	if err != nil {
 		return nil, fmt.Errorf("apply %s step %s: %w", rel.ID(), step.Name, err)
 	}
