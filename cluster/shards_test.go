@@ -297,15 +297,8 @@ func TestShardWatchesLate(t *testing.T) {
 	ctx := testContext(t)
 	const shard = 2
 	rel := releaseInShard(t, ns, shard, testShards)
-	cfg, counter := CountingConfig(testEnv.Env(t).RESTConfig())
-	a, err := New(cfg, Options{Log: testLogger(t), Shards: testShards})
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Watches that never sync, as when the RBAC forbids them.
-	stuck := &shardWatch{shard: shard, ready: make(chan struct{}), done: ctx.Done(), cancel: func() {}, strays: map[string]bool{}}
-	a.cache.watches[shard] = stuck
-	a.cache.syncWait = 50 * time.Millisecond
+	a, counter, stuck := pendingShardApplier(t, ctx, shard, 50*time.Millisecond)
 
 	set := configMapSet(ns, rel, rel+"-x")
 	for i, want := range []string{"created", "unchanged"} {
@@ -333,17 +326,10 @@ func TestShardWatchesUrgent(t *testing.T) {
 	ns := newNamespace(t)
 	const shard = 2
 	rel := releaseInShard(t, ns, shard, testShards)
-	cfg, counter := CountingConfig(testEnv.Env(t).RESTConfig())
-	a, err := New(cfg, Options{Log: testLogger(t), Shards: testShards})
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Watches that have not synced, and a wait that would outlast the test.
 	ctx, cancel := context.WithTimeout(testContext(t), 30*time.Second)
 	defer cancel()
-	pending := &shardWatch{shard: shard, ready: make(chan struct{}), done: ctx.Done(), cancel: func() {}, strays: map[string]bool{}}
-	a.cache.watches[shard] = pending
-	a.cache.syncWait = time.Hour
+	a, counter, pending := pendingShardApplier(t, ctx, shard, time.Hour)
 
 	res, err := a.Apply(ctx, configMapSet(ns, rel, rel+"-x"), ApplyOptions{Urgent: true})
 	if err != nil {
@@ -358,4 +344,20 @@ func TestShardWatchesUrgent(t *testing.T) {
 	if pending.late.Load() {
 		t.Error("an urgent apply marked the watches late; the others would stop waiting for them")
 	}
+}
+
+// pendingShardApplier returns a sharded Applier, whose requests count,
+// holding shard with watches that have not synced (nor will), and that
+// waits for them up to wait.
+func pendingShardApplier(t *testing.T, ctx context.Context, shard int, wait time.Duration) (*Applier, *RequestCounter, *shardWatch) {
+	t.Helper()
+	cfg, counter := CountingConfig(testEnv.Env(t).RESTConfig())
+	a, err := New(cfg, Options{Log: testLogger(t), Shards: testShards})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &shardWatch{shard: shard, ready: make(chan struct{}), done: ctx.Done(), cancel: func() {}, strays: map[string]bool{}}
+	a.cache.watches[shard] = w
+	a.cache.syncWait = wait
+	return a, counter, w
 }
