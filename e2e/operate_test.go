@@ -166,7 +166,14 @@ func TestBlockedRelease(t *testing.T) {
 	if r := blocked.Reason(); !strings.Contains(r, "exceeded quota") {
 		t.Errorf("reason %q", r)
 	}
-	if m := metricsOf(t, s); !strings.Contains(m, `sluice_releases{phase="Blocked"} 1`) {
+	// The record reaches Git when its push returns; the metrics are
+	// told right after, so they may lag the remote by a moment.
+	var m string
+	err = stack.WaitFor(ctx, 30*time.Second, 100*time.Millisecond, "the Blocked release in the metrics", func(context.Context) (bool, error) {
+		m = metricsOf(t, s)
+		return strings.Contains(m, `sluice_releases{phase="Blocked"} 1`), nil
+	})
+	if err != nil {
 		t.Errorf("metrics lack the Blocked release:\n%s", grep(m, "sluice_releases{"))
 	}
 	waitEvent(t, s.Namespace, "Blocked")
